@@ -1,0 +1,57 @@
+"""seqio Mixtures of ReDial and the MovieLens tasks (registrations only).
+
+| mixture                       | tasks (default rate)                       |
+|-------------------------------|--------------------------------------------|
+| `crs_redial_only_v001`        | ReDial                                     |
+| `crs_redial_sequences_v001`   | ReDial 1, ML sequences 1                   |
+| `crs_redial_tags_v001`        | ReDial 1, ML tags 0.5, ML tags reversed 0.5|
+| `crs_redial_reviews_v001`     | ReDial 1, ML reviews 1                     |
+| `crs_t5cr_v001`               | ReDial 1, sequences 1, tags 0.5,           |
+|                               | tags reversed 0.5, reviews 1 (T5-CR)       |
+
+Rates are equal per *dataset*, as in the paper: ReDial, sequences, tags and
+reviews each get 1, and the two tags tasks share their dataset's 1. Each
+mixture of several tasks has a `..._proportional_v001` variant with
+`seqio.mixing_rate_num_examples` (train examples) instead. Until a task is
+cached, seqio counts its *input* examples, so the reversed tags task (which
+keeps 1 of ~3 tag subsets per movie) weighs as much as the tags task; after
+Beam caching it uses the preprocessed counts. Every mixture has a
+`crs_sample_` twin on the bundled data; `crs_sample_t5cr_v001` is the
+embedded default.
+"""
+
+import seqio
+
+from crs_tasks import movielens  # pylint: disable=unused-import
+from crs_tasks import redial  # pylint: disable=unused-import
+
+# Mixture suffix -> [(task suffix, equal-by-dataset rate)].
+_MIXTURES = {
+    "redial_only": [("redial", 1.0)],
+    "redial_sequences": [("redial", 1.0), ("ml_sequences", 1.0)],
+    "redial_tags": [
+        ("redial", 1.0), ("ml_tags", 0.5), ("ml_tags_reversed", 0.5)
+    ],
+    "redial_reviews": [("redial", 1.0), ("ml_reviews", 1.0)],
+    "t5cr": [
+        ("redial", 1.0),
+        ("ml_sequences", 1.0),
+        ("ml_tags", 0.5),
+        ("ml_tags_reversed", 0.5),
+        ("ml_reviews", 1.0),
+    ],
+}
+
+for _prefix in ("crs", "crs_sample"):
+  for _name, _tasks in _MIXTURES.items():
+    seqio.MixtureRegistry.add(
+        f"{_prefix}_{_name}_v001",
+        [(f"{_prefix}_{task}_v001", rate) for task, rate in _tasks],
+    )
+    if len(_tasks) == 1:
+      continue
+    seqio.MixtureRegistry.add(
+        f"{_prefix}_{_name}_proportional_v001",
+        [f"{_prefix}_{task}_v001" for task, _ in _tasks],
+        default_rate=seqio.mixing_rate_num_examples,
+    )

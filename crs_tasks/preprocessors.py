@@ -1,0 +1,254 @@
+"""Pure tf.data preprocessors of the crs_tasks Tasks.
+
+Each preprocessor maps one example to one example (or filters); the
+docstring of each shows a literal input and the output it becomes. Arguments
+are bound with `functools.partial` in the registration modules
+(`crs_tasks/redial.py`, `crs_tasks/movielens.py`). Cross-example work
+(dialogue splitting, user histories) happens offline in the TFDS builders.
+
+To extend: add a function under its family's banner, with a literal-example
+docstring and a literal-example test in tests/crs_tasks/.
+"""
+
+from collections.abc import Mapping, Sequence
+
+import seqio
+import tensorflow as tf
+
+
+# ================================== Generic ==================================
+
+
+@seqio.map_over_dataset
+def lowercase(
+    ex: Mapping[str, tf.Tensor],
+    features: Sequence[str] = ("inputs", "targets"),
+) -> dict[str, tf.Tensor]:
+  """Lower-cases the UTF-8 string features named in `features`.
+
+  With `features=("inputs", "target_movies")`,
+  `{"inputs": "I liked @ Amélie (2001) @", "target_movies": ["Heat (1995)"],
+  "turn_index": 3}` becomes `{"inputs": "i liked @ amélie (2001) @",
+  "target_movies": ["heat (1995)"], "turn_index": 3}`. Scalar and 1-D string
+  tensors are both fine; features not named pass through unchanged.
+
+  Args:
+    ex: an example.
+    features: names of the string features to lower-case.
+
+  Returns:
+    The example with those features lower-cased (not only ASCII).
+
+  Raises:
+    KeyError: naming a feature in `features` that the example lacks.
+  """
+  out = dict(ex)
+  for name in features:
+    if name not in ex:
+      raise KeyError(
+          f"lowercase: feature {name!r} not in example (has {sorted(ex)})"
+      )
+    out[name] = tf.strings.lower(ex[name], encoding="utf-8")
+  return out
+
+
+# =================================== ReDial ==================================
+# Formatting of the `crs_redial` TFDS examples (one per recommender turn,
+# built offline by `crs_tasks.redial_utils`). The metadata features pass
+# through unchanged for the evaluators.
+
+REDIAL_PREFIX = "redial conversation: "
+REDIAL_TITLE_FEATURES = (
+    "seeker_movies",
+    "recommender_movies",
+    "target_movies",
+    "target_movies_repeated",
+    "context_movies",
+)
+# What the lower-cased ReDial tasks lower-case: text and titles alike, so the
+# titles still match the text.
+REDIAL_TEXT_FEATURES = ("inputs", "targets") + REDIAL_TITLE_FEATURES
+
+
+@seqio.map_over_dataset
+def redial_to_text(
+    ex: Mapping[str, tf.Tensor], prefix: str = REDIAL_PREFIX
+) -> dict[str, tf.Tensor]:
+  """Formats a ReDial turn as `inputs`/`targets`, keeping the metadata.
+
+  `{"context": "[User] Hi [Assistant] Hello", "response": "Try @ Heat (1995)
+  @", "turn_index": 1, "target_movies": ["Heat (1995)"], ...}` becomes
+  `{"inputs": "redial conversation: [User] Hi [Assistant] Hello", "targets":
+  "Try @ Heat (1995) @", "turn_index": 1, "target_movies": ["Heat (1995)"],
+  ...}`. An empty context (the recommender speaks first) gives `inputs`
+  `"redial conversation:"` (the prefix without its trailing space).
+
+  Args:
+    ex: a `crs_redial` example.
+    prefix: task prefix.
+
+  Returns:
+    `inputs` and `targets` plus every other feature except `context` and
+    `response`.
+  """
+  out = {k: v for k, v in ex.items() if k not in ("context", "response")}
+  out["inputs"] = tf.strings.strip(tf.strings.join([prefix, ex["context"]]))
+  out["targets"] = ex["response"]
+  return out
+
+
+# ================================= MovieLens =================================
+# Formatting of the `crs_movielens` TFDS examples (one example in, one out;
+# all joins and sampling happen offline in the builder). Titles are written
+# `@ Title (Year) @` like ReDial movie mentions; each task has its own prefix.
+
+ML_SEQUENCE_PREFIX = "movielens sequence: "
+ML_TAGS_PREFIX = "movielens tags: "
+ML_TAGS_REVERSED_PREFIX = "movielens tags reversed: "
+ML_REVIEW_PREFIX = "movielens review: "
+
+
+def _ml_mark_titles(titles: tf.Tensor) -> tf.Tensor:
+  """`"Heat (1995)"` -> `"@ Heat (1995) @"` (scalar or 1-D string tensor)."""
+  return tf.strings.join(["@ ", titles, " @"])
+
+
+def _ml_lower(text: tf.Tensor, lowercase: bool) -> tf.Tensor:
+  """Lower-cases UTF-8 text (not only ASCII) when `lowercase`."""
+  return tf.strings.lower(text, encoding="utf-8") if lowercase else text
+
+
+@seqio.map_over_dataset
+def ml_sequence_to_text(
+    ex: Mapping[str, tf.Tensor],
+    prefix: str = ML_SEQUENCE_PREFIX,
+    lowercase: bool = True,
+) -> dict[str, tf.Tensor]:
+  """Formats a MovieLens watch sequence as text.
+
+  `{"user_id": 3, "movies": ["Heat (1995)", "Up (2009)"], "target":
+  "Alien (1979)"}` becomes `{"inputs": "movielens sequence: @ heat (1995) @,
+  @ up (2009) @", "targets": "@ alien (1979) @"}`.
+
+  The authors' code (googleinterns/e2e-convrec `data/build_movielens.py`)
+  writes `"@ heat (1995) @ up (2009) @"` with a bare target; we wrap every
+  title in its own `@ ... @` (also the target), as ReDial mentions are, so
+  `postprocessors.extract_titles` reads inputs and predictions alike.
+
+  Args:
+    ex: a `crs_movielens/sequences_*` example.
+    prefix: task prefix.
+    lowercase: lower-case inputs and targets (as for ReDial).
+
+  Returns:
+    `{"inputs", "targets"}` scalar strings.
+  """
+  movies = tf.strings.reduce_join(
+      _ml_mark_titles(ex["movies"]), separator=", "
+  )
+  return {
+      "inputs": _ml_lower(tf.strings.join([prefix, movies]), lowercase),
+      "targets": _ml_lower(_ml_mark_titles(ex["target"]), lowercase),
+  }
+
+
+@seqio.map_over_dataset
+def ml_tags_to_text(
+    ex: Mapping[str, tf.Tensor],
+    prefix: str = ML_TAGS_PREFIX,
+    lowercase: bool = True,
+) -> dict[str, tf.Tensor]:
+  """Formats a tag subset -> movie example as text.
+
+  `{"title": "The Matrix (1999)", "tags": ["cyberpunk", "Sci-Fi"], ...}`
+  becomes `{"inputs": "movielens tags: cyberpunk, sci-fi", "targets":
+  "@ the matrix (1999) @"}`.
+
+  Args:
+    ex: a `crs_movielens/tags_*` example.
+    prefix: task prefix.
+    lowercase: lower-case inputs and targets.
+
+  Returns:
+    `{"inputs", "targets"}` scalar strings.
+  """
+  tags = tf.strings.reduce_join(ex["tags"], separator=", ")
+  return {
+      "inputs": _ml_lower(tf.strings.join([prefix, tags]), lowercase),
+      "targets": _ml_lower(_ml_mark_titles(ex["title"]), lowercase),
+  }
+
+
+def ml_first_tag_subset(ds: tf.data.Dataset) -> tf.data.Dataset:
+  """Keeps one example per movie (`subset_index == 0`).
+
+  Used by the reversed tags task, whose target is the movie's full tag list,
+  so the other subsets would be duplicates.
+
+  Args:
+    ds: `crs_movielens/tags_*` examples.
+
+  Returns:
+    The examples with `subset_index == 0`.
+  """
+  return ds.filter(lambda ex: tf.equal(ex["subset_index"], 0))
+
+
+@seqio.map_over_dataset
+def ml_tags_reversed_to_text(
+    ex: Mapping[str, tf.Tensor],
+    prefix: str = ML_TAGS_REVERSED_PREFIX,
+    lowercase: bool = True,
+) -> dict[str, tf.Tensor]:
+  """Formats a movie -> all its tags example as text.
+
+  `{"title": "The Matrix (1999)", "all_tags": ["cyberpunk", "Sci-Fi"], ...}`
+  becomes `{"inputs": "movielens tags reversed: @ the matrix (1999) @",
+  "targets": "cyberpunk, sci-fi"}`.
+
+  Args:
+    ex: a `crs_movielens/tags_*` example.
+    prefix: task prefix.
+    lowercase: lower-case inputs and targets.
+
+  Returns:
+    `{"inputs", "targets"}` scalar strings.
+  """
+  inputs = tf.strings.join([prefix, _ml_mark_titles(ex["title"])])
+  targets = tf.strings.reduce_join(ex["all_tags"], separator=", ")
+  return {
+      "inputs": _ml_lower(inputs, lowercase),
+      "targets": _ml_lower(targets, lowercase),
+  }
+
+
+@seqio.map_over_dataset
+def ml_review_to_text(
+    ex: Mapping[str, tf.Tensor],
+    prefix: str = ML_REVIEW_PREFIX,
+    lowercase: bool = True,
+) -> dict[str, tf.Tensor]:
+  """Formats a movie + preceding review sentences -> next sentence example.
+
+  `{"title": "Up (2009)", "context": "Sad.", "target": "Then happy.", ...}`
+  becomes `{"inputs": "movielens review: @ up (2009) @ sad.", "targets":
+  "then happy."}`; an empty context leaves `"movielens review: @ up (2009)
+  @"`.
+
+  Args:
+    ex: a `crs_movielens/reviews_*` example.
+    prefix: task prefix.
+    lowercase: lower-case inputs and targets.
+
+  Returns:
+    `{"inputs", "targets"}` scalar strings.
+  """
+  inputs = tf.strings.strip(
+      tf.strings.join(
+          [prefix, _ml_mark_titles(ex["title"]), " ", ex["context"]]
+      )
+  )
+  return {
+      "inputs": _ml_lower(inputs, lowercase),
+      "targets": _ml_lower(ex["target"], lowercase),
+  }

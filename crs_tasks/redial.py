@@ -1,0 +1,81 @@
+"""seqio Tasks of ReDial conversational recommendation (registrations only).
+
+| task                           | data                   | casing          |
+|--------------------------------|------------------------|-----------------|
+| `crs_redial_v001`              | `crs_redial/full`      | lower (T5-CR)   |
+| `crs_redial_cased_v001`        | `crs_redial/full`      | as written      |
+| `crs_sample_redial_v001`       | `crs_redial/sample`    | lower           |
+| `crs_sample_redial_cased_v001` | `crs_redial/sample`    | as written      |
+
+Each example is one recommender turn: `inputs` = `"redial conversation: "` +
+the earlier turns (`[User] ... [Assistant] ...`), `targets` = the turn, with
+movies written `@ title (year) @`. The metadata features (`conversation_id`,
+`turn_index`, `seeker_movies`, `recommender_movies`, `target_movies`,
+`target_movies_repeated`, `context_movies`) pass through untouched except for
+lower-casing of the titles in the lower-cased tasks. `postprocess_fn` keeps
+predictions as text and turns targets into dicts with the metadata
+(`postprocessors.redial_postprocess`); metric functions live in
+`eval/metrics.py`.
+
+The sample tasks prepare `crs_redial/sample` from the bundled files on first
+use; the full tasks need `crs_redial/full` prepared in the TFDS data dir
+(`tfds_builders.redial.prepare_redial` / `python -m crs_tasks.prepare`).
+"""
+
+import functools
+
+import seqio
+
+from crs_tasks import features
+from crs_tasks import postprocessors
+from crs_tasks import preprocessors
+
+# pylint: disable-next=unused-import
+from crs_tasks.tfds_builders import redial as redial_builder
+
+_SPLITS = ("train", "validation", "test")
+
+for _prefix, _config in (("crs", "full"), ("crs_sample", "sample")):
+  # ======================== ReDial (lower-cased, T5-CR) =====================
+  seqio.TaskRegistry.add(
+      f"{_prefix}_redial_v001",
+      source=seqio.TfdsDataSource(
+          tfds_name=f"crs_redial/{_config}:1.0.0", splits=_SPLITS
+      ),
+      preprocessors=[
+          functools.partial(
+              preprocessors.redial_to_text,
+              prefix=preprocessors.REDIAL_PREFIX,
+          ),
+          functools.partial(
+              preprocessors.lowercase,
+              features=preprocessors.REDIAL_TEXT_FEATURES,
+          ),
+          seqio.preprocessors.tokenize,
+          seqio.CacheDatasetPlaceholder(),
+          seqio.preprocessors.append_eos_after_trim,
+      ],
+      output_features=features.DEFAULT_OUTPUT_FEATURES,
+      postprocess_fn=postprocessors.redial_postprocess,
+      metric_fns=[],
+  )
+
+  # ============================== ReDial (cased) ============================
+  seqio.TaskRegistry.add(
+      f"{_prefix}_redial_cased_v001",
+      source=seqio.TfdsDataSource(
+          tfds_name=f"crs_redial/{_config}:1.0.0", splits=_SPLITS
+      ),
+      preprocessors=[
+          functools.partial(
+              preprocessors.redial_to_text,
+              prefix=preprocessors.REDIAL_PREFIX,
+          ),
+          seqio.preprocessors.tokenize,
+          seqio.CacheDatasetPlaceholder(),
+          seqio.preprocessors.append_eos_after_trim,
+      ],
+      output_features=features.DEFAULT_OUTPUT_FEATURES,
+      postprocess_fn=postprocessors.redial_postprocess,
+      metric_fns=[],
+  )

@@ -1,0 +1,475 @@
+"""Pure-python parsing of the ReDial release into T5-CR text examples.
+
+ReDial (Li et al. 2018) ships `train_data.jsonl` / `test_data.jsonl`, one
+dialogue per line, and `movies_with_mentions.csv`. This module turns each
+dialogue into one example per recommender turn, as T5-CR does
+(googleinterns/e2e-convrec `data/build_redial.py`, `separate_responses`):
+
+* The seeker is `initiatorWorkerId`; every other sender is the recommender.
+* Consecutive messages of one speaker are merged into one turn, joined by a
+  space.
+* The context is every earlier turn, each written `[User] <text>` (seeker) or
+  `[Assistant] <text>` (recommender), joined by single spaces; the target is
+  the recommender turn itself, without a tag. A dialogue where the
+  recommender speaks first gives an example with an empty context, as in the
+  original; the recommender's final turn gives an example too (the original
+  flushes it with a dummy seeker message).
+* `@<movieId>` becomes `@ Title (Year) @`; the title comes from the
+  dialogue's `movieMentions`, else `movies_with_mentions.csv`; a mention found
+  in neither stays as the text `@<movieId>` and is counted.
+
+Unlike the original, punctuation glued to a mention (`@123.`) is kept, HTML
+entities are unescaped (`&quot;` -> `"`) and all whitespace is collapsed (the
+original also collapses it, through `str.split`). Casing and the task prefix
+are left to the seqio preprocessors (`crs_tasks.preprocessors`).
+
+Bad input policy: a line that is not valid JSON, or a dialogue missing a
+required field, is skipped and counted in `ParseSummary.malformed_lines`, with
+`file:line: reason` in `ParseSummary.malformed_locations` and a warning in the
+log; pass `strict=True` to raise `ValueError` naming the file and line instead.
+
+To support another quirk: count it in `ParseSummary` and test it in
+`tests/crs_tasks/redial_utils_test.py`.
+"""
+
+import collections
+import csv
+import dataclasses
+import hashlib
+import html
+import json
+import os
+import re
+from typing import Any, Iterable, Iterator, Mapping, Optional
+
+from absl import logging
+
+USER_TAG = "[User]"
+ASSISTANT_TAG = "[Assistant]"
+MENTION_RE = re.compile(r"@(\d+)")
+_YEAR_RE = re.compile(r"\(\d{4}\)$")
+_REQUIRED_FIELDS = (
+    "conversationId",
+    "initiatorWorkerId",
+    "messages",
+    "movieMentions",
+)
+
+Dialogue = dict[str, Any]
+Example = dict[str, Any]
+
+
+@dataclasses.dataclass
+class ParseSummary:
+  """Counts of what parsing met, for logs and dataset statistics.
+
+  Attributes:
+    dialogues: dialogues parsed.
+    examples: examples produced (one per recommender turn).
+    examples_empty_context: examples whose context is empty (the recommender
+      spoke first).
+    malformed_lines: lines skipped (bad JSON or a missing field).
+    malformed_locations: `file:line: reason` of each skipped line.
+    empty_list_questions: question fields given as `[]` instead of a dict.
+    html_entities: messages or titles whose text held HTML entities.
+    titles_whitespace_normalized: distinct titles with extra whitespace.
+    titles_without_year: distinct titles without a trailing `(Year)`.
+    mentions: `@<movieId>` mentions in message text.
+    mentions_from_csv: mentions missing from `movieMentions` that
+      `movies_with_mentions.csv` resolved.
+    mentions_unresolved: mentions found nowhere, kept as `@<movieId>`.
+    recommender_first: dialogues where the recommender speaks first.
+    merged_messages: messages merged into the previous one of their speaker.
+    empty_messages: messages with no text after cleaning (dropped).
+  """
+
+  dialogues: int = 0
+  examples: int = 0
+  examples_empty_context: int = 0
+  malformed_lines: int = 0
+  malformed_locations: list[str] = dataclasses.field(default_factory=list)
+  empty_list_questions: int = 0
+  html_entities: int = 0
+  titles_whitespace_normalized: int = 0
+  titles_without_year: int = 0
+  mentions: int = 0
+  mentions_from_csv: int = 0
+  mentions_unresolved: int = 0
+  recommender_first: int = 0
+  merged_messages: int = 0
+  empty_messages: int = 0
+  _seen_titles: set[str] = dataclasses.field(
+      default_factory=set, repr=False, compare=False
+  )
+
+  def counts(self) -> dict[str, int]:
+    """The integer counters as a dict (for logs and tests)."""
+    return {
+        f.name: getattr(self, f.name)
+        for f in dataclasses.fields(self)
+        if f.type == "int" or f.type is int
+    }
+
+
+def normalize_text(text: str) -> str:
+  """Unescapes HTML entities and collapses whitespace.
+
+  Args:
+    text: raw text, e.g. `"Police Academy  (1984)"` or `"I &quot;loved&quot;
+      it"`.
+
+  Returns:
+    The text with single spaces, no leading or trailing space, e.g.
+    `"Police Academy (1984)"`, `'I "loved" it'`.
+  """
+  return " ".join(html.unescape(text).split())
+
+
+def normalize_title(title: str) -> str:
+  """Normalizes a ReDial title: `"American Pie  (1999) "` -> `"American Pie
+  (1999)"`.
+
+  Args:
+    title: a title from `movieMentions` or `movies_with_mentions.csv`.
+
+  Returns:
+    The title with HTML entities unescaped and single spaces.
+  """
+  return normalize_text(title)
+
+
+def load_movie_titles(path: str) -> dict[str, str]:
+  """Reads `movies_with_mentions.csv` (`movieId,movieName,nbMentions`).
+
+  Args:
+    path: the CSV file.
+
+  Returns:
+    `{movieId: raw movieName}` (not normalized).
+
+  Raises:
+    ValueError: naming the file and line of a row without the two columns.
+  """
+  titles = {}
+  with open(path, encoding="utf-8", newline="") as f:
+    reader = csv.reader(f)
+    header = next(reader, None)
+    if not header or header[:2] != ["movieId", "movieName"]:
+      raise ValueError(
+          f"{path}:1: expected header movieId,movieName,..., got {header}"
+      )
+    for row in reader:
+      if len(row) < 2 or not row[0].strip().isdigit():
+        raise ValueError(
+            f"{path}:{reader.line_num}: field movieId/movieName: bad row {row}"
+        )
+      titles[row[0].strip()] = row[1]
+  return titles
+
+
+def read_dialogues(
+    path: str,
+    *,
+    summary: Optional[ParseSummary] = None,
+    strict: bool = False,
+) -> Iterator[Dialogue]:
+  """Yields the dialogues of a ReDial jsonl file, skipping malformed lines.
+
+  Args:
+    path: a ReDial `*.jsonl` file.
+    summary: counts malformed lines into it when given.
+    strict: raise instead of skipping a malformed line.
+
+  Yields:
+    One dict per valid line, as in the file.
+
+  Raises:
+    ValueError: with `strict=True`, naming the file, line and field.
+  """
+  summary = summary if summary is not None else ParseSummary()
+  name = os.path.basename(path)
+  with open(path, encoding="utf-8") as f:
+    for line_number, line in enumerate(f, start=1):
+      if not line.strip():
+        continue
+      try:
+        dialogue = json.loads(line)
+        if not isinstance(dialogue, dict):
+          raise ValueError(f"expected a JSON object, got {type(dialogue)}")
+        missing = [k for k in _REQUIRED_FIELDS if k not in dialogue]
+        if missing:
+          raise ValueError(f"missing field(s) {missing}")
+        if not isinstance(dialogue["messages"], list):
+          raise ValueError("field messages is not a list")
+      except ValueError as e:  # json.JSONDecodeError is a ValueError.
+        location = f"{name}:{line_number}: {e}"
+        if strict:
+          raise ValueError(f"{path}:{line_number}: {e}") from e
+        logging.warning("Skipping malformed ReDial line %s", location)
+        summary.malformed_lines += 1
+        summary.malformed_locations.append(location)
+        continue
+      yield dialogue
+
+
+def _questions(
+    dialogue: Dialogue, field: str, summary: ParseSummary
+) -> dict[str, Any]:
+  value = dialogue.get(field) or {}
+  if isinstance(dialogue.get(field), list):
+    summary.empty_list_questions += 1
+    value = {}
+  return value
+
+
+class _Titles:
+  """Resolves movieIds to normalized titles for one dialogue."""
+
+  def __init__(
+      self,
+      mentions: Mapping[str, Any],
+      csv_titles: Mapping[str, str],
+      summary: ParseSummary,
+  ):
+    self._mentions = mentions if isinstance(mentions, dict) else {}
+    self._csv = csv_titles
+    self._summary = summary
+
+  def _normalize(self, raw: str) -> str:
+    title = normalize_title(raw)
+    summary = self._summary
+    if raw not in summary._seen_titles:  # pylint: disable=protected-access
+      summary._seen_titles.add(raw)  # pylint: disable=protected-access
+      if html.unescape(raw) != raw:
+        summary.html_entities += 1
+      if " ".join(raw.split()) != raw:
+        summary.titles_whitespace_normalized += 1
+      if title and not _YEAR_RE.search(title):
+        summary.titles_without_year += 1
+    return title
+
+  def get(self, movie_id: str, *, count: bool = False) -> Optional[str]:
+    """The title of `movie_id`, or None if neither source has it."""
+    raw = self._mentions.get(movie_id)
+    if raw and raw.strip():
+      return self._normalize(raw)
+    raw = self._csv.get(movie_id)
+    if raw and raw.strip():
+      if count:
+        self._summary.mentions_from_csv += 1
+      return self._normalize(raw)
+    if count:
+      self._summary.mentions_unresolved += 1
+    return None
+
+
+def _replace_mentions(
+    text: str, titles: _Titles, summary: ParseSummary
+) -> tuple[str, list[str]]:
+  """Writes `@123` as `@ Title @`; returns the text and the titles in it."""
+  found = []
+
+  def replace(match: re.Match) -> str:
+    summary.mentions += 1
+    title = titles.get(match.group(1), count=True)
+    if title is None:
+      return match.group(0)
+    found.append(title)
+    start = match.start()
+    space = " " if start > 0 and not text[start - 1].isspace() else ""
+    return f"{space}@ {title} @"
+
+  text = MENTION_RE.sub(replace, text)
+  return " ".join(text.split()), found
+
+
+def _dedupe(items: Iterable[str]) -> list[str]:
+  return list(dict.fromkeys(items))
+
+
+def dialogue_to_examples(
+    dialogue: Dialogue,
+    *,
+    movie_titles: Optional[Mapping[str, str]] = None,
+    summary: Optional[ParseSummary] = None,
+) -> list[Example]:
+  """Turns one ReDial dialogue into one example per recommender turn.
+
+  For the dialogue (seeker 1, recommender 2, movieMentions
+  `{"5": "Heat  (1995)"}`):
+    1: "hi"  2: "try @5"  2: "it is great"  1: "thanks"
+  the single example is
+    {"context": "[User] hi", "response": "try @ Heat (1995) @ it is great",
+     "conversation_id": ..., "turn_index": 1, "target_movies": ["Heat
+     (1995)"], "target_movies_repeated": [], "context_movies": [],
+     "seeker_movies": [...], "recommender_movies": [...]}.
+
+  Args:
+    dialogue: one parsed line of a ReDial jsonl file.
+    movie_titles: `{movieId: title}` fallback (movies_with_mentions.csv).
+    summary: counts the quirks met into it when given.
+
+  Returns:
+    Examples with the string features `context`, `response`,
+    `conversation_id`, the int `turn_index` (position of the target turn among
+    the dialogue's merged turns, from 0), and the title lists
+    `seeker_movies`, `recommender_movies` (from the questionnaires:
+    `suggested` 0 = seeker, 1 or unlabeled = recommender; the initiator's
+    answer wins over the respondent's), `target_movies` (in the target turn,
+    in order), `target_movies_repeated` (those of `target_movies` mentioned in
+    an earlier turn) and `context_movies` (earlier mentions, most recent
+    first, no duplicates).
+  """
+  summary = summary if summary is not None else ParseSummary()
+  movie_titles = movie_titles or {}
+  summary.dialogues += 1
+  seeker = dialogue["initiatorWorkerId"]
+  titles = _Titles(dialogue.get("movieMentions"), movie_titles, summary)
+
+  # Questionnaires: initiator answers override respondent ones.
+  answers = {
+      **_questions(dialogue, "respondentQuestions", summary),
+      **_questions(dialogue, "initiatorQuestions", summary),
+  }
+  seeker_movies, recommender_movies = [], []
+  mentions = dialogue.get("movieMentions")
+  for movie_id in mentions if isinstance(mentions, dict) else {}:
+    title = titles.get(movie_id)
+    if not title:
+      continue
+    answer = answers.get(movie_id)
+    if isinstance(answer, dict) and answer.get("suggested") == 0:
+      seeker_movies.append(title)
+    else:
+      recommender_movies.append(title)
+  seeker_movies = _dedupe(seeker_movies)
+  recommender_movies = _dedupe(recommender_movies)
+
+  # Merge consecutive messages of one speaker into turns.
+  turns = []  # [(is_seeker, text, titles)]
+  for message in dialogue["messages"]:
+    text = normalize_text(str(message.get("text") or ""))
+    if html.unescape(str(message.get("text") or "")) != message.get("text"):
+      summary.html_entities += 1
+    text, found = _replace_mentions(text, titles, summary)
+    if not text:
+      summary.empty_messages += 1
+      continue
+    is_seeker = message.get("senderWorkerId") == seeker
+    if turns and turns[-1][0] == is_seeker:
+      summary.merged_messages += 1
+      turns[-1][1].append(text)
+      turns[-1][2].extend(found)
+    else:
+      turns.append((is_seeker, [text], list(found)))
+  if turns and not turns[0][0]:
+    summary.recommender_first += 1
+
+  examples = []
+  history, earlier = [], []  # earlier: titles in order of mention.
+  for index, (is_seeker, texts, found) in enumerate(turns):
+    text = " ".join(texts)
+    if not is_seeker:
+      target = _dedupe(found)
+      seen = set(earlier)
+      examples.append({
+          "conversation_id": str(dialogue["conversationId"]),
+          "turn_index": index,
+          "context": " ".join(history),
+          "response": text,
+          "seeker_movies": seeker_movies,
+          "recommender_movies": recommender_movies,
+          "target_movies": target,
+          "target_movies_repeated": [t for t in target if t in seen],
+          "context_movies": _dedupe(reversed(earlier)),
+      })
+      if not history:
+        summary.examples_empty_context += 1
+    history.append(f"{USER_TAG if is_seeker else ASSISTANT_TAG} {text}")
+    earlier.extend(found)
+  summary.examples += len(examples)
+  return examples
+
+
+def load_examples(
+    path: str,
+    *,
+    movie_titles: Optional[Mapping[str, str]] = None,
+    summary: Optional[ParseSummary] = None,
+    strict: bool = False,
+) -> list[Example]:
+  """All examples of one ReDial jsonl file (see `dialogue_to_examples`).
+
+  Args:
+    path: a ReDial `*.jsonl` file.
+    movie_titles: `{movieId: title}` fallback (movies_with_mentions.csv).
+    summary: counts quirks and malformed lines into it when given.
+    strict: raise on a malformed line instead of skipping it.
+
+  Returns:
+    The examples, in file order.
+  """
+  summary = summary if summary is not None else ParseSummary()
+  examples = []
+  for dialogue in read_dialogues(path, summary=summary, strict=strict):
+    examples.extend(
+        dialogue_to_examples(
+            dialogue, movie_titles=movie_titles, summary=summary
+        )
+    )
+  return examples
+
+
+def load_dialogues(
+    path: str, *, summary: Optional[ParseSummary] = None, strict: bool = False
+) -> list[Dialogue]:
+  """All valid dialogues of a ReDial jsonl file (see `read_dialogues`).
+
+  Args:
+    path: a ReDial `*.jsonl` file.
+    summary: counts malformed lines into it when given.
+    strict: raise on a malformed line instead of skipping it.
+
+  Returns:
+    The parsed dialogues, in file order.
+  """
+  return list(read_dialogues(path, summary=summary, strict=strict))
+
+
+def is_validation(
+    conversation_id: str, *, seed: int = 42, fraction: float = 0.1
+) -> bool:
+  """Deterministic, seeded train/validation assignment of one dialogue.
+
+  Args:
+    conversation_id: the dialogue's `conversationId`.
+    seed: changes the assignment.
+    fraction: expected share of validation dialogues.
+
+  Returns:
+    True when md5(f"{seed}:{conversation_id}") falls in the first `fraction`
+    of the hash space.
+  """
+  digest = hashlib.md5(f"{seed}:{conversation_id}".encode("utf-8")).digest()
+  return int.from_bytes(digest[:8], "big") < fraction * 2**64
+
+
+def split_counts(examples: Iterable[Example]) -> dict[str, int]:
+  """Statistics of a list of examples (for docs and tests).
+
+  Args:
+    examples: output of `dialogue_to_examples` / `load_examples`.
+
+  Returns:
+    `examples`, `dialogues`, `with_target_movies` (examples whose target
+    mentions a movie) and `with_repeated_movies`.
+  """
+  counts = collections.Counter()
+  dialogues = set()
+  for example in examples:
+    counts["examples"] += 1
+    dialogues.add(example["conversation_id"])
+    counts["with_target_movies"] += bool(example["target_movies"])
+    counts["with_repeated_movies"] += bool(example["target_movies_repeated"])
+  counts["dialogues"] = len(dialogues)
+  return dict(counts)

@@ -1,0 +1,1 @@
+"""TFDS builders of crs_tasks (`crs_redial`, `crs_movielens`)."""

@@ -1,0 +1,249 @@
+"""TFDS builder `crs_movielens`: MovieLens-derived auxiliary datasets.
+
+Each config is one derived dataset from one source, named
+`<dataset>_<source>`:
+
+| config             | source                                      |
+|--------------------|---------------------------------------------|
+| `sequences_full`   | ml-25m (official zip, or manual_dir)        |
+| `tags_full`        | ml-25m: tag genome (relevance > 0.8)+genres |
+| `reviews_full`     | `<manual_dir>/reviews.csv` (no download)    |
+| `sequences_small`  | ml-latest-small (official zip / manual_dir) |
+| `tags_small`       | ml-latest-small: user tags + genres         |
+| `sequences_sample` | bundled `crs_tasks/sample_data/movielens`   |
+| `tags_sample`      | bundled sample: user tags + genres          |
+| `reviews_sample`   | bundled synthetic `sample_data/reviews`     |
+
+Splits are `train` and `validation` (80/20 by user for sequences, by movie
+for tags and reviews). All cross-example work (user histories, popularity
+down-sampling, tag subsets, review sentence contexts) happens here, offline
+and with fixed seeds (`SEED`), in `crs_tasks.movielens_utils`; the seqio
+preprocessors only format single examples.
+
+Downloads: the official zips are
+https://files.grouplens.org/datasets/movielens/ml-25m.zip (261,978,986 bytes,
+sha256 8b21cfb7...c9e6aa) and .../ml-latest-small.zip (978,202 bytes, sha256
+696d65a3...9e436), recorded in `movielens_checksums.tsv` beside this file.
+With `manual_dir`, put the extracted folder (`ml-25m/` or
+`ml-latest-small/`) there instead; `python -m crs_tasks.prepare` does this.
+
+Features (strings unless noted):
+* sequences: `user_id` (int64), `movies` (titles, in sequence order),
+  `target` (title).
+* tags: `movie_id` (int64), `title`, `tags` (a random subset), `all_tags`,
+  `subset_index` (int32; 0 exists for every movie).
+* reviews: `title`, `context` (preceding sentences), `target` (the next
+  sentence), `review_index`, `sentence_index` (int32).
+
+To add a source: add a `_SOURCES` entry and configs in `_make_configs`.
+Bump `VERSION` whenever the generated examples change.
+"""
+
+import collections
+import dataclasses
+import os
+from typing import Optional
+
+from absl import logging
+from etils import epath
+import numpy as np
+import tensorflow_datasets as tfds
+
+from crs_tasks import movielens_utils
+
+SEED = 42
+SAMPLE_DIR = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "sample_data"
+)
+_CHECKSUMS = os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "movielens_checksums.tsv"
+)
+URLS = {
+    "ml-25m": "https://files.grouplens.org/datasets/movielens/ml-25m.zip",
+    "ml-latest-small": (
+        "https://files.grouplens.org/datasets/movielens/ml-latest-small.zip"
+    ),
+}
+
+_CITATION = """
+@article{harper2015movielens,
+  title={The MovieLens Datasets: History and Context},
+  author={Harper, F. Maxwell and Konstan, Joseph A.},
+  journal={ACM Transactions on Interactive Intelligent Systems},
+  volume={5}, number={4}, pages={19:1--19:19}, year={2015}
+}
+"""
+
+
+@dataclasses.dataclass
+class CrsMovielensConfig(tfds.core.BuilderConfig):
+  """One derived dataset from one source.
+
+  Attributes:
+    dataset: "sequences", "tags" or "reviews".
+    source: "ml-25m", "ml-latest-small", "sample" or "manual" (reviews).
+    downsample_t: down-sampling threshold share for sequence targets.
+  """
+
+  dataset: str = "sequences"
+  source: str = "sample"
+  downsample_t: Optional[float] = 1e-3
+
+
+def _make_configs():
+  """The configs listed in the module docstring."""
+  configs = []
+  for suffix, source, t in (
+      ("full", "ml-25m", 1e-3),
+      ("small", "ml-latest-small", 1e-3),
+      # 360 examples: a share of 1e-3 would drop even movies seen once.
+      ("sample", "sample", 1e-2),
+  ):
+    for dataset in ("sequences", "tags", "reviews"):
+      if dataset == "reviews" and suffix == "small":
+        continue
+      configs.append(
+          CrsMovielensConfig(
+              name=f"{dataset}_{suffix}",
+              description=f"MovieLens {dataset} from {source}.",
+              dataset=dataset,
+              source="manual" if (dataset, suffix) == (
+                  "reviews", "full") else source,
+              downsample_t=t,
+          )
+      )
+  return configs
+
+
+class CrsMovielens(tfds.core.GeneratorBasedBuilder):
+  """MovieLens sequences, tags and reviews as text-ready examples."""
+
+  VERSION = tfds.core.Version("1.0.0")
+  RELEASE_NOTES = {"1.0.0": "Initial release."}
+  BUILDER_CONFIGS = _make_configs()
+  MANUAL_DOWNLOAD_INSTRUCTIONS = """
+  sequences_full / tags_full: optional; put the extracted `ml-25m/` folder
+  (or `ml-latest-small/` for the *_small configs) in manual_dir, otherwise
+  the official zip is downloaded.
+  reviews_full: required; put `reviews.csv` in manual_dir (format in
+  crs_tasks.movielens_utils.REVIEWS_CSV_FORMAT).
+  """
+
+  @tfds.core.utils.classproperty
+  @classmethod
+  def _checksums_path(cls):
+    # Our own file: `checksums.tsv` beside this module is crs_redial's.
+    return epath.Path(_CHECKSUMS)
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    text = tfds.features.Text()
+    dataset = self.builder_config.dataset
+    if dataset == "sequences":
+      features = {
+          "user_id": tfds.features.Scalar(dtype=np.int64),
+          "movies": tfds.features.Sequence(text),
+          "target": text,
+      }
+    elif dataset == "tags":
+      features = {
+          "movie_id": tfds.features.Scalar(dtype=np.int64),
+          "title": text,
+          "tags": tfds.features.Sequence(text),
+          "all_tags": tfds.features.Sequence(text),
+          "subset_index": tfds.features.Scalar(dtype=np.int32),
+      }
+    else:
+      features = {
+          "title": text,
+          "context": text,
+          "target": text,
+          "review_index": tfds.features.Scalar(dtype=np.int32),
+          "sentence_index": tfds.features.Scalar(
+              dtype=np.int32
+          ),
+      }
+    return tfds.core.DatasetInfo(
+        builder=self,
+        description=__doc__.split("\n")[0],
+        features=tfds.features.FeaturesDict(features),
+        homepage="https://grouplens.org/datasets/movielens/",
+        citation=_CITATION,
+    )
+
+  def _manual_dir(self, dl_manager) -> Optional[str]:
+    """The manual dir when given and non-empty, else None."""
+    try:
+      return os.fspath(dl_manager.manual_dir)
+    except (AssertionError, ValueError):
+      return None
+
+  def _movielens_files(self, dl_manager) -> dict[str, str]:
+    source = self.builder_config.source
+    if source == "sample":
+      return movielens_utils.find_movielens_files(
+          os.path.join(SAMPLE_DIR, "movielens")
+      )
+    root = self._manual_dir(dl_manager)
+    if root is None:
+      root = os.fspath(dl_manager.download_and_extract(URLS[source]))
+    if os.path.isdir(os.path.join(root, source)):
+      root = os.path.join(root, source)
+    return movielens_utils.find_movielens_files(root)
+
+  def _split_generators(self, dl_manager):
+    config = self.builder_config
+    stats = collections.Counter()
+    if config.dataset == "reviews":
+      if config.source == "sample":
+        path = os.path.join(SAMPLE_DIR, "reviews", "reviews.csv")
+      else:
+        root = self._manual_dir(dl_manager)
+        path = os.path.join(root or "", "reviews.csv")
+        if root is None or not os.path.exists(path):
+          raise FileNotFoundError(
+              f"reviews_full needs reviews.csv in manual_dir ({root}).\n"
+              + movielens_utils.REVIEWS_CSV_FORMAT
+          )
+      splits = movielens_utils.build_review_examples(
+          path, seed=SEED, stats=stats
+      )
+    else:
+      files = self._movielens_files(dl_manager)
+      movies = movielens_utils.load_movies(files["movies"])
+      if config.dataset == "sequences":
+        splits = movielens_utils.build_sequence_examples(
+            movies,
+            files["ratings"],
+            t=config.downsample_t,
+            seed=SEED,
+            stats=stats,
+        )
+      else:
+        if "genome_scores" in files and "genome_tags" in files:
+          tags = movielens_utils.load_genome_tags(
+              files["genome_scores"], files["genome_tags"]
+          )
+        else:
+          tags = movielens_utils.load_user_tags(files["tags"])
+        splits = movielens_utils.build_tag_examples(movies, tags, seed=SEED)
+    logging.info(
+        "crs_movielens/%s: %s; %s",
+        config.name,
+        {k: len(v) for k, v in splits.items()},
+        dict(stats),
+    )
+    empty = [name for name, examples in splits.items() if not examples]
+    if empty:
+      raise ValueError(
+          f"crs_movielens/{config.name}: no examples in split(s) {empty} "
+          f"({ {k: len(v) for k, v in splits.items()} }, {dict(stats)}); "
+          "is the input too small?"
+      )
+    return {
+        name: self._generate_examples(examples)
+        for name, examples in splits.items()
+    }
+
+  def _generate_examples(self, examples):
+    for i, example in enumerate(examples):
+      yield i, example

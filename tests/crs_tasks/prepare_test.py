@@ -1,0 +1,95 @@
+"""Tests for crs_tasks.prepare on the bundled files (no download)."""
+
+import os
+
+import pytest
+import tensorflow_datasets as tfds
+
+from crs_tasks import movielens_utils
+from crs_tasks import prepare
+from crs_tasks.tfds_builders import movielens as builder_lib
+
+_ML = os.path.join(builder_lib.SAMPLE_DIR, "movielens")
+_REVIEWS = os.path.join(builder_lib.SAMPLE_DIR, "reviews", "reviews.csv")
+
+
+def test_prepare_small_and_reviews(tmp_path):
+  counts = prepare.prepare(
+      data_dir=str(tmp_path),
+      movielens_dir=_ML,
+      movielens_source="ml-latest-small",
+      reviews_csv=_REVIEWS,
+  )
+  movies = movielens_utils.load_movies(os.path.join(_ML, "movies.csv"))
+  seqs = movielens_utils.build_sequence_examples(
+      movies, os.path.join(_ML, "ratings.csv"), t=1e-3, seed=42
+  )
+  tags = movielens_utils.build_tag_examples(
+      movies, movielens_utils.load_user_tags(os.path.join(_ML, "tags.csv")),
+      seed=42,
+  )
+  reviews = movielens_utils.build_review_examples(_REVIEWS, seed=42)
+  assert counts == {
+      "crs_movielens/sequences_small": {
+          k: len(v) for k, v in seqs.items()},
+      "crs_movielens/tags_small": {k: len(v) for k, v in tags.items()},
+      "crs_movielens/reviews_full": {k: len(v) for k, v in reviews.items()},
+  }
+  # 26 review sentences (hand count in movielens_utils_test), 1 of 4 movies
+  # in validation.
+  assert sum(counts["crs_movielens/reviews_full"].values()) == 26
+  assert os.path.isdir(tmp_path / "crs_movielens" / "reviews_full" / "1.0.0")
+
+
+def test_prepare_full_needs_genome(tmp_path):
+  with pytest.raises(ValueError, match="genome_scores"):
+    prepare.prepare(data_dir=str(tmp_path), movielens_dir=_ML)
+
+
+def _write(path, lines):
+  path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def test_prepare_full_uses_tag_genome(tmp_path, monkeypatch):
+  # With 45 examples every target is "popular" at t=1e-3; keep them all.
+  monkeypatch.setattr(
+      builder_lib.CrsMovielens.builder_configs["sequences_full"],
+      "downsample_t", None,
+  )
+  ml = tmp_path / "manual" / "ml-25m"
+  ml.mkdir(parents=True)
+  _write(ml / "movies.csv", ["movieId,title,genres"] + [
+      f"{i},Movie {i} (2000),Drama" for i in range(1, 12)
+  ] + ['12,"Matrix, The (1999)",Action|Sci-Fi'])
+  _write(ml / "ratings.csv", ["userId,movieId,rating,timestamp"] + [
+      f"{u},{i},5.0,{100 * u + i}" for u in range(1, 6) for i in range(1, 12)
+  ])
+  _write(ml / "genome-tags.csv", ["tagId,tag", "1,dystopia", "2,cyberpunk",
+                                   "3,romance"])
+  _write(ml / "genome-scores.csv", [
+      "movieId,tagId,relevance", "12,1,0.9", "12,2,0.95", "12,3,0.1",
+      "1,3,0.85", "2,3,0.9", "3,1,0.99",
+  ])
+  _write(ml / "tags.csv", ["userId,movieId,tag,timestamp", "1,5,ignored,1"])
+  data_dir = str(tmp_path / "tfds")
+  counts = prepare.prepare(
+      data_dir=data_dir, movielens_dir=str(tmp_path / "manual")
+  )
+  assert sum(counts["crs_movielens/tags_full"].values()) > 0
+  builder = tfds.builder("crs_movielens/tags_full", data_dir=data_dir)
+  first = {}
+  for split in ("train", "validation"):
+    for ex in builder.as_dataset(split=split).as_numpy_iterator():
+      if ex["subset_index"] == 0:
+        first[ex["title"].decode()] = [t.decode() for t in ex["all_tags"]]
+  # Genome tags with relevance > 0.8 (most relevant first), then genres; the
+  # user tag of movie 5 is not used when the genome exists.
+  assert first == {
+      "The Matrix (1999)": ["cyberpunk", "dystopia", "Action", "Sci-Fi"],
+      "Movie 1 (2000)": ["romance", "Drama"],
+      "Movie 2 (2000)": ["romance", "Drama"],
+      "Movie 3 (2000)": ["dystopia", "Drama"],
+  }
+  # 5 users x 9 prefixes (no down-sampling); 1 of 5 users in validation.
+  assert counts["crs_movielens/sequences_full"] == {
+      "train": 36, "validation": 9}
