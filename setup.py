@@ -49,6 +49,9 @@ setuptools.setup(
             "transformers>=4.40,<6",
             "safetensors>=0.4",
             "nltk>=3.8",
+            # The Beam-caching test runs seqio's cache_tasks_main on DirectRunner.
+            "apache-beam>=2.50",
+            "crcmod>=1.7",
         ],
         # crcmod: Beam's WriteToTFRecord needs a CRC library (seqio caching).
         "beam": ["apache-beam>=2.50", "crcmod>=1.7"],

@@ -12,3 +12,4 @@ from crs_tasks.tfds_builders import redial as redial_builder
 from crs_tasks import redial
 from crs_tasks import movielens
 from crs_tasks import mixtures
+from crs_tasks import probes  # pylint: disable=unused-import

@@ -1,0 +1,109 @@
+"""Tests of the probe Task registrations (crs_tasks/probes.py)."""
+
+import json
+
+import numpy as np
+import pytest
+import seqio
+
+import crs_tasks  # pylint: disable=unused-import
+from crs_tasks import features
+from crs_tasks import probes
+from eval.probes import builders
+
+EXAMPLE = {
+    "probe": "recommendation",
+    "pair_id": "recommendation/000000",
+    "inputs": (
+        "redial conversation: [user] can you recommend me a movie like "
+        "@ heat (1995) @?"
+    ),
+    "targets": "sure, have you seen @ ronin (1998) @?",
+    "negative_targets": "sure, have you seen @ up (2009) @?",
+    "query_movie": "heat (1995)",
+    "positive_movie": "ronin (1998)",
+    "negative_movie": "up (2009)",
+    "tag": "",
+}
+
+
+def _first(task_name, n=None):
+  task = seqio.get_mixture_or_task(task_name)
+  ds = task.get_dataset(None, split="validation", shuffle=False)
+  return [{k: v.numpy() for k, v in ex.items()} for ex in ds.take(n or -1)]
+
+
+def test_registered_names():
+  names = set(seqio.TaskRegistry.names())
+  expected = {
+      f"{p}_{n}_v001"
+      for p in ("probe", "probe_sample")
+      for n in probes.PROBE_NAMES
+  }
+  assert expected <= names
+  assert {n for n in names if n.startswith("probe")} == expected
+
+
+def test_constants_match_builders():
+  assert probes.PROBE_NAMES == builders.PROBE_NAMES
+  assert probes.PROBE_FIELDS == builders.EXAMPLE_FIELDS
+
+
+def test_full_task_reads_probes_dir_exactly(tmp_path, monkeypatch):
+  (tmp_path / "recommendation.jsonl").write_text(json.dumps(EXAMPLE) + "\n")
+  monkeypatch.setenv(probes.PROBES_DIR_ENV, str(tmp_path))
+  (ex,) = _first("probe_recommendation_v001")
+  vocab = features.get_vocabulary()
+  assert ex["inputs_pretokenized"].decode() == EXAMPLE["inputs"]
+  assert ex["targets_pretokenized"].decode() == EXAMPLE["targets"]
+  np.testing.assert_array_equal(
+      ex["inputs"], list(vocab.encode(EXAMPLE["inputs"])) + [1]
+  )
+  np.testing.assert_array_equal(
+      ex["targets"], list(vocab.encode(EXAMPLE["targets"])) + [1]
+  )
+  for field in (
+      "negative_targets",
+      "query_movie",
+      "positive_movie",
+      "negative_movie",
+      "tag",
+      "probe",
+      "pair_id",
+  ):
+    assert ex[field].decode() == EXAMPLE[field], field
+  assert not any(k.startswith("decoder_") for k in ex)
+
+
+def test_missing_and_bad_files(tmp_path, monkeypatch):
+  monkeypatch.setenv(probes.PROBES_DIR_ENV, str(tmp_path))
+  with pytest.raises(FileNotFoundError, match="attribute.jsonl not found"):
+    _first("probe_attribute_v001")
+  bad = dict(EXAMPLE)
+  del bad["negative_targets"]
+  (tmp_path / "attribute.jsonl").write_text(
+      json.dumps(EXAMPLE) + "\n" + json.dumps(bad) + "\n"
+  )
+  with pytest.raises(
+      ValueError, match=r"attribute.jsonl:2: field 'negative_targets'"
+  ):
+    _first("probe_attribute_v001")
+  with pytest.raises(ValueError, match="only 'validation'"):
+    probes.probe_dataset("train", name="attribute", sample=True)
+
+
+@pytest.mark.parametrize("name", probes.PROBE_NAMES)
+def test_sample_tasks_match_bundled_files(name):
+  path = f"{probes.SAMPLE_PROBES_DIR}/{name}.jsonl"
+  with open(path) as f:
+    lines = [json.loads(line) for line in f]
+  examples = _first(f"probe_sample_{name}_v001")
+  assert len(examples) == len(lines) > 0
+  assert examples[0]["inputs_pretokenized"].decode() == lines[0]["inputs"]
+  assert examples[0]["negative_targets"].decode() == (
+      lines[0]["negative_targets"]
+  )
+  assert lines[0]["inputs"].startswith("redial conversation: [user] ")
+  for line in lines:
+    assert line["targets"] != line["negative_targets"]
+    assert line["inputs"] == line["inputs"].lower()
