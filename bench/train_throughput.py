@@ -1,0 +1,200 @@
+r"""Training throughput: our JAX trainer vs Hugging Face PyTorch T5, on CPU.
+
+Both sides train the same T5 1.1-style config (gated-GELU, untied logits) on
+the same random batches of full-length sequences with AdamW, each in its own
+subprocess so peak memory (ru_maxrss) is measured separately:
+
+  python bench/train_throughput.py                 # default "mini" config
+  python bench/train_throughput.py --config=small --steps=5
+
+Prints tokens/s (input + target tokens per second) of both, their ratio
+(ours / HF, goal >= 1.0) and peak resident memory. Ours is
+`trainer.compile_steps`' jit-compiled train step on a 1x1 mesh, i.e. the
+step `train.main` runs; compile time is reported apart and excluded.
+"""
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+CONFIGS = {
+    # name: (emb, heads, head_dim, mlp, layers, vocab, batch, in_len, tgt_len)
+    "tiny": (64, 2, 32, 128, 2, 32128, 8, 64, 16),
+    "mini": (256, 4, 64, 1024, 4, 32128, 16, 128, 32),
+    "small": (512, 6, 64, 1024, 8, 32128, 16, 256, 64),
+}
+
+
+def _batch_arrays(cfg, seed=0):
+  import numpy as np  # pylint: disable=g-import-not-at-top
+
+  _, _, _, _, _, vocab, batch, in_len, tgt_len = cfg
+  rng = np.random.RandomState(seed)
+  targets = rng.randint(3, vocab, size=(batch, tgt_len)).astype(np.int32)
+  return {
+      "encoder_input_tokens": rng.randint(
+          3, vocab, size=(batch, in_len)).astype(np.int32),
+      "decoder_input_tokens": np.pad(targets[:, :-1], ((0, 0), (1, 0))),
+      "decoder_target_tokens": targets,
+      "decoder_loss_weights": np.ones((batch, tgt_len), np.float32),
+  }
+
+
+def run_jax(cfg, steps, warmup):
+  """Times our compiled train step; returns a result dict."""
+  sys.path.insert(0, ROOT)
+  import jax  # pylint: disable=g-import-not-at-top
+  import optax  # pylint: disable=g-import-not-at-top
+  import seqio.test_utils  # pylint: disable=g-import-not-at-top
+
+  from train import models  # pylint: disable=g-import-not-at-top
+  from train import network  # pylint: disable=g-import-not-at-top
+  from train import partitioning  # pylint: disable=g-import-not-at-top
+  from train import trainer  # pylint: disable=g-import-not-at-top
+
+  emb, heads, head_dim, mlp, layers, vocab, batch, in_len, tgt_len = cfg
+  config = network.T5Config(
+      vocab_size=vocab, emb_dim=emb, num_heads=heads, head_dim=head_dim,
+      mlp_dim=mlp, num_encoder_layers=layers, num_decoder_layers=layers,
+      mlp_activations=("gelu", "linear"), dropout_rate=0.0,
+      logits_via_embedding=False)
+  vocabulary = seqio.test_utils.sentencepiece_vocab()
+  model = models.EncoderDecoderModel(
+      network.Transformer(config), vocabulary, vocabulary,
+      z_loss=0.0, label_smoothing=0.0)
+  mesh = partitioning.make_mesh(mesh_shape=(1, 1))
+  opt = optax.adamw(1e-3)
+  state, shardings = trainer.create_train_state(
+      model, opt, mesh=mesh, init_rng=jax.random.PRNGKey(0),
+      input_shapes={"encoder_input_tokens": (batch, in_len),
+                    "decoder_input_tokens": (batch, tgt_len)})
+  step, _ = trainer.compile_steps(model, opt, mesh=mesh,
+                                  state_shardings=shardings)
+  data = trainer.batch_sharding(mesh)
+  batches = [jax.device_put(_batch_arrays(cfg, i), data)
+             for i in range(steps + warmup)]
+  rng = jax.random.PRNGKey(1)
+  start = time.perf_counter()
+  state, metrics = step(state, batches[0], rng)
+  jax.block_until_ready(metrics)
+  compile_s = time.perf_counter() - start
+  for b in batches[1:warmup]:
+    state, metrics = step(state, b, rng)
+  jax.block_until_ready(metrics)
+  start = time.perf_counter()
+  for b in batches[warmup:]:
+    state, metrics = step(state, b, rng)
+  jax.block_until_ready((state, metrics))
+  seconds = time.perf_counter() - start
+  n_params = sum(x.size for x in jax.tree.leaves(state.params))
+  return dict(seconds=seconds, compile_seconds=compile_s, params=n_params,
+              loss=float(metrics["loss"]) / (batch * tgt_len))
+
+
+def run_torch(cfg, steps, warmup):
+  """Times HF T5ForConditionalGeneration with torch.optim.AdamW."""
+  import torch  # pylint: disable=g-import-not-at-top
+  import transformers  # pylint: disable=g-import-not-at-top
+
+  emb, heads, head_dim, mlp, layers, vocab, _, _, _ = cfg
+  torch.manual_seed(0)
+  hf_config = transformers.T5Config(
+      vocab_size=vocab, d_model=emb, d_kv=head_dim, d_ff=mlp,
+      num_layers=layers, num_decoder_layers=layers, num_heads=heads,
+      feed_forward_proj="gated-gelu", tie_word_embeddings=False,
+      dropout_rate=0.0, decoder_start_token_id=0, pad_token_id=0)
+  model = transformers.T5ForConditionalGeneration(hf_config)
+  model.train()
+  opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4)
+
+  def to_torch(arrays):
+    return dict(
+        input_ids=torch.from_numpy(arrays["encoder_input_tokens"]).long(),
+        decoder_input_ids=torch.from_numpy(
+            arrays["decoder_input_tokens"]).long(),
+        labels=torch.from_numpy(arrays["decoder_target_tokens"]).long())
+
+  batches = [to_torch(_batch_arrays(cfg, i)) for i in range(steps + warmup)]
+
+  def step(b):
+    opt.zero_grad(set_to_none=True)
+    loss = model(**b).loss
+    loss.backward()
+    opt.step()
+    return loss
+
+  for b in batches[:warmup]:
+    step(b)
+  start = time.perf_counter()
+  for b in batches[warmup:]:
+    loss = step(b)
+  seconds = time.perf_counter() - start
+  n_params = sum(p.numel() for p in model.parameters())
+  return dict(seconds=seconds, compile_seconds=0.0, params=n_params,
+              loss=float(loss.detach()), torch_threads=torch.get_num_threads())
+
+
+def _child(args):
+  cfg = CONFIGS[args.config]
+  fn = run_jax if args.side == "jax" else run_torch
+  out = fn(cfg, args.steps, args.warmup)
+  _, _, _, _, _, _, batch, in_len, tgt_len = cfg
+  out["tokens_per_second"] = args.steps * batch * (in_len + tgt_len) / (
+      out["seconds"])
+  out["peak_rss_mib"] = resource.getrusage(
+      resource.RUSAGE_SELF).ru_maxrss / 1024
+  print("RESULT" + json.dumps(out), flush=True)
+
+
+def _spawn(side, args):
+  cmd = [sys.executable, os.path.abspath(__file__), f"--side={side}",
+         f"--config={args.config}", f"--steps={args.steps}",
+         f"--warmup={args.warmup}"]
+  env = dict(os.environ, CUDA_VISIBLE_DEVICES="", JAX_PLATFORMS="cpu",
+             TF_CPP_MIN_LOG_LEVEL="3")
+  proc = subprocess.run(cmd, capture_output=True, text=True, env=env,
+                        check=False)
+  lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT")]
+  if proc.returncode or not lines:
+    raise RuntimeError(f"{side} benchmark failed:\n{proc.stderr[-3000:]}")
+  return json.loads(lines[-1][len("RESULT"):])
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--config", default="mini", choices=sorted(CONFIGS))
+  parser.add_argument("--steps", type=int, default=10)
+  parser.add_argument("--warmup", type=int, default=2)
+  parser.add_argument("--side", choices=["jax", "torch"], default=None,
+                      help=argparse.SUPPRESS)
+  args = parser.parse_args()
+  if args.side:
+    _child(args)
+    return
+  emb, heads, head_dim, mlp, layers, vocab, batch, in_len, tgt_len = (
+      CONFIGS[args.config])
+  print(f"config {args.config}: emb {emb}, {heads}x{head_dim} heads, mlp "
+        f"{mlp}, {layers}+{layers} layers, vocab {vocab}; batch {batch}, "
+        f"lengths {in_len}/{tgt_len}; AdamW; {args.steps} timed steps; "
+        f"{os.cpu_count()} CPUs")
+  results = {side: _spawn(side, args) for side in ("jax", "torch")}
+  for side, name in (("jax", "ours (JAX/Flax)"), ("torch", "HF PyTorch T5")):
+    r = results[side]
+    print(f"{name:16s} {r['tokens_per_second']:10,.0f} tokens/s  "
+          f"{r['seconds'] / args.steps * 1000:8.1f} ms/step  peak RSS "
+          f"{r['peak_rss_mib']:7,.0f} MiB  params {r['params']:,}  "
+          f"compile {r['compile_seconds']:.1f}s  loss {r['loss']:.3f}")
+  ratio = (results["jax"]["tokens_per_second"]
+           / results["torch"]["tokens_per_second"])
+  print(f"throughput ratio ours/HF: {ratio:.2f}x (goal >= 1.0x)")
+  print("RESULT" + json.dumps(dict(results, ratio=ratio)))
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,160 @@
+"""Tests for train/checkpointing.py: orbax round trips, atomicity, load."""
+
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+import seqio.test_utils
+
+from train import checkpointing
+
+
+@pytest.fixture(name="t5")
+def _t5():
+  """(network, models) modules; skips until train/models.py exists."""
+  return (pytest.importorskip("train.network"),
+          pytest.importorskip("train.models"))
+
+
+def _params():
+  return {
+      "encoder": {"kernel": jnp.arange(12.0).reshape(3, 4)},
+      "token_embedder": {"embedding": jnp.linspace(-1.0, 1.0, 10)},
+  }
+
+
+def _manager(tmp_path, keep=3):
+  return checkpointing.CheckpointManager(str(tmp_path), keep=keep)
+
+
+def _save(manager, step, params, opt_state, position):
+  manager.save(step, params=params, opt_state=opt_state,
+               data_position=position)
+  manager.wait()
+
+
+def test_round_trip_params_opt_state_and_position(tmp_path):
+  params = _params()
+  opt = optax.adafactor(0.01)
+  opt_state = opt.init(params)
+  # One real update so the optimizer statistics are non-trivial.
+  grads = jax.tree.map(lambda p: p * 0.5 + 1.0, params)
+  _, opt_state = opt.update(grads, opt_state, params)
+  manager = _manager(tmp_path)
+  _save(manager, 7, params, opt_state, 21)
+  zeros = jax.tree.map(jnp.zeros_like, (params, opt_state))
+  got_params, got_opt, meta = manager.restore(
+      7, abstract_params=zeros[0], abstract_opt_state=zeros[1])
+  assert meta == {"step": 7, "data_position": 21}
+  assert checkpointing.params_equal(got_params, params)
+  assert checkpointing.params_equal(got_opt, opt_state)
+  assert (tmp_path / "checkpoints" / "7" / "params").is_dir()
+
+
+def test_keeps_only_the_newest_checkpoints(tmp_path):
+  manager = _manager(tmp_path, keep=2)
+  for step in (1, 2, 3, 4):
+    _save(manager, step, _params(), {}, step)
+  assert manager.all_steps() == [3, 4]
+  assert manager.latest_step() == 4
+  assert sorted(os.listdir(tmp_path / "checkpoints")) == ["3", "4"]
+
+
+def test_interrupted_save_is_ignored(tmp_path):
+  manager = _manager(tmp_path)
+  _save(manager, 2, _params(), {}, 5)
+  manager.close()
+  # What a kill during orbax's write of step 3 leaves behind.
+  tmp_dir = tmp_path / "checkpoints" / "3.orbax-checkpoint-tmp-1234"
+  (tmp_dir / "params").mkdir(parents=True)
+  manager = _manager(tmp_path)
+  assert manager.latest_step() == 2
+  assert manager.all_steps() == [2]
+
+
+@pytest.mark.parametrize("sub", ["", "checkpoints", "checkpoints/3"])
+def test_restore_params_from_any_level_of_the_directory(tmp_path, sub):
+  manager = _manager(tmp_path)
+  for step in (3, 5):
+    params = jax.tree.map(lambda x, s=step: x + s, _params())
+    _save(manager, step, params, {}, 0)
+  params, step = checkpointing.restore_params(
+      str(tmp_path / sub), jax.tree.map(jnp.zeros_like, _params()))
+  expected_step = 3 if sub.endswith("3") else 5
+  assert step == expected_step
+  np.testing.assert_array_equal(
+      params["encoder"]["kernel"], _params()["encoder"]["kernel"] + step)
+  assert checkpointing.is_checkpoint_dir(str(tmp_path / sub))
+
+
+def test_restore_params_without_checkpoint_fails_clearly(tmp_path):
+  (tmp_path / "checkpoints").mkdir()
+  with pytest.raises(FileNotFoundError, match="no orbax checkpoint"):
+    checkpointing.restore_params(str(tmp_path), _params())
+  assert not checkpointing.is_checkpoint_dir(str(tmp_path / "nothing"))
+
+
+def test_gin_config_is_written(tmp_path):
+  path = checkpointing.save_gin_config(str(tmp_path), "A = 1\n")
+  assert path == str(tmp_path / "config.gin")
+  assert (tmp_path / "config.gin").read_text() == "A = 1\n"
+
+
+def _tiny_config(network, **kw):
+  fields = dict(
+      vocab_size=32, emb_dim=16, num_heads=2, num_encoder_layers=2,
+      num_decoder_layers=2, head_dim=8, mlp_dim=32,
+      mlp_activations=("gelu", "linear"), dropout_rate=0.0,
+      logits_via_embedding=False, dtype=jnp.float32)
+  fields.update(kw)
+  return network.T5Config(**fields)
+
+
+def test_model_config_round_trip(tmp_path, t5):
+  config = _tiny_config(t5[0], dtype=jnp.bfloat16)
+  checkpointing.save_model_config(str(tmp_path), config)
+  with open(tmp_path / "model_config.json") as f:
+    fields = json.load(f)
+  assert fields["dtype"] == "bfloat16"
+  assert fields["mlp_activations"] == ["gelu", "linear"]
+  loaded = checkpointing.load_model_config(str(tmp_path))
+  assert loaded.mlp_activations == ("gelu", "linear")
+  assert jnp.dtype(loaded.dtype) == jnp.bfloat16
+  assert loaded.emb_dim == 16 and loaded.num_heads == 2
+
+
+def test_unknown_model_config_field_is_named(tmp_path, t5):
+  checkpointing.save_model_config(str(tmp_path), _tiny_config(t5[0]))
+  path = tmp_path / "model_config.json"
+  fields = json.loads(path.read_text())
+  fields["bogus_width"] = 3
+  path.write_text(json.dumps(fields))
+  with pytest.raises(ValueError, match=r"model_config.json.*bogus_width"):
+    checkpointing.load_model_config(str(tmp_path))
+
+
+def test_load_model_rebuilds_model_and_params(tmp_path, t5):
+  network, models = t5
+  vocab = seqio.test_utils.sentencepiece_vocab()
+  model = models.EncoderDecoderModel(
+      network.Transformer(_tiny_config(network)), vocab, vocab)
+  variables = model.get_initial_variables(
+      jax.random.PRNGKey(3),
+      {"encoder_input_tokens": (1, 5), "decoder_input_tokens": (1, 4)})
+  params = checkpointing.unbox(variables["params"])
+  checkpointing.save_model_files(str(tmp_path), model)
+  manager = _manager(tmp_path)
+  _save(manager, 4, params, {}, 0)
+  _save(manager, 9, jax.tree.map(lambda x: x * 2, params), {}, 0)
+  loaded, loaded_params, step = checkpointing.load_model(str(tmp_path))
+  assert step == 9
+  assert loaded.module.config == model.module.config
+  assert loaded.output_vocabulary.vocab_size == vocab.vocab_size
+  assert checkpointing.params_equal(
+      loaded_params, jax.tree.map(lambda x: x * 2, params))
+  _, old_params, step = checkpointing.load_model(str(tmp_path), step=4)
+  assert step == 4 and checkpointing.params_equal(old_params, params)

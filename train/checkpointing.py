@@ -1,0 +1,322 @@
+"""Checkpoints: orbax train state plus the files that rebuild the model.
+
+Layout of a model directory (`MODEL_DIR`):
+
+  checkpoints/<step>/{params,opt_state,meta}   orbax, written atomically
+  model_config.json                            `network.T5Config` fields
+  vocabulary.json, spiece.model                the SentencePiece vocabulary
+  config.gin                                   the operative gin config
+
+`meta` holds the step and the data-iterator position (batches consumed), so a
+restarted run continues with exactly the batches it would have seen.
+`load_model(model_dir)` rebuilds `(EncoderDecoderModel, params, step)` from a
+directory alone, for evaluation, inference and probes.
+
+To store more state (e.g. an EMA of the params), add an item name to
+`ITEM_NAMES` and a matching entry in `save`/`restore`.
+"""
+
+import dataclasses
+import json
+import os
+import shutil
+from typing import Any, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+import seqio
+
+PyTree = Any
+
+CHECKPOINTS_DIR = "checkpoints"
+MODEL_CONFIG_FILE = "model_config.json"
+VOCABULARY_FILE = "vocabulary.json"
+SPIECE_FILE = "spiece.model"
+GIN_CONFIG_FILE = "config.gin"
+ITEM_NAMES = ("params", "opt_state", "meta")
+
+
+class CheckpointManager:
+  """Saves and restores (params, opt_state, meta) under MODEL_DIR/checkpoints.
+
+  A thin layer over `orbax.checkpoint.CheckpointManager`: orbax writes each
+  step to a temporary directory and renames it when complete, so a run killed
+  mid-save leaves the previous checkpoints intact (the temporary directory is
+  removed on the next start). Only the newest `keep` steps are kept.
+  """
+
+  def __init__(self, model_dir: str, *, keep: Optional[int] = 3):
+    self.directory = os.path.join(os.path.abspath(model_dir), CHECKPOINTS_DIR)
+    options = ocp.CheckpointManagerOptions(
+        max_to_keep=keep, create=True, cleanup_tmp_directories=True
+    )
+    self._manager = ocp.CheckpointManager(
+        self.directory, options=options, item_names=ITEM_NAMES
+    )
+
+  def latest_step(self) -> Optional[int]:
+    return self._manager.latest_step()
+
+  def all_steps(self) -> list[int]:
+    return list(self._manager.all_steps())
+
+  def save(
+      self,
+      step: int,
+      *,
+      params: PyTree,
+      opt_state: PyTree,
+      data_position: int,
+  ) -> None:
+    """Saves one step (asynchronously; call `wait` before reading it)."""
+    meta = {"step": int(step), "data_position": int(data_position)}
+    items = {
+        "params": ocp.args.StandardSave(params),
+        "meta": ocp.args.JsonSave(meta),
+    }
+    if jax.tree.leaves(opt_state):  # e.g. plain SGD has no state to save.
+      items["opt_state"] = ocp.args.StandardSave(opt_state)
+    self._manager.save(int(step), args=ocp.args.Composite(**items),
+                       force=True)
+
+  def restore(
+      self,
+      step: int,
+      *,
+      abstract_params: PyTree,
+      abstract_opt_state: PyTree,
+  ) -> tuple[PyTree, PyTree, dict[str, int]]:
+    """Restores `step` into arrays shaped and sharded like the abstract trees.
+
+    Args:
+      step: a step in `all_steps()`.
+      abstract_params: `jax.ShapeDtypeStruct` tree (with shardings) or arrays.
+      abstract_opt_state: the same for the optimizer state.
+
+    Returns:
+      `(params, opt_state, meta)`, meta with `step` and `data_position`.
+    """
+    items = {
+        "params": ocp.args.StandardRestore(_abstract(abstract_params)),
+        "meta": ocp.args.JsonRestore(),
+    }
+    has_opt_state = bool(jax.tree.leaves(abstract_opt_state))
+    if has_opt_state:
+      items["opt_state"] = ocp.args.StandardRestore(
+          _abstract(abstract_opt_state))
+    restored = self._manager.restore(step, args=ocp.args.Composite(**items))
+    opt_state = restored.opt_state if has_opt_state else abstract_opt_state
+    return restored.params, opt_state, dict(restored.meta)
+
+  def wait(self) -> None:
+    self._manager.wait_until_finished()
+
+  def close(self) -> None:
+    self._manager.wait_until_finished()
+    self._manager.close()
+
+
+def _abstract(tree: PyTree) -> PyTree:
+  return jax.tree.map(ocp.utils.to_shape_dtype_struct, tree)
+
+
+def restore_params(path: str, abstract_params: PyTree) -> tuple[PyTree, int]:
+  """Restores only the params of one of our checkpoints.
+
+  Args:
+    path: a model directory, its `checkpoints/` directory, or one
+      `checkpoints/<step>` directory.
+    abstract_params: target structure (ShapeDtypeStructs or arrays).
+
+  Returns:
+    `(params, step)`.
+
+  Raises:
+    FileNotFoundError: no checkpoint at `path`.
+  """
+  path = os.path.abspath(path)
+  step = None
+  base = os.path.basename(path.rstrip("/"))
+  if base.isdigit() and os.path.isdir(os.path.join(path, "params")):
+    step, path = int(base), os.path.dirname(path)
+  elif os.path.isdir(os.path.join(path, CHECKPOINTS_DIR)):
+    path = os.path.join(path, CHECKPOINTS_DIR)
+  manager = ocp.CheckpointManager(path, item_names=ITEM_NAMES)
+  step = manager.latest_step() if step is None else step
+  if step is None:
+    raise FileNotFoundError(f"no orbax checkpoint found under {path}")
+  restored = manager.restore(
+      step,
+      args=ocp.args.Composite(
+          params=ocp.args.StandardRestore(_abstract(abstract_params))
+      ),
+  )
+  manager.close()
+  return restored.params, step
+
+
+def is_checkpoint_dir(path: str) -> bool:
+  """True if `path` is a model, `checkpoints/` or `checkpoints/<step>` dir."""
+  path = path.rstrip("/")
+  if os.path.basename(path) == CHECKPOINTS_DIR:
+    return os.path.isdir(path)
+  return any(
+      os.path.isdir(os.path.join(path, sub))
+      for sub in (CHECKPOINTS_DIR, "params")
+  )
+
+
+# ---------------------------------------------------------------------------
+# Model description files.
+# ---------------------------------------------------------------------------
+
+
+def _json_value(value: Any) -> Any:
+  if isinstance(value, (tuple, list)):
+    return [_json_value(v) for v in value]
+  if isinstance(value, (bool, int, float, str)) or value is None:
+    return value
+  try:  # dtypes: jnp.float32, np.dtype("bfloat16"), "float32".
+    return jnp.dtype(value).name
+  except TypeError as e:
+    raise TypeError(f"cannot write T5Config value {value!r} to JSON") from e
+
+
+def save_model_config(model_dir: str, config: Any) -> str:
+  """Writes the T5Config fields to MODEL_DIR/model_config.json."""
+  fields = {
+      f.name: _json_value(getattr(config, f.name))
+      for f in dataclasses.fields(config)
+  }
+  os.makedirs(model_dir, exist_ok=True)
+  path = os.path.join(model_dir, MODEL_CONFIG_FILE)
+  _write_atomic(path, json.dumps(fields, indent=2, sort_keys=True))
+  return path
+
+
+def load_model_config(model_dir: str) -> Any:
+  """Reads MODEL_DIR/model_config.json back into a `network.T5Config`."""
+  from train import network  # pylint: disable=g-import-not-at-top
+  path = os.path.join(model_dir, MODEL_CONFIG_FILE)
+  with open(path, encoding="utf-8") as f:
+    fields = json.load(f)
+  known = {f.name: f for f in dataclasses.fields(network.T5Config)}
+  unknown = sorted(set(fields) - set(known))
+  if unknown:
+    raise ValueError(f"{path}: unknown T5Config fields {unknown}")
+  kwargs = {}
+  for name, value in fields.items():
+    if isinstance(value, list):
+      value = tuple(value)
+    if "dtype" in name and isinstance(value, str):
+      value = jnp.dtype(value)
+    kwargs[name] = value
+  return network.T5Config(**kwargs)
+
+
+def save_vocabulary(
+    model_dir: str, vocabulary: seqio.SentencePieceVocabulary
+) -> None:
+  """Copies the SentencePiece model into MODEL_DIR and records extra_ids."""
+  os.makedirs(model_dir, exist_ok=True)
+  target = os.path.join(model_dir, SPIECE_FILE)
+  source = vocabulary.sentencepiece_model_file
+  if os.path.abspath(source) != os.path.abspath(target):
+    shutil.copyfile(source, target + ".tmp")
+    os.replace(target + ".tmp", target)
+  info = {"source": source, "extra_ids": vocabulary.extra_ids}
+  _write_atomic(os.path.join(model_dir, VOCABULARY_FILE), json.dumps(info))
+
+
+def load_vocabulary(model_dir: str) -> seqio.SentencePieceVocabulary:
+  """Loads the vocabulary saved by `save_vocabulary`."""
+  with open(os.path.join(model_dir, VOCABULARY_FILE), encoding="utf-8") as f:
+    info = json.load(f)
+  return seqio.SentencePieceVocabulary(
+      os.path.join(model_dir, SPIECE_FILE), extra_ids=info["extra_ids"]
+  )
+
+
+def save_gin_config(model_dir: str, config_str: str) -> str:
+  """Writes the operative gin config text to MODEL_DIR/config.gin."""
+  os.makedirs(model_dir, exist_ok=True)
+  path = os.path.join(model_dir, GIN_CONFIG_FILE)
+  _write_atomic(path, config_str)
+  return path
+
+
+def save_model_files(model_dir: str, model: Any) -> None:
+  """Writes model_config.json and the vocabulary for `load_model`."""
+  save_model_config(model_dir, model.module.config)
+  save_vocabulary(model_dir, model.output_vocabulary)
+
+
+def _write_atomic(path: str, text: str) -> None:
+  with open(path + ".tmp", "w", encoding="utf-8") as f:
+    f.write(text)
+  os.replace(path + ".tmp", path)
+
+
+def abstract_params(model: Any) -> PyTree:
+  """ShapeDtypeStructs of the model's params (no memory is allocated)."""
+  shapes = {
+      "encoder_input_tokens": (1, 1),
+      "decoder_input_tokens": (1, 1),
+  }
+  variables = jax.eval_shape(
+      lambda: model.get_initial_variables(jax.random.PRNGKey(0), shapes)
+  )
+  device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  return jax.tree.map(
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
+      unbox(variables["params"]),
+  )
+
+
+def unbox(tree: PyTree) -> PyTree:
+  """Strips flax logical-partitioning boxes (no-op on plain trees)."""
+  import flax.linen as nn  # pylint: disable=g-import-not-at-top
+
+  return nn.meta.unbox(tree)
+
+
+def load_model(
+    model_dir: str, step: Optional[int] = None
+) -> tuple[Any, PyTree, int]:
+  """Rebuilds the model from MODEL_DIR and restores its params.
+
+  Args:
+    model_dir: a directory written by `train.trainer.train`.
+    step: checkpoint step; None means the latest.
+
+  Returns:
+    `(model, params, step)`; params are host-replicated jax arrays.
+  """
+  # The trainer works with any model that follows the contract; only this
+  # function needs our network, so it imports it here.
+  # pylint: disable=g-import-not-at-top
+  from train import models
+  from train import network
+
+  config = load_model_config(model_dir)
+  vocabulary = load_vocabulary(model_dir)
+  model = models.EncoderDecoderModel(
+      network.Transformer(config), vocabulary, vocabulary
+  )
+  path = os.path.join(model_dir, CHECKPOINTS_DIR)
+  if step is not None:
+    path = os.path.join(path, str(step))
+  params, step = restore_params(path, abstract_params(model))
+  return model, params, step
+
+
+def params_equal(a: PyTree, b: PyTree) -> bool:
+  """True if two param trees have the same structure and identical values."""
+  if jax.tree.structure(a) != jax.tree.structure(b):
+    return False
+  return all(
+      np.array_equal(np.asarray(x), np.asarray(y))
+      for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b))
+  )

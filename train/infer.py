@@ -1,0 +1,249 @@
+r"""Inference: decode a task split with a trained model, write JSONL.
+
+  python -m train.infer --gin_file=runs/infer.gin \
+    --gin.CHECKPOINT_PATH="'/tmp/t5cr'" \
+    --gin.MIXTURE_OR_TASK_NAME="'crs_sample_redial_v001'" \
+    --gin.INFER_OUTPUT_DIR="'/tmp/t5cr/infer'"
+
+Each line of `<INFER_OUTPUT_DIR>/<task>-<split>.jsonl` holds `inputs`,
+`targets` (text), `prediction` (decoded text) and every other task feature
+(e.g. `conversation_id`, `target_movies`). The decoding method is
+`greedy`, `beam` or `sample` (`infer.decode_method`). The library functions
+(`predict_examples`, `decode_tokens`) are used by `train.main` too.
+"""
+
+import json
+import os
+from typing import Any, Mapping, Optional, Sequence
+
+from absl import app
+from absl import logging
+import gin
+import jax
+import numpy as np
+import seqio
+
+from train import checkpointing
+from train import gin_flags
+from train import input_pipeline
+
+PyTree = Any
+
+
+def decode_tokens(vocabulary: seqio.Vocabulary, ids: Sequence[int]) -> str:
+  """Token ids -> text, stopping at the first EOS and dropping padding."""
+  out = []
+  for i in np.asarray(ids).tolist():
+    if i == vocabulary.eos_id:
+      break
+    if i != 0:
+      out.append(i)
+  return vocabulary.decode(out)
+
+
+def predict_examples(
+    model: Any,
+    params: PyTree,
+    *,
+    task_name: str,
+    split: str,
+    task_feature_lengths: Mapping[str, int],
+    batch_size: int = 8,
+    decode_method: str = "greedy",
+    num_beams: int = 4,
+    temperature: float = 1.0,
+    max_decode_length: Optional[int] = None,
+    max_examples: Optional[int] = None,
+    seed: int = 0,
+    module: Optional[str] = None,
+) -> list[dict[str, Any]]:
+  """Decodes `split` of a Task and returns one row per example.
+
+  Args:
+    model: an `EncoderDecoderModel`.
+    params: its params.
+    task_name: a registered seqio Task (for a Mixture, call once per task).
+    split: split to decode, in order.
+    task_feature_lengths: `{"inputs": ..., "targets": ...}`.
+    batch_size: examples per decoding call.
+    decode_method: "greedy", "beam" or "sample".
+    num_beams: beams for "beam".
+    temperature: temperature for "sample".
+    max_decode_length: decoded tokens (default: the targets length).
+    max_examples: decode only the first examples.
+    seed: sampling seed (batch i uses `fold_in(seed, i)`).
+    module: module to import first (registers the task).
+
+  Returns:
+    Rows with `inputs`, `targets`, `prediction` and the task's other
+    features (token-id features are left out).
+  """
+  if decode_method not in ("greedy", "beam", "sample"):
+    raise ValueError(f"decode_method must be greedy, beam or sample, got "
+                     f"{decode_method!r}")
+  rng = jax.random.PRNGKey(seed)
+  vocabulary = model.output_vocabulary
+  rows = []
+  batches = input_pipeline.iter_examples_with_features(
+      task_name, split=split, task_feature_lengths=task_feature_lengths,
+      batch_size=batch_size, max_examples=max_examples, module=module)
+  for i, (batch, examples) in enumerate(batches):
+    tokens = model.predict_batch(
+        params, batch, decode_method=decode_method, num_beams=num_beams,
+        temperature=temperature,
+        max_decode_length=max_decode_length or task_feature_lengths["targets"],
+        rng=jax.random.fold_in(rng, i))
+    tokens = np.asarray(tokens)
+    for example, row_tokens in zip(examples, tokens):
+      rows.append(_row(example, decode_tokens(vocabulary, row_tokens)))
+  return rows
+
+
+def _row(example: Mapping[str, Any], prediction: str) -> dict[str, Any]:
+  row = {
+      "inputs": example.get("inputs_pretokenized"),
+      "targets": example.get("targets_pretokenized"),
+      "prediction": prediction,
+  }
+  for key, value in example.items():
+    if key in ("inputs", "targets") or key.endswith("_pretokenized"):
+      continue
+    row[key] = value
+  return row
+
+
+def write_jsonl(rows: Sequence[Mapping[str, Any]], path: str) -> str:
+  """Writes rows as JSON lines (atomically) and returns the path."""
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  with open(path + ".tmp", "w", encoding="utf-8") as f:
+    for row in rows:
+      f.write(json.dumps(row, ensure_ascii=False) + "\n")
+  os.replace(path + ".tmp", path)
+  return path
+
+
+def infer(
+    *,
+    checkpoint_path: str,
+    mixture_or_task_name: str,
+    output_dir: str,
+    task_feature_lengths: Mapping[str, int],
+    split: str = "test",
+    step: Optional[int] = None,
+    batch_size: int = 8,
+    decode_method: str = "greedy",
+    num_beams: int = 4,
+    temperature: float = 1.0,
+    max_examples: Optional[int] = None,
+    seed: int = 0,
+    module: Optional[str] = "crs_tasks",
+) -> list[str]:
+  """Loads MODEL_DIR `checkpoint_path` and writes one JSONL file per task.
+
+  Args:
+    checkpoint_path: a model directory written by training.
+    mixture_or_task_name: a Task, or a Mixture (each sub-task with `split`).
+    output_dir: where `<task>-<split>.jsonl` files go.
+    task_feature_lengths: `{"inputs": ..., "targets": ...}`.
+    split: split to decode.
+    step: checkpoint step (None: latest).
+    batch_size: examples per decoding call.
+    decode_method: "greedy", "beam" or "sample".
+    num_beams: beams for "beam".
+    temperature: temperature for "sample".
+    max_examples: per task, decode only the first examples.
+    seed: sampling seed.
+    module: module to import first (registers the tasks).
+
+  Returns:
+    The written paths.
+  """
+  model, params, step = checkpointing.load_model(checkpoint_path, step=step)
+  provider = input_pipeline.get_provider(input_pipeline.DatasetConfig(
+      mixture_or_task_name, task_feature_lengths, split, batch_size,
+      module=module))
+  paths = []
+  for task in getattr(provider, "tasks", [provider]):
+    if split not in task.splits:
+      logging.warning("task %s has no split %r; skipped", task.name, split)
+      continue
+    rows = predict_examples(
+        model, params, task_name=task.name, split=split,
+        task_feature_lengths=task_feature_lengths, batch_size=batch_size,
+        decode_method=decode_method, num_beams=num_beams,
+        temperature=temperature, max_examples=max_examples, seed=seed)
+    path = os.path.join(output_dir, f"{task.name}-{split}.jsonl")
+    paths.append(write_jsonl(rows, path))
+    logging.info("step %d: wrote %d predictions to %s", step, len(rows), path)
+    print(f"wrote {len(rows)} predictions to {path}", flush=True)
+  return paths
+
+
+def format_predictions(
+    rows: Sequence[Mapping[str, Any]], max_input_chars: int = 160
+) -> str:
+  """Rows from `predict_examples` as text: input tail, target, prediction."""
+  lines = []
+  for i, row in enumerate(rows):
+    text = row.get("inputs") or ""
+    tail = text if len(text) <= max_input_chars else (
+        "..." + text[-max_input_chars:])
+    lines += [f"[{i}] input:      {tail}",
+              f"    target:     {row.get('targets')}",
+              f"    prediction: {row.get('prediction')}"]
+  return "\n".join(lines)
+
+
+def show_predictions(
+    model: Any,
+    params: PyTree,
+    *,
+    mixture_or_task_name: Optional[str] = None,
+    split: str = "test",
+    num_examples: int = 3,
+    task_feature_lengths: Optional[Mapping[str, int]] = None,
+    decode_method: str = "greedy",
+    module: Optional[str] = "crs_tasks",
+) -> list[dict[str, Any]]:
+  """Decodes and prints the first examples of a task (after training).
+
+  Args:
+    model: the trained model.
+    params: its params.
+    mixture_or_task_name: a Task; None (or num_examples 0) does nothing.
+    split: split to read.
+    num_examples: examples to decode.
+    task_feature_lengths: `{"inputs": ..., "targets": ...}`.
+    decode_method: "greedy", "beam" or "sample".
+    module: module to import first (registers the task).
+
+  Returns:
+    The decoded rows.
+  """
+  if not mixture_or_task_name or not num_examples:
+    return []
+  if task_feature_lengths is None:
+    raise ValueError("show_predictions needs task_feature_lengths")
+  rows = predict_examples(
+      model, params, task_name=mixture_or_task_name, split=split,
+      task_feature_lengths=task_feature_lengths,
+      batch_size=min(num_examples, 8), decode_method=decode_method,
+      max_examples=num_examples, module=module)
+  print(f"Predictions on {mixture_or_task_name}/{split}:")
+  print(format_predictions(rows), flush=True)
+  return rows
+
+
+def main(argv: Sequence[str]) -> None:
+  del argv
+  # Import the library copy of this module: under `python -m train.infer`
+  # this file is `__main__`, while gin files bind `train.infer.infer`.
+  from train import infer as infer_lib  # pylint: disable=g-import-not-at-top
+
+  infer_using_gin = gin.configurable(infer_lib.infer)
+  gin_flags.parse_from_flags()
+  infer_using_gin()
+
+
+if __name__ == "__main__":
+  app.run(main, flags_parser=gin_flags.flags_parser)

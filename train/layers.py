@@ -1,0 +1,305 @@
+"""T5 building blocks in Flax, annotated with logical axis names.
+
+Every parameter is created with `nn.with_logical_partitioning` and every large
+activation is constrained with `nn.with_logical_constraint`, using the logical
+axis names of t5x (`batch`, `length`, `embed`, `mlp`, `heads`, `kv`, `vocab`,
+`joined_kv`, `relpos_buckets`); `train/partitioning.py` maps them to the
+('data', 'model') mesh. Parameter names follow t5x's
+`examples/t5/layers.py`, so checkpoints read the same way.
+
+Numerics follow the T5 papers and Hugging Face's PyTorch `T5Model` (the parity
+reference in tests/train/hf_parity_test.py): RMS layer norm without bias or
+mean, no 1/sqrt(d) on attention logits (it is folded into the query init),
+relative position buckets shared across the layers of a stack.
+"""
+
+import functools
+from typing import Any, Callable, Optional, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+Array = jax.Array
+DType = Any
+Initializer = Callable[..., Array]
+
+# Masked attention logits; large but finite so fully masked rows stay finite.
+NEG_INF = -1e10
+
+
+def _param(module: nn.Module, name: str, init: Initializer,
+           shape: Sequence[int], axes: Sequence[str]) -> Array:
+  """A float32 parameter with logical axis names."""
+  return module.param(
+      name, nn.with_logical_partitioning(init, tuple(axes)), tuple(shape),
+      jnp.float32)
+
+
+def constrain(x: Array, axes: Sequence[Optional[str]]) -> Array:
+  """Sharding hint on an activation (no-op outside a mesh + rules context)."""
+  return nn.with_logical_constraint(x, tuple(axes))
+
+
+class LayerNorm(nn.Module):
+  """T5 layer norm: x / rms(x) * scale, no mean subtraction and no bias."""
+
+  epsilon: float = 1e-6
+  dtype: DType = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    x = x.astype(jnp.float32)
+    scale = _param(self, "scale", nn.initializers.ones, (x.shape[-1],),
+                   ("embed",))
+    variance = jnp.mean(jnp.square(x), axis=-1, keepdims=True)
+    y = x * jax.lax.rsqrt(variance + self.epsilon)
+    return (y * scale).astype(self.dtype)
+
+
+class DenseGeneral(nn.Module):
+  """y = x @ kernel over the last axis, kernel with logical axis names."""
+
+  features: Sequence[int]
+  kernel_axes: Sequence[str]
+  kernel_init: Initializer = nn.initializers.variance_scaling(
+      1.0, "fan_in", "truncated_normal")
+  dtype: DType = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    features = tuple(self.features)
+    in_dim = x.shape[-1]
+    kernel = _param(self, "kernel", self._init, (in_dim,) + features,
+                    self.kernel_axes)
+    kernel = kernel.astype(self.dtype)
+    x = x.astype(self.dtype)
+    y = jnp.tensordot(x, kernel, axes=((x.ndim - 1,), (0,)))
+    return y
+
+  def _init(self, key, shape, dtype):
+    # Fan-in is the contracted dim; heads x kv outputs are flattened for init.
+    flat = (shape[0], int(np.prod(shape[1:])))
+    return self.kernel_init(key, flat, dtype).reshape(shape)
+
+
+class Embed(nn.Module):
+  """Token embedding [vocab, embed]; `attend` gives logits against it."""
+
+  num_embeddings: int
+  features: int
+  dtype: DType = jnp.float32
+  embedding_init: Initializer = nn.initializers.normal(stddev=1.0)
+
+  def setup(self):
+    self.embedding = _param(self, "embedding", self.embedding_init,
+                            (self.num_embeddings, self.features),
+                            ("vocab", "embed"))
+
+  def __call__(self, tokens: Array) -> Array:
+    out = jnp.take(self.embedding, tokens.astype(jnp.int32), axis=0)
+    return out.astype(self.dtype)
+
+  def attend(self, query: Array) -> Array:
+    embedding = self.embedding.astype(self.dtype)
+    return jnp.einsum("...e,ve->...v", query.astype(self.dtype), embedding)
+
+
+def relative_position_bucket(relative_position: np.ndarray,
+                             bidirectional: bool = True,
+                             num_buckets: int = 32,
+                             max_distance: int = 128) -> np.ndarray:
+  """T5's bucketing of `memory_position - query_position` (numpy, static).
+
+  Small distances get their own bucket; larger ones share log-spaced buckets
+  up to `max_distance`. In a bidirectional stack half the buckets are for
+  keys after the query.
+
+  Args:
+    relative_position: int array of `key_pos - query_pos`.
+    bidirectional: encoder (True) or causal decoder (False).
+    num_buckets: number of buckets.
+    max_distance: distances beyond this share the last bucket.
+
+  Returns:
+    int32 array of bucket ids, same shape.
+  """
+  rel = np.asarray(relative_position, np.int64)
+  buckets = np.zeros_like(rel)
+  if bidirectional:
+    num_buckets //= 2
+    buckets += (rel > 0).astype(np.int64) * num_buckets
+    rel = np.abs(rel)
+  else:
+    rel = -np.minimum(rel, 0)
+  max_exact = num_buckets // 2
+  is_small = rel < max_exact
+  # float32 like the reference implementations, so bucket edges agree.
+  with np.errstate(divide="ignore"):
+    large = max_exact + (
+        np.log(np.maximum(rel, 1).astype(np.float32) / max_exact)
+        / np.float32(np.log(max_distance / max_exact))
+        * (num_buckets - max_exact)).astype(np.int64)
+  large = np.minimum(large, num_buckets - 1)
+  buckets += np.where(is_small, rel, large)
+  return buckets.astype(np.int32)
+
+
+class RelativePositionBiases(nn.Module):
+  """Per-head attention bias from bucketed relative positions."""
+
+  num_buckets: int
+  max_distance: int
+  num_heads: int
+  dtype: DType = jnp.float32
+
+  @nn.compact
+  def __call__(self, query_length: int, key_length: int,
+               bidirectional: bool = True) -> Array:
+    """Returns the bias [1, heads, query_length, key_length]."""
+    context = np.arange(query_length)[:, None]
+    memory = np.arange(key_length)[None, :]
+    buckets = relative_position_bucket(
+        memory - context, bidirectional, self.num_buckets, self.max_distance)
+    table = _param(self, "rel_embedding",
+                   nn.initializers.variance_scaling(1.0, "fan_avg", "uniform"),
+                   (self.num_heads, self.num_buckets),
+                   ("heads", "relpos_buckets"))
+    bias = jnp.take(table, jnp.asarray(buckets), axis=1)  # [h, q, k]
+    return bias[None].astype(self.dtype)
+
+
+class MultiHeadDotProductAttention(nn.Module):
+  """T5 attention (no logit scaling), with an autoregressive KV cache.
+
+  With `decode=True` the first call (from `init`) creates the cache
+  `cached_key`/`cached_value` [batch, max_length, heads, head_dim] and
+  `cache_index`; later calls take one query position, write its key/value at
+  `cache_index` and attend over the filled prefix. A bias of shape
+  [.., max_length, max_length] is sliced at the row `cache_index`.
+  """
+
+  num_heads: int
+  head_dim: int
+  dropout_rate: float = 0.0
+  dtype: DType = jnp.float32
+  float32_logits: bool = True
+
+  @nn.compact
+  def __call__(self, inputs_q: Array, inputs_kv: Array,
+               bias: Optional[Array] = None, *, decode: bool = False,
+               deterministic: bool = True) -> Array:
+    emb_dim = inputs_q.shape[-1]
+    depth_scaling = self.head_dim ** -0.5
+    # T5 folds 1/sqrt(head_dim) into the query initializer.
+    query_init = nn.initializers.variance_scaling(
+        depth_scaling, "fan_in", "normal")
+    kv_init = nn.initializers.variance_scaling(1.0, "fan_in", "normal")
+    projection = functools.partial(
+        DenseGeneral, features=(self.num_heads, self.head_dim),
+        kernel_axes=("embed", "heads", "kv"), dtype=self.dtype)
+    query = projection(kernel_init=query_init, name="query")(inputs_q)
+    key = projection(kernel_init=kv_init, name="key")(inputs_kv)
+    value = projection(kernel_init=kv_init, name="value")(inputs_kv)
+    query = constrain(query, ("batch", "length", "heads", "kv"))
+    key = constrain(key, ("batch", "length", "heads", "kv"))
+    value = constrain(value, ("batch", "length", "heads", "kv"))
+
+    if decode:
+      key, value, bias = self._update_cache(key, value, bias)
+
+    logits = jnp.einsum("bqhd,bkhd->bhqk", query, key)
+    if bias is not None:
+      logits = logits + bias.astype(logits.dtype)
+    if self.float32_logits:
+      logits = logits.astype(jnp.float32)
+    weights = jax.nn.softmax(logits, axis=-1).astype(self.dtype)
+    if not deterministic and self.dropout_rate > 0:
+      weights = nn.Dropout(self.dropout_rate, broadcast_dims=())(
+          weights, deterministic=False)
+    out = jnp.einsum("bhqk,bkhd->bqhd", weights, value.astype(self.dtype))
+    out = constrain(out, ("batch", "length", "heads", "kv"))
+    return DenseGeneral(
+        features=(emb_dim,), kernel_axes=("joined_kv", "embed"),
+        dtype=self.dtype, name="out",
+        kernel_init=kv_init)(out.reshape(out.shape[:-2] + (-1,)))
+
+  def _update_cache(self, key, value, bias):
+    """Writes one step's key/value into the cache; returns the full ones."""
+    initialized = self.has_variable("cache", "cached_key")
+    cached_key = self.variable("cache", "cached_key", jnp.zeros, key.shape,
+                               key.dtype)
+    cached_value = self.variable("cache", "cached_value", jnp.zeros,
+                                 value.shape, value.dtype)
+    cache_index = self.variable("cache", "cache_index",
+                                lambda: jnp.array(0, jnp.int32))
+    if not initialized:
+      return key, value, bias
+    batch, max_length, _, _ = cached_key.value.shape
+    if key.shape[1] != 1:
+      raise ValueError(
+          f"decode=True takes one position per call, got {key.shape[1]}")
+    index = cache_index.value
+    cached_key.value = jax.lax.dynamic_update_slice(
+        cached_key.value, key, (0, index, 0, 0))
+    cached_value.value = jax.lax.dynamic_update_slice(
+        cached_value.value, value, (0, index, 0, 0))
+    cache_index.value = index + 1
+    # Only the filled prefix (positions <= index) is visible.
+    visible = (jnp.arange(max_length) <= index)[None, None, None, :]
+    step_bias = jnp.where(visible, 0.0, NEG_INF)
+    if bias is not None:
+      if bias.shape[-2] == max_length:
+        # A whole [.., max_length, max_length] bias: keep the row `index`.
+        bias = jax.lax.dynamic_slice_in_dim(bias, index, 1, axis=-2)
+      step_bias = step_bias + bias
+    del batch
+    return cached_key.value, cached_value.value, step_bias
+
+
+class MlpBlock(nn.Module):
+  """T5 feed-forward: ReLU (1.0) or gated, e.g. ('gelu', 'linear') (1.1)."""
+
+  intermediate_dim: int
+  activations: Sequence[str] = ("relu",)
+  dropout_rate: float = 0.0
+  dtype: DType = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: Array, deterministic: bool = True) -> Array:
+    emb_dim = x.shape[-1]
+    init = nn.initializers.variance_scaling(1.0, "fan_in", "truncated_normal")
+    hidden = 1.0
+    for i, name in enumerate(self.activations):
+      dense_name = "wi" if len(self.activations) == 1 else f"wi_{i}"
+      h = DenseGeneral((self.intermediate_dim,), ("embed", "mlp"),
+                       kernel_init=init, dtype=self.dtype, name=dense_name)(x)
+      hidden = hidden * _activation(name)(h)
+    hidden = constrain(hidden, ("batch", "length", "mlp"))
+    hidden = nn.Dropout(self.dropout_rate, broadcast_dims=(-2,))(
+        hidden, deterministic=deterministic)
+    return DenseGeneral((emb_dim,), ("mlp", "embed"), kernel_init=init,
+                        dtype=self.dtype, name="wo")(hidden)
+
+
+def _activation(name: str) -> Callable[[Array], Array]:
+  if name == "linear":
+    return lambda x: x
+  if name == "gelu":
+    # tanh approximation, as T5 1.1 ("gelu_new" in Hugging Face).
+    return functools.partial(nn.gelu, approximate=True)
+  if name == "gelu_exact":
+    return functools.partial(nn.gelu, approximate=False)
+  if hasattr(nn, name):
+    return getattr(nn, name)
+  raise ValueError(f"unknown MLP activation {name!r}")
+
+
+def make_attention_mask(query_mask: Array, key_mask: Array) -> Array:
+  """[batch, q] x [batch, k] booleans -> [batch, 1, q, k]."""
+  return (query_mask[:, None, :, None] & key_mask[:, None, None, :])
+
+
+def mask_to_bias(mask: Array, dtype: DType = jnp.float32) -> Array:
+  return jnp.where(mask, 0.0, NEG_INF).astype(dtype)

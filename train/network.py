@@ -1,0 +1,259 @@
+"""The T5 encoder-decoder (T5 1.0 and T5 1.1) in Flax; returns logits only.
+
+One config covers both variants:
+
+  T5 1.0: mlp_activations=("relu",),         logits_via_embedding=True
+  T5 1.1: mlp_activations=("gelu", "linear"), logits_via_embedding=False
+
+Parameter tree (t5x names):
+
+  token_embedder/embedding                       [vocab, embed]
+  encoder/relpos_bias/rel_embedding              [heads, buckets]
+  encoder/layers_<i>/{pre_attention_layer_norm, attention/{query,key,value,
+      out}, pre_mlp_layer_norm, mlp/{wi | wi_0, wi_1, wo}}
+  encoder/encoder_norm
+  decoder/relpos_bias/rel_embedding
+  decoder/layers_<i>/{pre_self_attention_layer_norm, self_attention,
+      pre_cross_attention_layer_norm, encoder_decoder_attention,
+      pre_mlp_layer_norm, mlp}
+  decoder/decoder_norm, decoder/logits_dense (T5 1.1 only)
+
+Model features are seqio's EncDecFeatureConverter keys; with packing, the
+`*_segment_ids` keep segments apart.
+"""
+
+import dataclasses
+from typing import Any, Optional, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from train import layers
+
+Array = jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class T5Config:
+  """Hyper-parameters of a T5; the gin model files set them."""
+
+  vocab_size: int = 32128
+  emb_dim: int = 512
+  num_heads: int = 6
+  num_encoder_layers: int = 8
+  num_decoder_layers: int = 8
+  head_dim: int = 64
+  mlp_dim: int = 1024
+  mlp_activations: Sequence[str] = ("gelu", "linear")
+  dropout_rate: float = 0.1
+  logits_via_embedding: bool = False
+  relative_attention_num_buckets: int = 32
+  relative_attention_max_distance: int = 128
+  # Activation/computation dtype; parameters are always float32.
+  dtype: Any = jnp.float32
+  float32_attention_logits: bool = True
+
+  def __post_init__(self):
+    # gin and JSON give lists; keep the dataclass hashable.
+    object.__setattr__(self, "mlp_activations", tuple(self.mlp_activations))
+
+
+class EncoderLayer(nn.Module):
+  """Pre-norm self-attention and MLP blocks, each with a residual."""
+
+  config: T5Config
+  relative_embedding: nn.Module
+
+  @nn.compact
+  def __call__(self, x, mask_bias, deterministic):
+    cfg = self.config
+    length = x.shape[-2]
+    bias = self.relative_embedding(length, length, True) + mask_bias
+    y = layers.LayerNorm(dtype=cfg.dtype, name="pre_attention_layer_norm")(x)
+    y = layers.MultiHeadDotProductAttention(
+        cfg.num_heads, cfg.head_dim, cfg.dropout_rate, cfg.dtype,
+        cfg.float32_attention_logits, name="attention")(
+            y, y, bias, deterministic=deterministic)
+    x = x + _dropout(cfg, y, deterministic)
+    y = layers.LayerNorm(dtype=cfg.dtype, name="pre_mlp_layer_norm")(x)
+    y = layers.MlpBlock(cfg.mlp_dim, cfg.mlp_activations, cfg.dropout_rate,
+                        cfg.dtype, name="mlp")(y, deterministic)
+    x = x + _dropout(cfg, y, deterministic)
+    return layers.constrain(x, ("batch", "length", "embed"))
+
+
+class DecoderLayer(nn.Module):
+  """Causal self-attention, cross-attention and MLP, pre-norm residuals."""
+
+  config: T5Config
+  relative_embedding: nn.Module
+
+  @nn.compact
+  def __call__(self, x, encoded, self_bias, cross_bias, deterministic,
+               decode, max_decode_length):
+    cfg = self.config
+    if decode:
+      # The whole [max_len, max_len] bias; the attention layer takes the row
+      # of the position it is decoding (its cache index).
+      bias = self.relative_embedding(max_decode_length, max_decode_length,
+                                     False)
+    else:
+      length = x.shape[-2]
+      bias = self.relative_embedding(length, length, False) + self_bias
+    y = layers.LayerNorm(dtype=cfg.dtype,
+                         name="pre_self_attention_layer_norm")(x)
+    y = layers.MultiHeadDotProductAttention(
+        cfg.num_heads, cfg.head_dim, cfg.dropout_rate, cfg.dtype,
+        cfg.float32_attention_logits, name="self_attention")(
+            y, y, bias, decode=decode, deterministic=deterministic)
+    x = x + _dropout(cfg, y, deterministic)
+    y = layers.LayerNorm(dtype=cfg.dtype,
+                         name="pre_cross_attention_layer_norm")(x)
+    y = layers.MultiHeadDotProductAttention(
+        cfg.num_heads, cfg.head_dim, cfg.dropout_rate, cfg.dtype,
+        cfg.float32_attention_logits, name="encoder_decoder_attention")(
+            y, encoded, cross_bias, deterministic=deterministic)
+    x = x + _dropout(cfg, y, deterministic)
+    y = layers.LayerNorm(dtype=cfg.dtype, name="pre_mlp_layer_norm")(x)
+    y = layers.MlpBlock(cfg.mlp_dim, cfg.mlp_activations, cfg.dropout_rate,
+                        cfg.dtype, name="mlp")(y, deterministic)
+    x = x + _dropout(cfg, y, deterministic)
+    return layers.constrain(x, ("batch", "length", "embed"))
+
+
+def _dropout(cfg, x, deterministic):
+  return nn.Dropout(cfg.dropout_rate, broadcast_dims=(-2,))(
+      x, deterministic=deterministic)
+
+
+class Encoder(nn.Module):
+  config: T5Config
+  shared_embedding: nn.Module
+
+  @nn.compact
+  def __call__(self, tokens, segment_ids=None, deterministic=True):
+    cfg = self.config
+    rel = layers.RelativePositionBiases(
+        cfg.relative_attention_num_buckets,
+        cfg.relative_attention_max_distance, cfg.num_heads, cfg.dtype,
+        name="relpos_bias")
+    mask = layers.make_attention_mask(tokens > 0, tokens > 0)
+    if segment_ids is not None:
+      mask &= (segment_ids[:, None, :, None] == segment_ids[:, None, None, :])
+    mask_bias = layers.mask_to_bias(mask, cfg.dtype)
+    x = self.shared_embedding(tokens)
+    x = _dropout(cfg, x, deterministic)
+    for i in range(cfg.num_encoder_layers):
+      x = EncoderLayer(cfg, rel, name=f"layers_{i}")(x, mask_bias,
+                                                     deterministic)
+    x = layers.LayerNorm(dtype=cfg.dtype, name="encoder_norm")(x)
+    return _dropout(cfg, x, deterministic)
+
+
+class Decoder(nn.Module):
+  config: T5Config
+  shared_embedding: nn.Module
+
+  @nn.compact
+  def __call__(self, encoded, encoder_tokens, decoder_input_tokens,
+               decoder_target_tokens=None, encoder_segment_ids=None,
+               decoder_segment_ids=None, deterministic=True, decode=False,
+               max_decode_length=None):
+    cfg = self.config
+    rel = layers.RelativePositionBiases(
+        cfg.relative_attention_num_buckets,
+        cfg.relative_attention_max_distance, cfg.num_heads, cfg.dtype,
+        name="relpos_bias")
+    batch, length = decoder_input_tokens.shape
+    enc_valid = encoder_tokens > 0
+    if decode:
+      # Causality and padding come from the cache's filled prefix.
+      self_bias = None
+      cross_mask = enc_valid[:, None, None, :]
+    else:
+      causal = jnp.tril(jnp.ones((length, length), bool))[None, None]
+      dec_valid = (decoder_target_tokens > 0 if decoder_target_tokens
+                   is not None else jnp.ones((batch, length), bool))
+      self_mask = causal & layers.make_attention_mask(dec_valid, dec_valid)
+      cross_mask = layers.make_attention_mask(dec_valid, enc_valid)
+      if decoder_segment_ids is not None:
+        self_mask &= (decoder_segment_ids[:, None, :, None]
+                      == decoder_segment_ids[:, None, None, :])
+        cross_mask &= (decoder_segment_ids[:, None, :, None]
+                       == encoder_segment_ids[:, None, None, :])
+      self_bias = layers.mask_to_bias(self_mask, cfg.dtype)
+    cross_bias = layers.mask_to_bias(cross_mask, cfg.dtype)
+
+    y = self.shared_embedding(decoder_input_tokens)
+    y = _dropout(cfg, y, deterministic)
+    for i in range(cfg.num_decoder_layers):
+      y = DecoderLayer(cfg, rel, name=f"layers_{i}")(
+          y, encoded, self_bias, cross_bias, deterministic, decode,
+          max_decode_length)
+    y = layers.LayerNorm(dtype=cfg.dtype, name="decoder_norm")(y)
+    y = _dropout(cfg, y, deterministic)
+    if cfg.logits_via_embedding:
+      # Tied output embedding, rescaled as in T5 1.0.
+      logits = self.shared_embedding.attend(y) / jnp.sqrt(
+          jnp.asarray(y.shape[-1], y.dtype))
+    else:
+      logits = layers.DenseGeneral(
+          (cfg.vocab_size,), ("embed", "vocab"), dtype=cfg.dtype,
+          kernel_init=nn.initializers.variance_scaling(
+              1.0, "fan_in", "truncated_normal"),
+          name="logits_dense")(y)
+    logits = logits.astype(jnp.float32)
+    return layers.constrain(logits, ("batch", "length", "vocab"))
+
+
+class Transformer(nn.Module):
+  """T5: `__call__` gives logits; `encode`/`decode` serve decoding."""
+
+  config: T5Config
+
+  def setup(self):
+    cfg = self.config
+    self.token_embedder = layers.Embed(cfg.vocab_size, cfg.emb_dim, cfg.dtype)
+    self.encoder = Encoder(cfg, self.token_embedder)
+    self.decoder = Decoder(cfg, self.token_embedder)
+
+  def encode(self, encoder_input_tokens: Array,
+             encoder_segment_ids: Optional[Array] = None,
+             enable_dropout: bool = True) -> Array:
+    return self.encoder(encoder_input_tokens, encoder_segment_ids,
+                        deterministic=not enable_dropout)
+
+  def decode(self, encoded: Array, encoder_input_tokens: Array,
+             decoder_input_tokens: Array,
+             decoder_target_tokens: Optional[Array] = None,
+             encoder_segment_ids: Optional[Array] = None,
+             decoder_segment_ids: Optional[Array] = None,
+             enable_dropout: bool = True, decode: bool = False,
+             max_decode_length: Optional[int] = None) -> Array:
+    return self.decoder(encoded, encoder_input_tokens, decoder_input_tokens,
+                        decoder_target_tokens, encoder_segment_ids,
+                        decoder_segment_ids, deterministic=not enable_dropout,
+                        decode=decode, max_decode_length=max_decode_length)
+
+  def __call__(self, encoder_input_tokens: Array, decoder_input_tokens: Array,
+               decoder_target_tokens: Optional[Array] = None,
+               encoder_segment_ids: Optional[Array] = None,
+               decoder_segment_ids: Optional[Array] = None,
+               encoder_positions: Optional[Array] = None,
+               decoder_positions: Optional[Array] = None,
+               enable_dropout: bool = True, decode: bool = False,
+               max_decode_length: Optional[int] = None) -> Array:
+    """Logits [batch, target_length, vocab] (float32).
+
+    Positions are accepted for feature-converter compatibility; relative
+    biases use in-sequence offsets, which equal position differences within
+    a packed segment (other segments are masked).
+    """
+    del encoder_positions, decoder_positions
+    encoded = self.encode(encoder_input_tokens, encoder_segment_ids,
+                          enable_dropout)
+    return self.decode(encoded, encoder_input_tokens, decoder_input_tokens,
+                       decoder_target_tokens, encoder_segment_ids,
+                       decoder_segment_ids, enable_dropout, decode,
+                       max_decode_length)

@@ -1,0 +1,127 @@
+"""Metric writers: TensorBoard event files and a progress line for people.
+
+Metric names follow t5x: one TensorBoard run per namespace
+(`MODEL_DIR/train`, `MODEL_DIR/training_eval/<task>`), scalars such as
+`loss`, `learning_rate`, `timing/seqs_per_second`,
+`timing/tokens_per_second`, `cross_ent_loss`, `accuracy`. To log somewhere
+else (e.g. a notebook), pass any object with `write_scalars(step, scalars)`
+and `close()` where a `MetricWriter` is expected.
+"""
+
+import datetime
+import os
+from typing import Mapping, Optional
+
+import tensorflow as tf
+
+
+class MetricWriter:
+  """Writes scalars to TensorBoard under MODEL_DIR/<namespace>."""
+
+  def __init__(self, model_dir: str, namespace: str):
+    self.namespace = namespace
+    self.logdir = os.path.join(model_dir, namespace)
+    self._writer = tf.summary.create_file_writer(self.logdir)
+
+  def write_scalars(self, step: int, scalars: Mapping[str, float]) -> None:
+    with self._writer.as_default():
+      for name, value in scalars.items():
+        tf.summary.scalar(name, float(value), step=int(step))
+    self._writer.flush()
+
+  def close(self) -> None:
+    self._writer.close()
+
+
+def read_scalars(logdir: str) -> dict[str, dict[int, float]]:
+  """Reads every scalar in the event files under `logdir` (for tests/tools).
+
+  Args:
+    logdir: a directory written by `MetricWriter`.
+
+  Returns:
+    `{tag: {step: value}}`.
+  """
+  out: dict[str, dict[int, float]] = {}
+  for name in sorted(tf.io.gfile.listdir(logdir)):
+    if "tfevents" not in name:
+      continue
+    path = os.path.join(logdir, name)
+    for event in tf.compat.v1.train.summary_iterator(path):
+      for value in event.summary.value:
+        number = float(tf.make_ndarray(value.tensor)) if value.HasField(
+            "tensor") else value.simple_value
+        out.setdefault(value.tag, {})[int(event.step)] = number
+  return out
+
+
+def format_duration(seconds: float) -> str:
+  """12345.6 -> '3:25:45' (hours:minutes:seconds)."""
+  return str(datetime.timedelta(seconds=int(round(max(seconds, 0.0)))))
+
+
+def progress_line(
+    *,
+    step: int,
+    total_steps: int,
+    loss: float,
+    tokens_per_second: float,
+    seconds_per_step: float,
+    learning_rate: Optional[float] = None,
+) -> str:
+  """One human-readable progress line.
+
+  Example: `step 120/1000 loss 3.2140 lr 3.0e-03 tokens/s 12,345
+  ETA 0:01:23`.
+
+  Args:
+    step: steps done.
+    total_steps: steps planned.
+    loss: latest (or averaged) training loss.
+    tokens_per_second: non-padding target+input tokens per second.
+    seconds_per_step: recent seconds per step, for the ETA.
+    learning_rate: current learning rate, if known.
+
+  Returns:
+    The line.
+  """
+  parts = [f"step {step}/{total_steps}", f"loss {loss:.4f}"]
+  if learning_rate is not None:
+    parts.append(f"lr {learning_rate:.1e}")
+  parts.append(f"tokens/s {tokens_per_second:,.0f}")
+  eta = (total_steps - step) * seconds_per_step
+  parts.append(f"ETA {format_duration(eta)}")
+  return " ".join(parts)
+
+
+_SPARKS = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: list[float], width: int = 60) -> str:
+  """A text curve of `values` (bucket means), e.g. '█▆▄▃▂▁'."""
+  if not values:
+    return ""
+  width = max(1, min(width, len(values)))
+  buckets = []
+  for i in range(width):
+    lo = i * len(values) // width
+    hi = max(lo + 1, (i + 1) * len(values) // width)
+    chunk = values[lo:hi]
+    buckets.append(sum(chunk) / len(chunk))
+  low, high = min(buckets), max(buckets)
+  span = (high - low) or 1.0
+  return "".join(
+      _SPARKS[int((b - low) / span * (len(_SPARKS) - 1))] for b in buckets
+  )
+
+
+def loss_curve_summary(losses: list[float]) -> str:
+  """First/last/min loss and a sparkline of a training run's losses."""
+  if not losses:
+    return "no training steps were run"
+  best = min(range(len(losses)), key=losses.__getitem__)
+  return (
+      f"loss first {losses[0]:.4f}  last {losses[-1]:.4f}  "
+      f"min {losses[best]:.4f} (step {best + 1})  over {len(losses)} steps\n"
+      f"  {sparkline(losses)}"
+  )
