@@ -1,0 +1,162 @@
+"""Sanity baselines for ReDial, scored by the same code as the models.
+
+* Gold replies: BLEU 100; end-to-end recall 100 because every title of a
+  reference reply is labelled seeker (not a recommendation) or recommender
+  (a hit) by the dialogue's own questionnaires; only titles unknown to
+  `movieMentions` could lower it.
+* Repeat the context (most recent first): non-zero under the standard
+  ranking protocol, exactly 0 under the de-duplicated one.
+* Popularity (`nbMentions`, counted over all of ReDial, test included, or
+  given counts) as a ranking and as a reply naming the top unseen movie.
+"""
+
+import functools
+from typing import Any, Mapping, Optional, Sequence
+
+import numpy as np
+
+from crs_tasks import postprocessors
+from eval import metrics as metrics_lib
+from eval import ranking
+
+Example = Mapping[str, Any]
+
+POPULAR_REPLY_TEMPLATE = "have you seen @ {title} @ ?"
+
+
+def _text(value: Any) -> str:
+  return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+def target_of(example: Example) -> str:
+  """The reference reply text of a ReDial example."""
+  for key in ("targets_pretokenized", "targets", "response"):
+    value = example.get(key)
+    if isinstance(value, (str, bytes)):
+      return _text(value)
+  raise ValueError("example has no text target ('targets_pretokenized', "
+                   f"string 'targets' or 'response'); keys: {sorted(example)}")
+
+
+def generation_metrics(examples: Sequence[Example],
+                       predictions: Sequence[str]) -> dict[str, float]:
+  """All `rec/` and `gen/` metrics of one reply per example."""
+  targets = [target_of(ex) for ex in examples]
+  out = metrics_lib.e2e_recall(examples, predictions)
+  out.update(metrics_lib.bleu(targets, predictions))
+  out.update(metrics_lib.bleu_titles_masked(targets, predictions))
+  out.update(metrics_lib.sentence_bleu_nltk(targets, predictions))
+  out.update(metrics_lib.distinct(targets, predictions))
+  return out
+
+
+def gold_replies(examples: Sequence[Example]) -> list[str]:
+  """The reference replies themselves, as predictions."""
+  return [target_of(ex) for ex in examples]
+
+
+def _reply_title(reply: str) -> str:
+  """Matching key of the movie in a candidate reply `@ Title (Year) @`."""
+  titles = postprocessors.extract_titles(reply)
+  return metrics_lib.normalize_title(titles[0] if titles else reply)
+
+
+@functools.lru_cache(maxsize=4)
+def _candidate_keys(candidates: tuple[str, ...]) -> dict[str, int]:
+  """Matching key -> column, for a candidate reply list (cached)."""
+  return {_reply_title(c): j for j, c in enumerate(candidates)}
+
+
+def make_repeat_context_score_fn() -> ranking.ScoreFn:
+  """Context movies score 1 + position of their last mention; others 0."""
+
+  def score(contexts, candidates):
+    columns = _candidate_keys(tuple(candidates))
+    out = np.zeros((len(contexts), len(candidates)), np.float32)
+    for i, context in enumerate(contexts):
+      last = {}  # Title -> position of its last mention.
+      for k, title in enumerate(
+          postprocessors.extract_titles(_text(context))):
+        last[metrics_lib.normalize_title(title)] = k
+      for key, position in last.items():
+        if key in columns:
+          out[i, columns[key]] = 1.0 + position
+    return out
+
+  return score
+
+
+def _counts(movies: ranking.MovieList,
+            counts: Optional[Mapping[str, float]]) -> dict[str, float]:
+  if counts is None:
+    return {metrics_lib.normalize_title(t): float(m)
+            for t, m in zip(movies.titles, movies.mentions)}
+  return {metrics_lib.normalize_title(t): float(c) for t, c in counts.items()}
+
+
+def make_popularity_score_fn(
+    movies: ranking.MovieList,
+    counts: Optional[Mapping[str, float]] = None,
+) -> ranking.ScoreFn:
+  """Scores candidates by `counts` (title -> count; default nbMentions)."""
+  popularity = _counts(movies, counts)
+
+  def score(contexts, candidates):
+    row = np.zeros(len(candidates), np.float32)
+    for key, j in _candidate_keys(tuple(candidates)).items():
+      row[j] = popularity.get(key, 0.0)
+    return np.tile(row, (len(contexts), 1))
+
+  return score
+
+
+def mention_counts(examples: Sequence[Example]) -> dict[str, int]:
+  """Normalised title -> times it is in `target_movies` (e.g. train)."""
+  counts = {}
+  for ex in examples:
+    for title in ranking.titles_of(ex, "target_movies"):
+      key = metrics_lib.normalize_title(title)
+      counts[key] = counts.get(key, 0) + 1
+  return counts
+
+
+def popularity_replies(
+    examples: Sequence[Example],
+    movies: ranking.MovieList,
+    counts: Optional[Mapping[str, float]] = None,
+    template: str = POPULAR_REPLY_TEMPLATE,
+) -> list[str]:
+  """Per example, `template` naming the most popular movie not in
+  `context_movies` (`counts`, default nbMentions).
+  """
+  popularity = _counts(movies, counts)
+  order = sorted(movies.titles,
+                 key=lambda t: -popularity.get(
+                     metrics_lib.normalize_title(t), 0.0))
+  replies = []
+  for ex in examples:
+    seen = {metrics_lib.normalize_title(t)
+            for t in ranking.titles_of(ex, "context_movies")}
+    title = next(t for t in order
+                 if metrics_lib.normalize_title(t) not in seen)
+    replies.append(template.format(title=title))
+  return replies
+
+
+def run_all(examples: Sequence[Example],
+            movies: ranking.MovieList) -> dict[str, dict[str, float]]:
+  """Metrics of `gold` and `popular_reply` replies, and both protocols of
+  the `repeat_context` and `popularity` rankings, by baseline name.
+  """
+  protocols = ranking.make_protocols(movies, batch_size=256)
+  out = {
+      "gold": generation_metrics(examples, gold_replies(examples)),
+      "popular_reply": generation_metrics(
+          examples, popularity_replies(examples, movies)),
+  }
+  for name, score_fn in (("repeat_context", make_repeat_context_score_fn()),
+                         ("popularity", make_popularity_score_fn(movies))):
+    out[name] = {}
+    for protocol in protocols.values():
+      out[name].update(protocol(score_fn, examples))
+  return out

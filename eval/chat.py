@@ -1,0 +1,129 @@
+r"""Talks with a trained T5-CR model in the terminal.
+
+  python -m eval.chat --checkpoint=/tmp/t5cr_sample \
+      [--catalogue=../shared/data/redial/movies_with_mentions.csv,...]
+
+Type messages; titles typed capitalised, with a year or in quotes are matched
+to the catalogue and sent to the model as `@ Title (Year) @`. The reply is
+shown with its recommended titles. Commands: /reset, /history, /help, /quit.
+Input may be piped (`printf 'hi\n/quit\n' | python -m eval.chat ...`). The
+conversation logic is `eval/chat_lib.py`.
+"""
+
+import glob
+import os
+import sys
+from typing import Optional, Sequence, TextIO
+
+from absl import app
+from absl import flags
+
+from eval import chat_lib
+from eval import evaluation
+from train import checkpointing
+
+_SAMPLE_DATA = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    "crs_tasks", "sample_data",
+)
+
+
+def default_catalogue_files() -> list[str]:
+  """Movie lists shipped in `crs_tasks/sample_data`."""
+  return sorted(
+      path
+      for name in ("movies_with_mentions.csv", "movies.csv")
+      for path in glob.glob(os.path.join(_SAMPLE_DATA, "**", name),
+                            recursive=True)
+  )
+
+
+def run_chat(
+    *,
+    checkpoint: str,
+    catalogue_paths: Sequence[str],
+    step: Optional[int] = None,
+    decode: evaluation.DecodeConfig = evaluation.DecodeConfig(
+        max_decode_length=64),
+    inputs_length: int = 512,
+    stdin: TextIO = sys.stdin,
+    stdout: TextIO = sys.stdout,
+) -> int:
+  """Loads the model and catalogue and chats over `stdin` until /quit.
+
+  Args:
+    checkpoint: model dir of a training run.
+    catalogue_paths: movie list CSVs (`default_catalogue_files()` if empty).
+    step: checkpoint step; the latest when None.
+    decode: decoding settings (`max_decode_length` bounds the reply).
+    inputs_length: model input tokens; the oldest turns are dropped to fit.
+    stdin: where user lines come from (echoed unless a terminal).
+    stdout: where the transcript goes.
+
+  Returns:
+    The number of model replies.
+  """
+  paths = list(catalogue_paths) or default_catalogue_files()
+  if not paths:
+    raise ValueError(f"no movie list in {_SAMPLE_DATA}; pass --catalogue")
+  catalogue = chat_lib.load_catalogue(paths)
+  model, params, step = checkpointing.load_model(checkpoint, step=step)
+  reply_length = decode.max_decode_length or 64
+
+  def generate_fn(text: str) -> str:
+    ids = evaluation.encode_texts(model.input_vocabulary, [text],
+                                  inputs_length)
+    return evaluation.generate(
+        model, params, model.output_vocabulary, ids, decode=decode,
+        inputs_length=inputs_length, targets_length=reply_length,
+        batch_size=1, progress=False)[0]
+
+  def fits(text: str) -> bool:
+    return len(model.input_vocabulary.encode(text)) < inputs_length
+
+  session = chat_lib.ChatSession(catalogue, generate_fn, fits)
+  interactive = stdin.isatty()
+  stdout.write(f"T5-CR chat: {checkpoint} step {step}, {len(catalogue)} "
+               "titles. /help for commands.\n")
+
+  def lines():
+    while True:
+      try:
+        line = input("you> ") if interactive else stdin.readline()
+      except (EOFError, KeyboardInterrupt):
+        return
+      if not interactive and not line:
+        return
+      yield line
+
+  return chat_lib.chat_loop(session, lines(), stdout, echo=not interactive)
+
+
+if __name__ == "__main__":
+  # Flags are defined here only, so importing this module defines none.
+  _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Training run dir.")
+  _STEP = flags.DEFINE_integer("step", None, "Checkpoint step (latest).")
+  _CATALOGUE = flags.DEFINE_list(
+      "catalogue", [], "ReDial movies_with_mentions.csv / MovieLens "
+      "movies.csv files (default: those in crs_tasks/sample_data).")
+  _DECODE_METHOD = flags.DEFINE_enum(
+      "decode_method", "greedy", ["greedy", "beam", "sample"], "Decoding.")
+  _NUM_BEAMS = flags.DEFINE_integer("num_beams", 4, "Beam width.")
+  _TEMPERATURE = flags.DEFINE_float("temperature", 1.0, "Sampling temp.")
+  _INPUTS_LENGTH = flags.DEFINE_integer("inputs_length", 512, "Input tokens.")
+  _MAX_DECODE_LENGTH = flags.DEFINE_integer("max_decode_length", 64, "Reply.")
+
+  def main(argv: Sequence[str]) -> None:
+    if len(argv) > 1:
+      raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    if not _CHECKPOINT.value:
+      raise app.UsageError("--checkpoint=MODEL_DIR is required")
+    run_chat(
+        checkpoint=_CHECKPOINT.value, step=_STEP.value,
+        catalogue_paths=_CATALOGUE.value, inputs_length=_INPUTS_LENGTH.value,
+        decode=evaluation.DecodeConfig(
+            method=_DECODE_METHOD.value, num_beams=_NUM_BEAMS.value,
+            temperature=_TEMPERATURE.value,
+            max_decode_length=_MAX_DECODE_LENGTH.value))
+
+  app.run(main)

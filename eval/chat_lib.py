@@ -1,0 +1,492 @@
+"""Pure pieces of the terminal chat (`eval/chat.py`) with a T5-CR model.
+
+- `Catalogue`: movie titles from ReDial's `movies_with_mentions.csv` and/or
+  MovieLens' `movies.csv`, looked up case-insensitively, with or without the
+  year, exactly or fuzzily (`difflib`).
+- `mark_titles`: rewrites the titles a user types as `@ Title (Year) @`, the
+  way ReDial dialogues are written for the model.
+- `format_history`: the model input for a dialogue, the same string the
+  ReDial task builds (`redial conversation: [user] ... [assistant] ...`,
+  lower-cased).
+- `ChatSession`: the conversation state; `handle_line` adds the `/reset`,
+  `/history`, `/help` and `/quit` commands.
+
+Titles in user text are found two ways: spans the user marks explicitly
+(`@ the matrix @` or `"the matrix"`) are matched fuzzily; unmarked text is
+scanned for exact catalogue names, accepted only when the typed span carries
+the year, is capitalised, or has at least two content words (so the words
+"up" or "heat" in a sentence are not taken for the films).
+"""
+
+import csv
+import dataclasses
+import difflib
+import re
+from typing import Callable, Iterable, Optional, Sequence, TextIO
+
+from crs_tasks import movielens_utils
+from crs_tasks import postprocessors
+from crs_tasks import preprocessors
+from crs_tasks import redial_utils
+
+INPUT_PREFIX = preprocessors.REDIAL_PREFIX  # "redial conversation: "
+SPEAKER_TAGS = {
+    "user": redial_utils.USER_TAG,
+    "assistant": redial_utils.ASSISTANT_TAG,
+}
+COMMANDS = {
+    "/reset": "start a new conversation",
+    "/history": "show the model input for the conversation so far",
+    "/help": (
+        "show this help; type titles capitalised, with the year or in "
+        "quotes (\"the matrix\") to have them matched"
+    ),
+    "/quit": "leave",
+}
+
+_ARTICLES = ("the", "a", "an")
+_STOPWORDS = frozenset(
+    "a an the of and or in on at to it is i you me my we for with from by "
+    "this that was be are as so but not no its his her he she they them "
+    "like love liked loved saw seen watch watched movie movies film".split()
+)
+_WORD_RE = re.compile(r"[A-Za-z0-9']+")
+_MARKED_RE = re.compile(r"@\s*([^@]+?)\s*@|\"([^\"]+)\"")
+_MAX_TITLE_WORDS = 12
+
+
+@dataclasses.dataclass(frozen=True)
+class Movie:
+  """One catalogue entry.
+
+  Attributes:
+    name: title without the year, e.g. `The Matrix`.
+    year: four-digit year string, or None when the source has none.
+    popularity: tie-breaker between same-name films (ReDial mentions).
+    aliases: other names it is found by (MovieLens alternative titles).
+  """
+
+  name: str
+  year: Optional[str] = None
+  popularity: int = 0
+  aliases: tuple[str, ...] = ()
+
+  @property
+  def title(self) -> str:
+    """`Name (Year)`, or `Name` without a year."""
+    return f"{self.name} ({self.year})" if self.year else self.name
+
+
+def split_year(title: str) -> tuple[str, Optional[str]]:
+  """`"Matrix, The  (1999)"` -> `("The Matrix", "1999")`.
+
+  Args:
+    title: a title, with or without a trailing `(YYYY)`.
+
+  Returns:
+    The whitespace-normalised, HTML-unescaped name (trailing article moved
+    to the front) and the year (or None).
+  """
+  return movielens_utils.split_redial_title(title)
+
+
+def name_key(name: str) -> str:
+  """`movielens_utils.match_key` without a leading English article.
+
+  `"The Matrix"`, `"matrix"` and `"Matrix, The"` all give `"matrix"`.
+
+  Args:
+    name: a title without its year.
+
+  Returns:
+    The key (may be empty).
+  """
+  words = movielens_utils.match_key(movielens_utils.flip_article(name)).split()
+  if len(words) > 1 and words[0] in _ARTICLES:
+    words = words[1:]
+  return " ".join(words)
+
+
+class Catalogue:
+  """Movie titles indexed by name key and year."""
+
+  def __init__(self, movies: Iterable[Movie]):
+    self._by_key = {}
+    for movie in movies:
+      for key in {name_key(n) for n in (movie.name,) + movie.aliases}:
+        if not key:
+          continue
+        same = self._by_key.setdefault(key, [])
+        for i, other in enumerate(same):
+          if other.year == movie.year:  # Same film from two sources.
+            if movie.popularity > other.popularity:
+              same[i] = movie
+            break
+        else:
+          same.append(movie)
+    for same in self._by_key.values():
+      same.sort(key=lambda m: (-m.popularity, m.year or ""))
+    self._keys = sorted(self._by_key)
+    self._key_lengths = {len(k.split()) for k in self._keys}
+
+  def __len__(self) -> int:
+    return len({m for same in self._by_key.values() for m in same})
+
+  def has_key(self, key: str) -> bool:
+    """Whether some catalogue film has this `name_key`."""
+    return key in self._by_key
+
+  def lookup(
+      self, typed: str, *, fuzzy: bool = True, cutoff: float = 0.8
+  ) -> Optional[Movie]:
+    """Finds the film a typed title means.
+
+    Args:
+      typed: e.g. `"the matrix"`, `"Matrix (1999)"`, `"@ matrx @"`.
+      fuzzy: fall back to the closest key (`difflib` ratio >= `cutoff`).
+      cutoff: similarity threshold of the fuzzy match.
+
+    Returns:
+      The film with that name and year; without a year, the most popular
+      film of that name; None when nothing matches.
+    """
+    name, year = split_year(typed.strip().strip("@").strip())
+    if year is None:
+      match = re.match(r"^(.*\S)\s+(\d{4})$", name)  # "the matrix 1999"
+      if match and name_key(match.group(1)) in self._by_key:
+        name, year = match.group(1), match.group(2)
+    key = name_key(name)
+    candidates = self._by_key.get(key)
+    if not candidates and fuzzy and key:
+      close = difflib.get_close_matches(key, self._keys, n=1, cutoff=cutoff)
+      candidates = self._by_key[close[0]] if close else None
+    if not candidates:
+      return None
+    if year is not None:
+      for movie in candidates:
+        if movie.year == year:
+          return movie
+    return candidates[0]
+
+  def find_in_text(self, text: str) -> list[tuple[int, int, Movie]]:
+    """Unmarked titles in free text, longest match first, left to right.
+
+    A span is accepted when it is followed by its year (`1999` or `(1999)`),
+    starts with a capital letter, or has two or more content words.
+
+    Args:
+      text: user text without `@` markers.
+
+    Returns:
+      `(start, end, movie)` character spans (the year included in the span).
+    """
+    words = list(_WORD_RE.finditer(text))
+    found, i = [], 0
+    while i < len(words):
+      for n in sorted(self._key_lengths | {1, 2}, reverse=True):
+        span = words[i : i + n]
+        if len(span) < n or n > _MAX_TITLE_WORDS:
+          continue
+        typed = text[span[0].start() : span[-1].end()]
+        key = name_key(typed)
+        if key not in self._by_key:
+          continue
+        end = span[-1].end()
+        year_match = re.match(
+            r"\s*(?:\(\s*(\d{4})\s*\)|(\d{4})\b)", text[end:]
+        )
+        typed_year = year_match and (year_match.group(1) or year_match.group(2))
+        year = None
+        if typed_year and any(m.year == typed_year for m in self._by_key[key]):
+          year, end = typed_year, end + year_match.end()
+        content = [w for w in key.split() if w not in _STOPWORDS]
+        if year or typed[0].isupper() or len(content) >= 2:
+          movie = self.lookup(f"{typed} ({year})" if year else typed,
+                              fuzzy=False)
+          found.append((span[0].start(), end, movie))
+          i += n + (1 if year else 0)
+          break
+      else:
+        i += 1
+    return found
+
+
+def load_catalogue(paths: Sequence[str]) -> Catalogue:
+  """Reads ReDial `movies_with_mentions.csv` and MovieLens `movies.csv` files.
+
+  Args:
+    paths: CSV files; the kind is told by the header (`movieName` for
+      ReDial, `title` for MovieLens).
+
+  Returns:
+    One `Catalogue` over all files.
+
+  Raises:
+    ValueError: a file has neither header, or a row lacks the title field;
+      the message names the file and line.
+  """
+  movies = []
+  for path in paths:
+    with open(path, encoding="utf-8", newline="") as f:
+      reader = csv.DictReader(f)
+      fields = reader.fieldnames or []
+      if "movieName" in fields:
+        field, is_movielens = "movieName", False
+      elif "title" in fields:
+        field, is_movielens = "title", True
+      else:
+        raise ValueError(
+            f"{path}: line 1: header has neither 'movieName' (ReDial) nor "
+            f"'title' (MovieLens): {fields}"
+        )
+      for row in reader:
+        if not row.get(field):
+          raise ValueError(
+              f"{path}: line {reader.line_num}: field '{field}' is empty"
+          )
+        aliases = ()
+        if is_movielens:
+          name, aliases, year = movielens_utils.parse_ml_title(row[field])
+        else:
+          name, year = split_year(row[field])
+        mentions = (row.get("nbMentions") or "0").strip()
+        popularity = int(mentions) if mentions.isdigit() else 0
+        movies.append(Movie(name, year, popularity, aliases))
+  return Catalogue(movies)
+
+
+def mark_titles(text: str, catalogue: Catalogue) -> tuple[str, list[Movie]]:
+  """Rewrites the titles in user text as `@ Title (Year) @`.
+
+  Example: `i loved The Matrix and "star wars"` ->
+  `i loved @ The Matrix (1999) @ and @ Star Wars (1977) @`.
+  Spans the user marked with `@` but that match nothing stay marked as typed.
+
+  Args:
+    text: one user turn.
+    catalogue: the titles to match.
+
+  Returns:
+    The rewritten text and the films found, in order.
+  """
+  pieces, movies, pos = [], [], 0
+
+  def unmarked(chunk):
+    out, last = [], 0
+    for start, end, movie in catalogue.find_in_text(chunk):
+      out += [chunk[last:start], f"@ {movie.title} @"]
+      movies.append(movie)
+      last = end
+    return "".join(out + [chunk[last:]])
+
+  for match in _MARKED_RE.finditer(text):
+    pieces.append(unmarked(text[pos : match.start()]))
+    typed = match.group(1) or match.group(2)
+    movie = catalogue.lookup(typed)
+    if movie is not None:
+      pieces.append(f"@ {movie.title} @")
+      movies.append(movie)
+    elif match.group(1) is not None:
+      pieces.append(f"@ {' '.join(typed.split())} @")
+    else:
+      pieces.append(match.group(0))
+    pos = match.end()
+  pieces.append(unmarked(text[pos:]))
+  return " ".join("".join(pieces).split()), movies
+
+
+def format_history(turns: Sequence[tuple[str, str]]) -> str:
+  """The model input for a dialogue, as the ReDial task writes it.
+
+  Example: `[("user", "Hi! Any @ Heat (1995) @ fans?"), ("assistant", "yes")]`
+  -> `"redial conversation: [user] hi! any @ heat (1995) @ fans? [assistant]
+  yes"`.
+
+  Args:
+    turns: `(speaker, text)` with speaker `"user"` or `"assistant"`.
+
+  Returns:
+    The lower-cased input string.
+
+  Raises:
+    ValueError: an unknown speaker.
+  """
+  parts = []
+  for speaker, text in turns:
+    if speaker not in SPEAKER_TAGS:
+      raise ValueError(f"unknown speaker {speaker!r}; use {list(SPEAKER_TAGS)}")
+    parts.append(f"{SPEAKER_TAGS[speaker]} {' '.join(text.split())}")
+  return (INPUT_PREFIX + " ".join(parts)).strip().lower()
+
+
+def fit_history(
+    turns: Sequence[tuple[str, str]], fits: Callable[[str], bool]
+) -> str:
+  """`format_history` of the most recent turns for which `fits` holds.
+
+  Args:
+    turns: the whole dialogue.
+    fits: e.g. "encodes to at most `inputs_length` tokens".
+
+  Returns:
+    The input with the oldest turns dropped until it fits (the last turn is
+    always kept).
+  """
+  for start in range(len(turns)):
+    text = format_history(turns[start:])
+    if fits(text):
+      return text
+  return format_history(turns[-1:])
+
+
+def recommended_titles(reply: str, catalogue: Catalogue) -> list[str]:
+  """Titles the model recommends, in the catalogue's spelling when known.
+
+  Args:
+    reply: generated text, e.g. `"try @ heat (1995) @!"`.
+    catalogue: titles to restore the casing from (exact match only).
+
+  Returns:
+    E.g. `["Heat (1995)"]`, without duplicates; unknown titles as generated.
+  """
+  titles = []
+  for raw in postprocessors.extract_titles(reply):
+    movie = catalogue.lookup(raw, fuzzy=False)
+    title = movie.title if movie else raw
+    if title not in titles:
+      titles.append(title)
+  return titles
+
+
+def readable_reply(reply: str, catalogue: Catalogue) -> str:
+  """The reply with each `@ title @` replaced by the catalogue title."""
+
+  def restore(match):
+    movie = catalogue.lookup(match.group(1), fuzzy=False)
+    return movie.title if movie else match.group(1)
+
+  return re.sub(r"@\s*([^@]+?)\s*@", restore, reply)
+
+
+@dataclasses.dataclass
+class Response:
+  """One exchange: what the model saw and said.
+
+  Attributes:
+    user_text: the user's turn with titles marked.
+    user_movies: the films matched in it.
+    model_input: the formatted history fed to the model.
+    reply: the raw generated text.
+    recommendations: `recommended_titles(reply)`.
+  """
+
+  user_text: str
+  user_movies: list[Movie]
+  model_input: str
+  reply: str
+  recommendations: list[str]
+
+
+class ChatSession:
+  """A dialogue with a model behind `generate_fn(model_input) -> reply`."""
+
+  def __init__(
+      self,
+      catalogue: Catalogue,
+      generate_fn: Callable[[str], str],
+      fits: Callable[[str], bool] = lambda text: True,
+  ):
+    self.catalogue = catalogue
+    self.generate_fn = generate_fn
+    self.fits = fits
+    self.turns: list[tuple[str, str]] = []
+
+  def reset(self) -> None:
+    self.turns = []
+
+  def respond(self, text: str) -> Response:
+    """Adds a user turn, asks the model, adds its reply as assistant turn."""
+    user_text, movies = mark_titles(text, self.catalogue)
+    self.turns.append(("user", user_text))
+    model_input = fit_history(self.turns, self.fits)
+    reply = " ".join(self.generate_fn(model_input).split())
+    self.turns.append(("assistant", reply))
+    return Response(
+        user_text=user_text,
+        user_movies=movies,
+        model_input=model_input,
+        reply=reply,
+        recommendations=recommended_titles(reply, self.catalogue),
+    )
+
+
+def handle_line(session: ChatSession, line: str) -> tuple[list[str], bool]:
+  """Runs one line typed by the user.
+
+  Args:
+    session: the conversation.
+    line: a message or a command (`/reset`, `/history`, `/help`, `/quit`).
+
+  Returns:
+    Lines to print, and whether to quit.
+  """
+  line = line.strip()
+  if not line:
+    return [], False
+  if line.startswith("/"):
+    command = line.split()[0].lower()
+    if command == "/quit":
+      return ["bye."], True
+    if command == "/reset":
+      session.reset()
+      return ["(new conversation)"], False
+    if command == "/history":
+      return [format_history(session.turns) if session.turns else "(empty)"], (
+          False
+      )
+    if command == "/help":
+      return [f"{c}: {h}" for c, h in COMMANDS.items()], False
+    return [f"unknown command {command}; try /help"], False
+  response = session.respond(line)
+  out = []
+  if response.user_movies:
+    out.append(
+        "  (matched: " + "; ".join(m.title for m in response.user_movies) + ")"
+    )
+  out.append("assistant> " + readable_reply(response.reply, session.catalogue))
+  if response.recommendations:
+    out.append("  recommended: " + "; ".join(response.recommendations))
+  return out, False
+
+
+def chat_loop(
+    session: ChatSession,
+    lines: Iterable[str],
+    out: TextIO,
+    *,
+    echo: bool = True,
+) -> int:
+  """Runs a conversation over input lines until `/quit` or end of input.
+
+  Args:
+    session: the conversation.
+    lines: what the user types, one message or command per line.
+    out: where the transcript goes.
+    echo: write each input line as `you> ...` (for piped input; a terminal
+      shows what was typed already).
+
+  Returns:
+    The number of model replies.
+  """
+  replies = 0
+  for line in lines:
+    if echo and line.strip():
+      out.write(f"you> {line.strip()}\n")
+    printed, quit_ = handle_line(session, line)
+    replies += any(p.startswith("assistant> ") for p in printed)
+    for text in printed:
+      out.write(text + "\n")
+    out.flush()
+    if quit_:
+      break
+  return replies

@@ -1,0 +1,96 @@
+r"""Builds the probe sets and/or scores a checkpoint on them.
+
+Build (MovieLens folder; reviews optional, else no description probe):
+
+  python -m eval.probes.main --movielens_dir=../shared/data/movielens \
+      --reviews_csv=reviews.csv --build_dir=/tmp/probes
+
+Score a checkpoint (`train.checkpointing.load_model`) on built probes:
+
+  python -m eval.probes.main --probe_dir=/tmp/probes --model_dir=/tmp/t5cr \
+      --output=/tmp/t5cr/probes.json
+
+The bundled sample probes (`crs_tasks/sample_data/probes`) are rebuilt with
+`--sample --build_dir=crs_tasks/sample_data/probes`.
+"""
+
+import dataclasses
+import json
+import os
+from typing import Optional, Sequence
+
+from absl import app
+from absl import flags
+
+from eval.probes import builders
+from eval.probes import probe_lib
+from train import checkpointing
+
+_MOVIELENS_DIR = flags.DEFINE_string("movielens_dir", None, "MovieLens dir.")
+_REVIEWS_CSV = flags.DEFINE_string("reviews_csv", None, "Reviews CSV.")
+_SAMPLE = flags.DEFINE_bool("sample", False, "Build from the bundled samples.")
+_BUILD_DIR = flags.DEFINE_string("build_dir", None, "Write <probe>.jsonl here.")
+_PROBES = flags.DEFINE_list("probes", list(builders.PROBE_NAMES), "Probes.")
+_SEED = flags.DEFINE_integer("seed", 1, "Seed of the negative draws.")
+_MAX_PAIRS = flags.DEFINE_integer("max_pairs", None, "Pairs kept per probe.")
+_PROBE_DIR = flags.DEFINE_string("probe_dir", None, "Built probes to score.")
+_MODEL_DIR = flags.DEFINE_string("model_dir", None, "Checkpoint to score.")
+_STEP = flags.DEFINE_integer("step", None, "Checkpoint step (None: latest).")
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Pairs per batch.")
+_OUTPUT = flags.DEFINE_string("output", None, "Metrics JSON path.")
+
+
+def score(
+    *, probe_dir: str, model_dir: str, step: Optional[int],
+    probes: Sequence[str], batch_size: int,
+) -> dict[str, float]:
+  """Probe metrics of the latest (or `step`) checkpoint of `model_dir`."""
+  model, params, step = checkpointing.load_model(model_dir, step=step)
+  score_fn = probe_lib.make_model_score_fn(
+      model, params, model.output_vocabulary, batch_size=batch_size
+  )
+  metrics = {"step": float(step)}
+  for fn in probe_lib.make_probe_fns(probe_dir, names=probes).values():
+    metrics.update(fn(score_fn))
+  return metrics
+
+
+def main(argv: Sequence[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if not (_BUILD_DIR.value or _MODEL_DIR.value):
+    raise app.UsageError("pass --build_dir and/or --model_dir")
+  if _BUILD_DIR.value:
+    config = builders.SAMPLE_CONFIG if _SAMPLE.value else builders.ProbeConfig()
+    config = dataclasses.replace(config, seed=_SEED.value)
+    if _MAX_PAIRS.value is not None:
+      config = dataclasses.replace(config, max_pairs=_MAX_PAIRS.value)
+    movielens_dir, reviews_csv = _MOVIELENS_DIR.value, _REVIEWS_CSV.value
+    if _SAMPLE.value:
+      movielens_dir = os.path.join(builders.SAMPLE_DATA_DIR, "movielens")
+      reviews_csv = os.path.join(builders.SAMPLE_DATA_DIR, "reviews",
+                                 "reviews.csv")
+    if not movielens_dir:
+      raise app.UsageError("--build_dir needs --movielens_dir or --sample")
+    data = builders.load_probe_data(
+        movielens_dir, reviews_csv=reviews_csv, config=config
+    )
+    stats = builders.build_probe_files(
+        data, _BUILD_DIR.value, probes=_PROBES.value, config=config
+    )
+    print(json.dumps(stats["counts"], indent=2))
+  if _MODEL_DIR.value:
+    metrics = score(
+        probe_dir=_PROBE_DIR.value or _BUILD_DIR.value,
+        model_dir=_MODEL_DIR.value, step=_STEP.value, probes=_PROBES.value,
+        batch_size=_BATCH_SIZE.value,
+    )
+    for name in sorted(metrics):
+      print(f"{name}: {metrics[name]:.4f}")
+    if _OUTPUT.value:
+      with open(_OUTPUT.value, "w") as f:
+        json.dump(metrics, f, indent=2, sort_keys=True)
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,279 @@
+"""Scores probe pairs: accuracy with a Wilson confidence interval.
+
+A probe example (`eval.probes.builders`) holds `inputs`, `targets` (the
+correct reply) and `negative_targets`. A scorer
+`score_fn(inputs: list[str], targets: list[str]) -> np.ndarray [N]` returns
+log p(targets | inputs) (any model: `make_model_score_fn` wraps
+`EncoderDecoderModel.score_batch`). A pair is correct when
+log p(targets) >= log p(negative_targets) (ties count as correct, as in the
+paper's ">="); chance is 50%.
+
+Accuracy is reported with a Wilson score interval (Wilson 1927) at
+`confidence` (default 95%): with n pairs, k correct, p = k / n and z the
+normal quantile,
+
+  center = (p + z^2 / (2n)) / (1 + z^2 / n)
+  half   = z / (1 + z^2 / n) * sqrt(p (1 - p) / n + z^2 / (4 n^2))
+
+The interval treats pairs as independent draws; pairs sharing a query movie
+are correlated, so it is somewhat too narrow for the recommendation and
+combination probes. Metric names: `probe/<name>/accuracy`, `.../ci_low`,
+`.../ci_high` (all in [0, 1]) and `.../num_pairs`.
+"""
+
+import json
+import math
+import os
+import statistics
+from typing import Any, Callable, Mapping, Optional, Sequence
+
+from absl import logging
+import numpy as np
+
+from eval import evaluation
+from eval.probes import builders
+
+ScoreFn = Callable[[Sequence[str], Sequence[str]], np.ndarray]
+ProbeFn = Callable[[ScoreFn], dict]
+REQUIRED_FIELDS = ("inputs", "targets", "negative_targets")
+
+
+def wilson_interval(
+    successes: int, n: int, confidence: float = 0.95
+) -> tuple[float, float]:
+  """Wilson score interval of a binomial proportion.
+
+  Args:
+    successes: number of successes k, 0 <= k <= n.
+    n: number of trials (> 0).
+    confidence: two-sided coverage, in (0, 1).
+
+  Returns:
+    `(low, high)`; e.g. k = 8, n = 10 at 95% gives about (0.490, 0.943).
+  """
+  if n <= 0:
+    raise ValueError(f"n must be > 0, got {n}")
+  if not 0 <= successes <= n:
+    raise ValueError(f"successes must be in [0, {n}], got {successes}")
+  if not 0.0 < confidence < 1.0:
+    raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+  z = statistics.NormalDist().inv_cdf(0.5 + confidence / 2)
+  p = successes / n
+  denom = 1 + z * z / n
+  center = (p + z * z / (2 * n)) / denom
+  half = z / denom * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+  # The bounds are exactly 0 at k = 0 and 1 at k = n (avoid round-off).
+  low = 0.0 if successes == 0 else max(0.0, center - half)
+  high = 1.0 if successes == n else min(1.0, center + half)
+  return low, high
+
+
+def pair_metrics(
+    name: str,
+    positive: Sequence[float],
+    negative: Sequence[float],
+    *,
+    confidence: float = 0.95,
+) -> dict[str, float]:
+  """Accuracy and Wilson interval from two aligned score arrays.
+
+  Args:
+    name: probe name, used in the metric names.
+    positive: log p(correct reply) per pair.
+    negative: log p(negative reply) per pair.
+    confidence: interval coverage.
+
+  Returns:
+    `{"probe/<name>/accuracy": ..., "probe/<name>/ci_low": ...,
+    "probe/<name>/ci_high": ..., "probe/<name>/num_pairs": n}`.
+
+  Raises:
+    ValueError: on shape mismatch, no pairs or non-finite scores.
+  """
+  pos = np.asarray(positive, dtype=np.float64).reshape(-1)
+  neg = np.asarray(negative, dtype=np.float64).reshape(-1)
+  if pos.shape != neg.shape:
+    raise ValueError(
+        f"probe {name}: {pos.size} positive but {neg.size} negative scores"
+    )
+  if pos.size == 0:
+    raise ValueError(f"probe {name}: no pairs to score")
+  bad = np.flatnonzero(~(np.isfinite(pos) & np.isfinite(neg)))
+  if bad.size:
+    raise ValueError(
+        f"probe {name}: {bad.size} non-finite scores, first at pair "
+        f"{int(bad[0])}"
+    )
+  correct = int(np.sum(pos >= neg))
+  low, high = wilson_interval(correct, pos.size, confidence)
+  prefix = f"probe/{name}"
+  return {
+      f"{prefix}/accuracy": correct / pos.size,
+      f"{prefix}/ci_low": low,
+      f"{prefix}/ci_high": high,
+      f"{prefix}/num_pairs": float(pos.size),
+  }
+
+
+def probe_name(examples: Sequence[Mapping[str, Any]]) -> str:
+  """The single `probe` field shared by all examples."""
+  names = {ex.get("probe") for ex in examples}
+  if len(names) != 1 or None in names:
+    raise ValueError(f"examples must share one `probe` name, got {names}")
+  return names.pop()
+
+
+def pair_scores(
+    score_fn: ScoreFn, examples: Sequence[Mapping[str, Any]]
+) -> tuple[np.ndarray, np.ndarray]:
+  """Scores the correct and the negative reply of every pair in one call.
+
+  Args:
+    score_fn: `(inputs [2N], targets [2N]) -> [2N]` log-likelihoods.
+    examples: probe pairs.
+
+  Returns:
+    `(positive [N], negative [N])` float64 scores.
+  """
+  for i, ex in enumerate(examples):
+    missing = [f for f in REQUIRED_FIELDS if f not in ex]
+    if missing:
+      raise ValueError(f"probe example {i}: missing field(s) {missing}")
+  inputs = [ex["inputs"] for ex in examples]
+  targets = [ex["targets"] for ex in examples]
+  negatives = [ex["negative_targets"] for ex in examples]
+  scores = np.asarray(
+      score_fn(inputs + inputs, targets + negatives), dtype=np.float64
+  ).reshape(-1)
+  if scores.size != 2 * len(examples):
+    raise ValueError(
+        f"score_fn returned {scores.size} scores for {2 * len(examples)} "
+        "(inputs, targets) pairs"
+    )
+  return scores[: len(examples)], scores[len(examples) :]
+
+
+def score_probe(
+    score_fn: ScoreFn,
+    examples: Sequence[Mapping[str, Any]],
+    *,
+    name: Optional[str] = None,
+    confidence: float = 0.95,
+) -> dict[str, float]:
+  """Probe accuracy of a scorer on probe pairs.
+
+  Args:
+    score_fn: `(inputs, targets) -> [N]` log-likelihoods.
+    examples: probe pairs (`inputs`, `targets`, `negative_targets`).
+    name: metric name; defaults to the examples' `probe` field.
+    confidence: interval coverage.
+
+  Returns:
+    `pair_metrics` of the scores.
+  """
+  name = name or probe_name(examples)
+  if not examples:
+    raise ValueError(f"probe {name}: no pairs to score")
+  positive, negative = pair_scores(score_fn, examples)
+  return pair_metrics(name, positive, negative, confidence=confidence)
+
+
+def load_probe_examples(path: str) -> list[dict]:
+  """Reads a probe JSONL file, checking every line.
+
+  Args:
+    path: `<probe>.jsonl` written by `builders.write_jsonl`.
+
+  Returns:
+    The examples.
+
+  Raises:
+    ValueError: naming file, line and field on bad JSON or a missing /
+      non-string required field.
+  """
+  out = []
+  with open(path, encoding="utf-8") as f:
+    for line_no, line in enumerate(f, 1):
+      if not line.strip():
+        continue
+      try:
+        ex = json.loads(line)
+      except json.JSONDecodeError as e:
+        raise ValueError(f"{path}:{line_no}: invalid JSON ({e})") from None
+      for field in REQUIRED_FIELDS + ("probe",):
+        if not isinstance(ex.get(field), str):
+          raise ValueError(
+              f"{path}:{line_no}: field {field!r}: missing or not a string"
+          )
+      out.append(ex)
+  return out
+
+
+def make_probe_fns(
+    probe_dir: str,
+    *,
+    names: Sequence[str] = builders.PROBE_NAMES,
+    max_pairs: Optional[int] = None,
+    confidence: float = 0.95,
+) -> dict[str, ProbeFn]:
+  """Probe callables for `eval.evaluation.evaluate(probe_fns=...)`.
+
+  Args:
+    probe_dir: folder with `<probe>.jsonl` files (`eval.probes.main
+      --build_dir`). Probes without a file are skipped with a log line.
+    names: probes to load.
+    max_pairs: score only the first `max_pairs` pairs of each probe.
+    confidence: interval coverage.
+
+  Returns:
+    probe name -> `fn(score_fn) -> metrics`.
+  """
+  fns = {}
+  for name in names:
+    path = os.path.join(probe_dir, f"{name}.jsonl")
+    if not os.path.exists(path):
+      logging.warning("probe %s skipped: %s not found", name, path)
+      continue
+    examples = load_probe_examples(path)[:max_pairs]
+
+    def fn(score_fn, examples=examples, name=name):
+      return score_probe(score_fn, examples, name=name, confidence=confidence)
+
+    fns[name] = fn
+  return fns
+
+
+def make_model_score_fn(
+    model: Any,
+    params: Any,
+    vocabulary: Any,
+    *,
+    inputs_length: int = 512,
+    targets_length: int = 128,
+    batch_size: int = 32,
+) -> ScoreFn:
+  """`score_fn` backed by `EncoderDecoderModel.score_batch`.
+
+  Texts are tokenized with `vocabulary` (EOS appended, truncated to the
+  lengths) and scored in batches of `batch_size`; see
+  `eval.evaluation.make_pair_score_fn`, which this wraps.
+
+  Args:
+    model: a model wrapper with `score_batch(params, batch) -> [B]`.
+    params: its parameters.
+    vocabulary: a `seqio.Vocabulary`.
+    inputs_length: encoder length.
+    targets_length: decoder length.
+    batch_size: pairs per call.
+
+  Returns:
+    `fn(inputs, targets) -> np.ndarray [N]` of summed target log-probs.
+  """
+  return evaluation.make_pair_score_fn(
+      model,
+      params,
+      vocabulary,
+      inputs_length=inputs_length,
+      targets_length=targets_length,
+      batch_size=batch_size,
+  )

@@ -1,0 +1,45 @@
+r"""Writes a Markdown report and plots comparing evaluated model dirs.
+
+  python -m eval.report --model_dirs=/runs/a,/runs/b,/runs/c \
+      --labels=redial_only,t5cr,t5cr --output_dir=/tmp/report
+
+Model dirs sharing a label are seeds of one setting: the table shows their
+mean ± sample std. Without `--labels`, each dir is labelled by the
+`MIXTURE_OR_TASK_NAME` in its `config.gin`. See `eval/reporting.py`.
+"""
+
+from absl import app
+from absl import flags
+
+from eval import reporting
+
+if __name__ == "__main__":
+  # Flags are defined here only, so importing this module defines none.
+  _MODEL_DIRS = flags.DEFINE_list(
+      "model_dirs", None, "Model dirs evaluated by eval.main."
+  )
+  _LABELS = flags.DEFINE_list(
+      "labels", None, "One row label per model dir (default: its mixture)."
+  )
+  _OUTPUT_DIR = flags.DEFINE_string(
+      "output_dir", None, "Where report.md and the PNGs go."
+  )
+  _STEP = flags.DEFINE_integer(
+      "step", None, "Evaluated step to read (default: the latest of each dir)."
+  )
+
+  def main(argv):
+    if len(argv) > 1:
+      raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    if not _MODEL_DIRS.value or not _OUTPUT_DIR.value:
+      raise app.UsageError("--model_dirs and --output_dir are required")
+    written = reporting.write_report(
+        model_dirs=_MODEL_DIRS.value,
+        labels=_LABELS.value,
+        output_dir=_OUTPUT_DIR.value,
+        step=_STEP.value,
+    )
+    for kind, path in sorted(written.items()):
+      print(f"{kind}: {path}")
+
+  app.run(main)

@@ -1,0 +1,397 @@
+"""Reads evaluation results from several model dirs into tables and plots.
+
+`eval.evaluation.evaluate` writes `MODEL_DIR/eval/<step>/metrics.json`. This
+module reads those files back (`load_run`), groups runs that share a label
+(several seeds of one mixture) into mean and spread (`aggregate`), and renders
+a Markdown table (`markdown_table`) and PNG plots (`plot_probes`,
+`plot_recall_curves`). `write_report` does all of it for `eval/report.py`.
+
+To add a plot, write a function `(groups, path) -> bool` beside the others
+(returning False when there is nothing to plot) and call it from
+`write_report`.
+"""
+
+import collections
+import dataclasses
+import json
+import math
+import os
+import re
+from typing import Mapping, Optional, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
+
+_RECALL_RE = re.compile(r"^(?P<prefix>.*?)recall@(?P<k>\d+)$")
+_PROBE_RE = re.compile(r"^(?P<prefix>(?:.*/)?probe/(?P<name>[^/]+))/accuracy$")
+_MIXTURE_RE = re.compile(
+    r"^\s*MIXTURE_OR_TASK_NAME\s*=\s*['\"](?P<name>[^'\"]+)['\"]", re.M
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+  """One evaluated checkpoint.
+
+  Attributes:
+    label: row label (mixture name, or as given on the command line).
+    model_dir: the model directory the run was read from.
+    step: checkpoint step of the evaluation.
+    metrics: flat metric name -> value.
+  """
+
+  label: str
+  model_dir: str
+  step: int
+  metrics: Mapping[str, float]
+
+
+@dataclasses.dataclass(frozen=True)
+class Stat:
+  """Mean and spread of one metric over the runs of a label.
+
+  Attributes:
+    mean: arithmetic mean over the runs that report the metric.
+    std: sample standard deviation (ddof=1); 0.0 for a single run.
+    n: number of runs that report the metric.
+  """
+
+  mean: float
+  std: float
+  n: int
+
+
+def eval_steps(model_dir: str) -> list[int]:
+  """Returns the evaluated steps under `model_dir/eval`, ascending.
+
+  Args:
+    model_dir: a model directory.
+
+  Returns:
+    Steps `s` for which `model_dir/eval/<s>/metrics.json` exists.
+  """
+  eval_dir = os.path.join(model_dir, "eval")
+  if not os.path.isdir(eval_dir):
+    return []
+  return sorted(
+      int(name)
+      for name in os.listdir(eval_dir)
+      if name.isdigit()
+      and os.path.exists(os.path.join(eval_dir, name, "metrics.json"))
+  )
+
+
+def default_label(model_dir: str) -> str:
+  """Label of a run: its mixture from `config.gin`, else the dir name.
+
+  Args:
+    model_dir: a model directory.
+
+  Returns:
+    `MIXTURE_OR_TASK_NAME` bound in `model_dir/config.gin` when present,
+    otherwise the last path component of `model_dir`.
+  """
+  config_path = os.path.join(model_dir, "config.gin")
+  if os.path.exists(config_path):
+    with open(config_path, encoding="utf-8") as f:
+      match = _MIXTURE_RE.search(f.read())
+    if match:
+      return match.group("name")
+  return os.path.basename(os.path.normpath(model_dir))
+
+
+def load_run(
+    model_dir: str, *, label: Optional[str] = None, step: Optional[int] = None
+) -> Run:
+  """Reads `model_dir/eval/<step>/metrics.json` (latest step by default).
+
+  Args:
+    model_dir: a model directory evaluated by `eval.main`.
+    label: row label; `default_label(model_dir)` when None.
+    step: evaluated step to read; the latest when None.
+
+  Returns:
+    The `Run`.
+
+  Raises:
+    FileNotFoundError: no evaluation (or not that step) under `model_dir`.
+    ValueError: the JSON has no `metrics` object or a non-numeric value; the
+      message names the file and the field.
+  """
+  steps = eval_steps(model_dir)
+  if not steps:
+    raise FileNotFoundError(f"no {model_dir}/eval/<step>/metrics.json found")
+  step = steps[-1] if step is None else step
+  path = os.path.join(model_dir, "eval", str(step), "metrics.json")
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"{path} not found; evaluated steps: {steps}")
+  with open(path, encoding="utf-8") as f:
+    try:
+      data = json.load(f)
+    except json.JSONDecodeError as e:
+      raise ValueError(f"{path}: line {e.lineno}: invalid JSON: {e.msg}") from e
+  if not isinstance(data.get("metrics"), dict):
+    raise ValueError(f"{path}: field 'metrics' missing or not an object")
+  metrics = {}
+  for name, value in data["metrics"].items():
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+      raise ValueError(f"{path}: field 'metrics.{name}' is not a number")
+    metrics[name] = float(value)
+  return Run(
+      label=label or default_label(model_dir),
+      model_dir=model_dir,
+      step=int(data.get("step", step)),
+      metrics=metrics,
+  )
+
+
+def aggregate(runs: Sequence[Run]) -> dict[str, dict[str, Stat]]:
+  """Groups runs by label; mean and sample std of every metric.
+
+  Args:
+    runs: evaluated runs; runs sharing a label are seeds of one setting.
+
+  Returns:
+    label -> metric -> `Stat`, labels in first-seen order. NaN values are
+    left out of the statistics.
+  """
+  values = collections.defaultdict(lambda: collections.defaultdict(list))
+  for run in runs:
+    by_metric = values[run.label]  # Creates the row even with no metrics.
+    for name, value in run.metrics.items():
+      if not math.isnan(value):
+        by_metric[name].append(value)
+  groups = {}
+  for label, by_metric in values.items():
+    groups[label] = {}
+    for name, vals in by_metric.items():
+      n = len(vals)
+      mean = sum(vals) / n
+      std = (
+          math.sqrt(sum((v - mean) ** 2 for v in vals) / (n - 1))
+          if n > 1
+          else 0.0
+      )
+      groups[label][name] = Stat(mean=mean, std=std, n=n)
+  return groups
+
+
+def metric_columns(groups: Mapping[str, Mapping[str, Stat]]) -> list[str]:
+  """Every metric name, grouped by family (`gen/`, `rec/`, ..., `probe/`).
+
+  Probe confidence bounds and pair counts are left out of the columns (they
+  are drawn as error bars); everything else is kept.
+
+  Args:
+    groups: output of `aggregate`.
+
+  Returns:
+    Sorted metric names, with probe accuracies last.
+  """
+  names = {n for by_metric in groups.values() for n in by_metric}
+  names = {
+      n
+      for n in names
+      if not re.search(r"probe/[^/]+/(ci_low|ci_high|num_pairs)$", n)
+  }
+
+  def key(name):
+    k_match = _RECALL_RE.match(name)
+    is_probe = "probe/" in name
+    if k_match:
+      return (is_probe, k_match.group("prefix"), int(k_match.group("k")), "")
+    return (is_probe, name, -1, name)
+
+  return sorted(names, key=key)
+
+
+def format_stat(stat: Optional[Stat], digits: int = 2) -> str:
+  """`"12.34"` for one run, `"12.34 ± 0.56"` for several, `"–"` if absent.
+
+  Args:
+    stat: a `Stat` or None.
+    digits: decimals shown.
+
+  Returns:
+    The table cell.
+  """
+  if stat is None:
+    return "–"
+  if stat.n > 1:
+    return f"{stat.mean:.{digits}f} ± {stat.std:.{digits}f}"
+  return f"{stat.mean:.{digits}f}"
+
+
+def markdown_table(
+    groups: Mapping[str, Mapping[str, Stat]],
+    columns: Optional[Sequence[str]] = None,
+    digits: int = 2,
+) -> str:
+  """Markdown table: one row per label, one column per metric.
+
+  Args:
+    groups: output of `aggregate`.
+    columns: metric names to show; `metric_columns(groups)` when None.
+    digits: decimals shown.
+
+  Returns:
+    The table, ending with a newline. The `runs` column counts the seeds.
+  """
+  columns = metric_columns(groups) if columns is None else list(columns)
+  header = ["model", "runs"] + columns
+  lines = [
+      "| " + " | ".join(header) + " |",
+      "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|",
+  ]
+  for label, by_metric in groups.items():
+    runs = max((s.n for s in by_metric.values()), default=0)
+    cells = [label, str(runs)]
+    cells += [format_stat(by_metric.get(c), digits) for c in columns]
+    lines.append("| " + " | ".join(cells) + " |")
+  return "\n".join(lines) + "\n"
+
+
+def plot_probes(groups: Mapping[str, Mapping[str, Stat]], path: str) -> bool:
+  """One panel per probe: accuracy per label with its CI as error bars.
+
+  The error bar spans the mean `ci_low` to the mean `ci_high` over seeds.
+
+  Args:
+    groups: output of `aggregate`.
+    path: PNG file to write.
+
+  Returns:
+    False (and nothing written) when no run has a probe metric.
+  """
+  probes = collections.OrderedDict()
+  for by_metric in groups.values():
+    for name in sorted(by_metric):
+      match = _PROBE_RE.match(name)
+      if match:
+        probes.setdefault(match.group("prefix"), match.group("name"))
+  if not probes:
+    return False
+  labels = list(groups)
+  fig, axes = plt.subplots(
+      1, len(probes), figsize=(3.5 * len(probes) + 1, 3.5), squeeze=False
+  )
+  for ax, (prefix, name) in zip(axes[0], probes.items()):
+    xs, ys, err_low, err_high = [], [], [], []
+    for i, label in enumerate(labels):
+      acc = groups[label].get(prefix + "/accuracy")
+      if acc is None:
+        continue
+      low = groups[label].get(prefix + "/ci_low")
+      high = groups[label].get(prefix + "/ci_high")
+      xs.append(i)
+      ys.append(acc.mean)
+      err_low.append(max(acc.mean - low.mean, 0.0) if low else 0.0)
+      err_high.append(max(high.mean - acc.mean, 0.0) if high else 0.0)
+    ax.errorbar(xs, ys, yerr=[err_low, err_high], fmt="o", capsize=4)
+    ax.axhline(50.0, color="grey", linestyle=":", linewidth=1)
+    ax.set_xticks(range(len(labels)))
+    ax.set_xticklabels(labels, rotation=30, ha="right", fontsize=7)
+    ax.set_title(name)
+    ax.set_ylabel("pair accuracy")
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+  return True
+
+
+def plot_recall_curves(
+    groups: Mapping[str, Mapping[str, Stat]], path: str
+) -> bool:
+  """Recall@k against k: one line per label and recall family.
+
+  Args:
+    groups: output of `aggregate`.
+    path: PNG file to write.
+
+  Returns:
+    False (and nothing written) when no run reports a `...recall@k` metric.
+  """
+  curves = collections.defaultdict(dict)
+  for label, by_metric in groups.items():
+    for name, stat in by_metric.items():
+      match = _RECALL_RE.match(name)
+      if match and "probe/" not in name:
+        curves[(label, match.group("prefix"))][int(match.group("k"))] = stat
+  if not curves:
+    return False
+  fig, ax = plt.subplots(figsize=(6, 4))
+  for (label, prefix), by_k in sorted(curves.items()):
+    ks = sorted(by_k)
+    ax.errorbar(
+        ks,
+        [by_k[k].mean for k in ks],
+        yerr=[by_k[k].std for k in ks],
+        marker="o",
+        capsize=3,
+        label=f"{label} {prefix.rstrip('/')}".strip(),
+    )
+  ax.set_xscale("log")
+  ax.set_xlabel("k")
+  ax.set_ylabel("recall@k")
+  ax.legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+  return True
+
+
+def write_report(
+    *,
+    model_dirs: Sequence[str],
+    output_dir: str,
+    labels: Optional[Sequence[str]] = None,
+    step: Optional[int] = None,
+) -> dict[str, str]:
+  """Writes `report.md`, `probes.png` and `recall_at_k.png` to `output_dir`.
+
+  Args:
+    model_dirs: model directories evaluated by `eval.main`.
+    output_dir: where the report goes (created if needed).
+    labels: one label per model dir (same label = seeds of one setting);
+      `default_label` of each dir when None.
+    step: evaluated step to read in every dir; the latest when None.
+
+  Returns:
+    Kind (`report`, `probes`, `recall`) -> path of each file written.
+
+  Raises:
+    ValueError: `labels` and `model_dirs` differ in length.
+  """
+  if labels is not None and len(labels) != len(model_dirs):
+    raise ValueError(
+        f"{len(labels)} labels given for {len(model_dirs)} model dirs"
+    )
+  labels = labels or [None] * len(model_dirs)
+  runs = [
+      load_run(d, label=l, step=step) for d, l in zip(model_dirs, labels)
+  ]
+  groups = aggregate(runs)
+  os.makedirs(output_dir, exist_ok=True)
+  written = {}
+  plots = []
+  for kind, fn, filename in (
+      ("probes", plot_probes, "probes.png"),
+      ("recall", plot_recall_curves, "recall_at_k.png"),
+  ):
+    path = os.path.join(output_dir, filename)
+    if fn(groups, path):
+      written[kind] = path
+      plots.append(f"![{kind}]({filename})")
+  sources = [f"- `{r.label}`: `{r.model_dir}` step {r.step}" for r in runs]
+  text = "\n".join(
+      ["# Evaluation report", "", markdown_table(groups), "Runs:"]
+      + sources
+      + [""]
+      + plots
+  )
+  written["report"] = os.path.join(output_dir, "report.md")
+  with open(written["report"], "w", encoding="utf-8") as f:
+    f.write(text + "\n")
+  return written

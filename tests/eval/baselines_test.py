@@ -1,0 +1,99 @@
+"""Tests for eval/baselines.py on literal examples."""
+
+import numpy as np
+import pytest
+
+from eval import baselines
+from eval import ranking
+
+MOVIES = ranking.MovieList(
+    titles=("heat (1995)", "up (2009)", "alien (1979)", "cars (2006)"),
+    mentions=(5, 40, 30, 20), num_rows=4)
+
+EXAMPLES = [
+    {"context": "[User] i like @ heat (1995) @ and @ cars (2006) @",
+     "response": "then @ up (2009) @ , or @ heat (1995) @ again",
+     "seeker_movies": ["heat (1995)", "cars (2006)"],
+     "recommender_movies": ["up (2009)"],
+     "target_movies": ["up (2009)", "heat (1995)"],
+     "context_movies": ["cars (2006)", "heat (1995)"]},
+    {"context": "[User] hi", "response": "try @ alien (1979) @",
+     "seeker_movies": [], "recommender_movies": ["alien (1979)"],
+     "target_movies": ["alien (1979)"], "context_movies": []},
+]
+
+
+def assert_dict_close(actual, expected):
+  for key, value in expected.items():
+    assert key in actual, f"missing key {key!r}; got {sorted(actual)}"
+    assert actual[key] == pytest.approx(value), (
+        f"{key}: got {actual[key]!r}, expected {value!r}")
+
+
+def test_gold_replies_score_perfectly():
+  result = baselines.generation_metrics(EXAMPLES,
+                                        baselines.gold_replies(EXAMPLES))
+  # Recommendations: up (hit; heat is the seeker's), alien (hit).
+  assert_dict_close(result, {
+      "rec/e2e_recall": 100.0, "rec/e2e_num_recommendations": 2.0,
+      "gen/bleu4": 100.0, "gen/bleu4_titles_masked": 100.0,
+      "gen/bleu1_sentence_avg_nltk": 100.0})
+
+
+def test_repeat_context_scores_by_recency():
+  score_fn = baselines.make_repeat_context_score_fn()
+  candidates = [ranking.candidate_reply(t) for t in MOVIES.titles]
+  scores = score_fn(["@ heat (1995) @ x @ up (2009) @ y @ heat (1995) @",
+                     "none"], candidates)
+  # 1 + position of the last mention: heat 1 + 2, up 1 + 1.
+  np.testing.assert_array_equal(scores, [[3, 2, 0, 0], [0, 0, 0, 0]])
+
+
+def test_repeat_context_protocols():
+  score_fn = baselines.make_repeat_context_score_fn()
+  # Standard: heat is the 2nd most recent of the context -> rank 2; up and
+  # alien tie with the rest at 0 -> rank 4 (ties count against).
+  standard = ranking.standard_protocol(score_fn, EXAMPLES, movies=MOVIES,
+                                       ks=(1, 2))
+  assert_dict_close(standard, {"rank/recall@1": 0.0,
+                               "rank/recall@2": 100 / 3,
+                               "rank/num_samples": 3.0})
+  dedup = ranking.dedup_protocol(score_fn, EXAMPLES, movies=MOVIES,
+                                 ks=(1, 2))
+  # De-duplicated: heat dropped; heat and cars excluded, so up ties with
+  # alien only (rank 2); alien still ranks 4.
+  assert_dict_close(dedup, {"rank_dedup/recall@1": 0.0,
+                            "rank_dedup/recall@2": 50.0,
+                            "rank_dedup/num_samples": 2.0})
+
+
+def test_popularity_ranking():
+  score_fn = baselines.make_popularity_score_fn(MOVIES)
+  # Order: up 40, alien 30, cars 20, heat 5 -> up 1, heat 4, alien 2.
+  result = ranking.standard_protocol(score_fn, EXAMPLES, movies=MOVIES,
+                                     ks=(1, 2))
+  assert_dict_close(result, {"rank/recall@1": 100 / 3,
+                             "rank/recall@2": 200 / 3})
+  # With given counts instead of nbMentions: heat first.
+  score_fn = baselines.make_popularity_score_fn(
+      MOVIES, counts={"Heat (1995)": 9})
+  result = ranking.standard_protocol(score_fn, EXAMPLES, movies=MOVIES,
+                                     ks=(1,))
+  assert_dict_close(result, {"rank/recall@1": 100 / 3})
+
+
+def test_popularity_replies_skip_mentioned_movies():
+  replies = baselines.popularity_replies(
+      [{"context_movies": ["up (2009)"]}, {"context_movies": []}], MOVIES)
+  assert replies == ["have you seen @ alien (1979) @ ?",
+                     "have you seen @ up (2009) @ ?"]
+
+
+def test_mention_counts():
+  assert baselines.mention_counts(EXAMPLES) == {
+      "up (2009)": 1, "heat (1995)": 1, "alien (1979)": 1}
+
+
+def test_missing_target_is_reported():
+  with pytest.raises(ValueError, match="no text target"):
+    baselines.target_of({"inputs": "x"})

@@ -1,0 +1,228 @@
+"""Tests for eval/chat_lib.py: title matching, history format, session."""
+
+import io
+
+import pytest
+import tensorflow as tf
+
+from crs_tasks import preprocessors
+from crs_tasks import redial_utils
+from eval import chat_lib
+
+Movie = chat_lib.Movie
+
+
+@pytest.fixture(name="catalogue")
+def catalogue_fixture():
+  return chat_lib.Catalogue([
+      Movie("The Matrix", "1999", 40),
+      Movie("Star Wars", "1977", 30),
+      Movie("Halloween", "1978", 5),
+      Movie("Halloween", "2007", 9),
+      Movie("Up", "2009", 20),
+      Movie("Heat", "1995", 3),
+      Movie("Am\u00e9lie", "2001", 1),
+      Movie("The Lord of the Rings: The Two Towers", "2002", 8),
+  ])
+
+
+def test_split_year_and_name_key():
+  assert chat_lib.split_year("Police Academy  (1984)") == (
+      "Police Academy", "1984")
+  assert chat_lib.split_year("American Pie ") == ("American Pie", None)
+  assert chat_lib.split_year("Tom &amp; Jerry (1992)") == (
+      "Tom & Jerry", "1992")
+  assert chat_lib.name_key("The Matrix") == "matrix"
+  assert chat_lib.name_key("Matrix, The") == "matrix"
+  assert chat_lib.name_key("Schindler's List!") == "schindlers list"
+
+
+@pytest.mark.parametrize("typed,expected", [
+    ("the matrix", "The Matrix (1999)"),
+    ("MATRIX (1999)", "The Matrix (1999)"),
+    ("@ the matrix 1999 @", "The Matrix (1999)"),
+    ("the matrx", "The Matrix (1999)"),  # Fuzzy.
+    ("halloween", "Halloween (2007)"),  # Most mentioned of the two.
+    ("Halloween (1978)", "Halloween (1978)"),
+    ("halloween 1978", "Halloween (1978)"),
+    ("lord of the rings the two towers", (
+        "The Lord of the Rings: The Two Towers (2002)")),
+    ("completely unknown picture", None),
+])
+def test_lookup(catalogue, typed, expected):
+  movie = catalogue.lookup(typed)
+  assert (movie.title if movie else None) == expected
+
+
+def test_lookup_without_fuzzy(catalogue):
+  assert catalogue.lookup("the matrx", fuzzy=False) is None
+
+
+@pytest.mark.parametrize("text,expected", [
+    ('i loved The Matrix and "star wars"',
+     "i loved @ The Matrix (1999) @ and @ Star Wars (1977) @"),
+    ("i like star wars a lot", "i like @ Star Wars (1977) @ a lot"),
+    # Unmarked single lower-case words are not films; with a year they are.
+    ("what's up? it was heat 1995 for me",
+     "what's up? it was @ Heat (1995) @ for me"),
+    ("it was Heat (1995) and Up", "it was @ Heat (1995) @ and @ Up (2009) @"),
+    ("seen @ the matirx @? or @ my own film @",
+     "seen @ The Matrix (1999) @? or @ my own film @"),
+    ('he said "hello there"', 'he said "hello there"'),
+    ("no films here", "no films here"),
+])
+def test_mark_titles(catalogue, text, expected):
+  assert chat_lib.mark_titles(text, catalogue)[0] == expected
+
+
+def test_mark_titles_returns_movies_in_order(catalogue):
+  _, movies = chat_lib.mark_titles('"up" then the matrix 1999', catalogue)
+  assert [m.title for m in movies] == ["Up (2009)", "The Matrix (1999)"]
+
+
+def test_load_catalogue_both_formats(tmp_path):
+  redial = tmp_path / "movies_with_mentions.csv"
+  redial.write_text("movieId,movieName,nbMentions\n"
+                    "1,Headhunter  (2009),1\n2,The Matrix (1999),50\n"
+                    "3,American Pie ,2\n")
+  movielens = tmp_path / "movies.csv"
+  movielens.write_text('movieId,title,genres\n'
+                       '2571,"Matrix, The (1999)",Action|Sci-Fi\n'
+                       '1,Toy Story (1995),Animation\n'
+                       '47,Seven (a.k.a. Se7en) (1995),Thriller\n')
+  catalogue = chat_lib.load_catalogue([str(redial), str(movielens)])
+  assert len(catalogue) == 5  # The Matrix (1999) is in both files.
+  assert catalogue.lookup("se7en").title == "Seven (1995)"  # An alias.
+  assert catalogue.lookup("toy story").title == "Toy Story (1995)"
+  assert catalogue.lookup("matrix").popularity == 50
+  assert catalogue.lookup("american pie").title == "American Pie"
+
+
+def test_load_catalogue_errors_name_file_and_line(tmp_path):
+  bad = tmp_path / "bad.csv"
+  bad.write_text("id,name\n1,x\n")
+  with pytest.raises(ValueError, match=r"bad.csv: line 1: header"):
+    chat_lib.load_catalogue([str(bad)])
+  empty = tmp_path / "empty.csv"
+  empty.write_text("movieId,title,genres\n1,A (1990),x\n2,,y\n")
+  with pytest.raises(ValueError, match=r"empty.csv: line 3: field 'title'"):
+    chat_lib.load_catalogue([str(empty)])
+
+
+def test_load_catalogue_real_data(shared_data):
+  catalogue = chat_lib.load_catalogue([
+      str(shared_data / "redial" / "movies_with_mentions.csv"),
+      str(shared_data / "movielens" / "ml-latest-small" / "movies.csv"),
+  ])
+  assert len(catalogue) > 6000
+  assert catalogue.lookup("the matrix").title == "The Matrix (1999)"
+  assert catalogue.lookup("toy story 1995").title == "Toy Story (1995)"
+  text, _ = chat_lib.mark_titles(
+      "i liked the matrix 1999 and the dark knight", catalogue)
+  assert text == ("i liked @ The Matrix (1999) @ and "
+                  "@ The Dark Knight (2008) @")
+
+
+def test_format_history_literal():
+  turns = [("user", "Hi!  Any @ Heat (1995) @ fans?"), ("assistant", "yes"),
+           ("user", "Cool")]
+  assert chat_lib.format_history(turns) == (
+      "redial conversation: [user] hi! any @ heat (1995) @ fans? "
+      "[assistant] yes [user] cool")
+  with pytest.raises(ValueError, match="unknown speaker 'bot'"):
+    chat_lib.format_history([("bot", "x")])
+
+
+def test_format_history_matches_redial_examples():
+  dialogue = {
+      "conversationId": "7", "initiatorWorkerId": 1, "respondentWorkerId": 2,
+      "movieMentions": {"5": "Heat  (1995)", "6": "Ronin (1998)"},
+      "messages": [
+          {"senderWorkerId": 1, "text": "Hi! I loved @5", "messageId": 1},
+          {"senderWorkerId": 2, "text": "try @6", "messageId": 2},
+          {"senderWorkerId": 2, "text": "it is  great", "messageId": 3},
+          {"senderWorkerId": 1, "text": "ok &quot;cool&quot;", "messageId": 4},
+          {"senderWorkerId": 2, "text": "bye", "messageId": 5},
+      ],
+  }
+  example = redial_utils.dialogue_to_examples(dialogue)[-1]
+  # The registered lower-cased ReDial task's text preprocessing.
+  ds = tf.data.Dataset.from_tensors(
+      {"context": example["context"], "response": example["response"]})
+  ds = preprocessors.redial_to_text(ds)
+  ds = preprocessors.lowercase(ds, features=("inputs", "targets"))
+  task_inputs = next(ds.as_numpy_iterator())["inputs"].decode()
+  turns = [("user", "Hi! I loved @ Heat (1995) @"),
+           ("assistant", "try @ Ronin (1998) @ it is great"),
+           ("user", 'ok "cool"')]
+  assert chat_lib.format_history(turns) == task_inputs
+  assert task_inputs.startswith('redial conversation: [user] hi! i loved @ '
+                                'heat (1995) @ [assistant] try')
+
+
+def test_fit_history_drops_oldest_turns():
+  turns = [("user", "a " * 10), ("assistant", "b"), ("user", "c")]
+  fits = lambda text: len(text.split()) <= 6
+  assert chat_lib.fit_history(turns, fits) == (
+      "redial conversation: [assistant] b [user] c")
+  assert chat_lib.fit_history(turns, lambda t: False) == (
+      "redial conversation: [user] c")
+
+
+def test_recommended_titles_and_readable_reply(catalogue):
+  reply = ("try @ the matrix (1999) @ or @ heat (1995) @ or "
+           "@ the matrix (1999) @ or @ zzz (2020) @")
+  assert chat_lib.recommended_titles(reply, catalogue) == [
+      "The Matrix (1999)", "Heat (1995)", "zzz (2020)"]
+  assert chat_lib.readable_reply("try @ heat (1995) @!", catalogue) == (
+      "try Heat (1995)!")
+
+
+def test_session_and_commands(catalogue):
+  seen = []
+
+  def generate(model_input):
+    seen.append(model_input)
+    return "you might like @ heat (1995) @"
+
+  session = chat_lib.ChatSession(catalogue, generate)
+  out, quit_ = chat_lib.handle_line(session, "I loved The Matrix")
+  assert not quit_
+  assert out == ["  (matched: The Matrix (1999))",
+                 "assistant> you might like Heat (1995)",
+                 "  recommended: Heat (1995)"]
+  chat_lib.handle_line(session, "thanks")
+  assert seen == [
+      "redial conversation: [user] i loved @ the matrix (1999) @",
+      "redial conversation: [user] i loved @ the matrix (1999) @ "
+      "[assistant] you might like @ heat (1995) @ [user] thanks",
+  ]
+  out, _ = chat_lib.handle_line(session, "/history")
+  assert out == [seen[-1] + " [assistant] you might like @ heat (1995) @"]
+  assert chat_lib.handle_line(session, "/reset") == (
+      ["(new conversation)"], False)
+  assert session.turns == []
+  assert chat_lib.handle_line(session, "/bogus")[0] == [
+      "unknown command /bogus; try /help"]
+  assert chat_lib.handle_line(session, "  ") == ([], False)
+  assert chat_lib.handle_line(session, "/quit") == (["bye."], True)
+
+
+def test_chat_loop_transcript(catalogue):
+  replies = iter(["what about @ heat (1995) @ ?", "enjoy!"])
+  session = chat_lib.ChatSession(catalogue, lambda text: next(replies))
+  out = io.StringIO()
+  n = chat_lib.chat_loop(
+      session, ["hi, I loved The Matrix\n", "\n", "thanks\n", "/quit\n",
+                "never read\n"], out)
+  assert n == 2
+  assert out.getvalue().splitlines() == [
+      "you> hi, I loved The Matrix",
+      "  (matched: The Matrix (1999))",
+      "assistant> what about Heat (1995) ?",
+      "  recommended: Heat (1995)",
+      "you> thanks",
+      "assistant> enjoy!",
+      "you> /quit",
+      "bye.",
+  ]

@@ -1,0 +1,143 @@
+"""Scripted sessions through the `eval.chat` entry point (stdin piped)."""
+
+import io
+import os
+import pathlib
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+# eval.main/eval.chat load checkpoints through train/ (models, network).
+pytest.importorskip("train.models", reason="train/models.py not present")
+
+from crs_tasks import features  # pylint: disable=g-import-not-at-top
+from eval import chat as chat_main
+from train import checkpointing
+from train import models
+from train import network
+
+VOCAB = features.get_vocabulary()
+CATALOGUE_CSV = ("movieId,movieName,nbMentions\n"
+                 "1,The Matrix (1999),10\n2,Heat  (1995),3\n")
+
+
+class EchoTitleModel:
+  """Replies `how about @ heat (1995) @ ?` and records the inputs it saw."""
+
+  input_vocabulary = VOCAB
+  output_vocabulary = VOCAB
+
+  def __init__(self):
+    self.inputs = []
+
+  def predict_batch(self, params, batch, **kwargs):
+    del params
+    for row in np.asarray(batch["encoder_input_tokens"]):
+      ids = [int(i) for i in row if i > 1]
+      self.inputs.append(VOCAB.decode(ids))
+    reply = list(VOCAB.encode("how about @ heat (1995) @ ?")) + [1]
+    out = np.zeros((len(batch["encoder_input_tokens"]),
+                    kwargs["max_decode_length"]), np.int32)
+    out[:, : len(reply)] = reply
+    return out
+
+
+@pytest.fixture(name="run_chat")
+def run_chat_fixture(monkeypatch, tmp_path):
+  csv_path = tmp_path / "movies_with_mentions.csv"
+  csv_path.write_text(CATALOGUE_CSV)
+
+  def run(model, stdin_text, **kwargs):
+    monkeypatch.setattr(chat_main.checkpointing, "load_model",
+                        lambda model_dir, step=None: (model, "params", 5))
+    out = io.StringIO()
+    chat_main.run_chat(checkpoint="/some/run", catalogue_paths=[str(csv_path)],
+                       stdin=io.StringIO(stdin_text), stdout=out, **kwargs)
+    return out.getvalue().splitlines()
+
+  return run
+
+
+def test_scripted_session_transcript(run_chat):
+  model = EchoTitleModel()
+  lines = run_chat(model, "I loved The Matrix\n/history\n/reset\nhi\n/quit\n")
+  assert lines[0] == ("T5-CR chat: /some/run step 5, 2 titles. /help for "
+                      "commands.")
+  assert lines[1:] == [
+      "you> I loved The Matrix",
+      "  (matched: The Matrix (1999))",
+      "assistant> how about Heat (1995) ?",
+      "  recommended: Heat (1995)",
+      "you> /history",
+      "redial conversation: [user] i loved @ the matrix (1999) @ "
+      "[assistant] how about @ heat (1995) @ ?",
+      "you> /reset",
+      "(new conversation)",
+      "you> hi",
+      "assistant> how about Heat (1995) ?",
+      "  recommended: Heat (1995)",
+      "you> /quit",
+      "bye.",
+  ]
+  # The model saw the ReDial-formatted history; /reset cleared it.
+  assert model.inputs == [
+      "redial conversation: [user] i loved @ the matrix (1999) @",
+      "redial conversation: [user] hi",
+  ]
+
+
+def test_long_history_drops_oldest_turns(run_chat):
+  model = EchoTitleModel()
+  run_chat(model, "first " * 30 + "\nsecond\n", inputs_length=40)
+  # 30 words do not fit in 40 tokens once the reply and "second" follow.
+  assert model.inputs[1] == (
+      "redial conversation: [assistant] how about @ heat (1995) @ ? "
+      "[user] second")
+
+
+def make_tiny_model_dir(model_dir: str, step: int) -> str:
+  """A randomly initialised 1-layer T5 checkpoint, as the trainer writes it."""
+  config = network.T5Config(
+      vocab_size=32128, emb_dim=16, num_heads=2, num_encoder_layers=1,
+      num_decoder_layers=1, head_dim=8, mlp_dim=32,
+      mlp_activations=("gelu", "linear"), dropout_rate=0.0,
+      logits_via_embedding=False, relative_attention_num_buckets=32,
+      relative_attention_max_distance=128, dtype=jnp.float32,
+      float32_attention_logits=True)
+  model = models.EncoderDecoderModel(network.Transformer(config), VOCAB,
+                                     VOCAB)
+  variables = model.get_initial_variables(
+      jax.random.PRNGKey(0),
+      {"encoder_input_tokens": (1, 8), "decoder_input_tokens": (1, 8)})
+  manager = checkpointing.CheckpointManager(model_dir)
+  manager.save(step, params=checkpointing.unbox(variables["params"]),
+               opt_state={"count": np.zeros((), np.int32)}, data_position=0)
+  manager.close()
+  checkpointing.save_model_files(model_dir, model)
+  return model_dir
+
+
+def test_cli_session_with_tiny_random_model(tmp_path):
+  """`python -m eval.chat` on a random 1-layer T5, stdin piped."""
+  model_dir = make_tiny_model_dir(str(tmp_path / "tiny"), step=2)
+  root = pathlib.Path(__file__).resolve().parents[2]
+  proc = subprocess.run(
+      [sys.executable, "-m", "eval.chat", f"--checkpoint={model_dir}",
+       "--max_decode_length=6", "--inputs_length=64"],
+      input="I loved The Matrix 1999\n/reset\nany comedy?\n/quit\nignored\n",
+      cwd=root, capture_output=True, text=True, timeout=300, check=False,
+      env=dict(os.environ, CUDA_VISIBLE_DEVICES="", JAX_PLATFORMS="cpu"))
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  lines = proc.stdout.splitlines()
+  assert lines[0].startswith(f"T5-CR chat: {model_dir} step 2, ")
+  assert lines[1:3] == ["you> I loved The Matrix 1999",
+                        "  (matched: The Matrix (1999))"]
+  assert lines[3].startswith("assistant> ")
+  rest = [l for l in lines[4:] if not l.startswith("  recommended: ")]
+  assert rest[:3] == ["you> /reset", "(new conversation)", "you> any comedy?"]
+  assert rest[3].startswith("assistant> ")
+  assert rest[4:] == ["you> /quit", "bye."]

@@ -1,0 +1,237 @@
+"""Tests for eval/evaluation.py with a scripted fake model on a toy task."""
+
+import json
+import os
+import re
+
+import numpy as np
+import pytest
+import sacrebleu
+import seqio
+import tensorflow as tf
+
+from crs_tasks import features
+from crs_tasks import postprocessors
+from eval import evaluation
+from eval import ranking
+
+TASK = "test_eval_toy_redial_v001"
+TASK2 = "test_eval_toy_redial_copy_v001"
+VOCAB = features.get_vocabulary()
+EXAMPLES = [
+    {"inputs": "redial conversation: [user] i like @ heat (1995) @",
+     "targets": "try @ ronin (1998) @", "target_movies": ["ronin (1998)"],
+     "context_movies": ["heat (1995)"], "seeker_movies": ["heat (1995)"],
+     "recommender_movies": ["ronin (1998)"], "conversation_id": "c1",
+     "turn_index": 1},
+    {"inputs": "redial conversation: [user] any comedy?",
+     "targets": "@ up (2009) @ or @ heat (1995) @",
+     "target_movies": ["up (2009)", "heat (1995)"],
+     "context_movies": ["ronin (1998)", "heat (1995)"],
+     "seeker_movies": ["heat (1995)"],
+     "recommender_movies": ["ronin (1998)", "up (2009)"],
+     "conversation_id": "c1", "turn_index": 3},
+    {"inputs": "redial conversation: [user] scary ones",
+     "targets": "@ alien (1979) @", "target_movies": ["alien (1979)"],
+     "context_movies": [], "seeker_movies": [],
+     "recommender_movies": ["alien (1979)"], "conversation_id": "c2",
+     "turn_index": 1},
+]
+# What the fake model answers to each input: right, right, wrong.
+REPLIES = {
+    EXAMPLES[0]["inputs"]: "try @ ronin (1998) @",
+    EXAMPLES[1]["inputs"]: "@ heat (1995) @ is funny",
+    EXAMPLES[2]["inputs"]: "@ up (2009) @",
+}
+
+
+def _recall_at_1(targets, predictions):
+  """First generated title among the target movies (a task metric_fn)."""
+  hits = []
+  for target, prediction in zip(targets, predictions):
+    titles = [t.strip() for t in re.findall(r"@([^@]+)@", prediction)]
+    hits.append(bool(titles) and titles[0] in target["target_movies"])
+  return {"rec/recall@1": 100.0 * np.mean(hits)}
+
+
+def _dataset_fn(split, shuffle_files, seed=None):
+  del split, shuffle_files, seed
+  return tf.data.Dataset.from_generator(
+      lambda: iter(EXAMPLES),
+      output_signature={
+          "inputs": tf.TensorSpec([], tf.string),
+          "targets": tf.TensorSpec([], tf.string),
+          "target_movies": tf.TensorSpec([None], tf.string),
+          "context_movies": tf.TensorSpec([None], tf.string),
+          "seeker_movies": tf.TensorSpec([None], tf.string),
+          "recommender_movies": tf.TensorSpec([None], tf.string),
+          "conversation_id": tf.TensorSpec([], tf.string),
+          "turn_index": tf.TensorSpec([], tf.int32),
+      })
+
+
+@pytest.fixture(scope="module", autouse=True)
+def toy_tasks():
+  for name in (TASK, TASK2):
+    if name in seqio.TaskRegistry.names():
+      seqio.TaskRegistry.remove(name)
+    seqio.TaskRegistry.add(
+        name,
+        source=seqio.FunctionDataSource(_dataset_fn, splits=["test"]),
+        preprocessors=[seqio.preprocessors.tokenize,
+                       seqio.preprocessors.append_eos_after_trim],
+        output_features=features.DEFAULT_OUTPUT_FEATURES,
+        postprocess_fn=postprocessors.redial_postprocess,
+        metric_fns=[_recall_at_1])
+  yield
+  for name in (TASK, TASK2):
+    seqio.TaskRegistry.remove(name)
+
+
+class FakeModel:
+  """Answers from REPLIES; scores = -(number of target tokens)."""
+
+  def __init__(self):
+    self.predict_kwargs = []
+
+  def predict_batch(self, params, batch, **kwargs):
+    assert params == "params"
+    self.predict_kwargs.append(kwargs)
+    length = kwargs["max_decode_length"]
+    rows = []
+    for enc in np.asarray(batch["encoder_input_tokens"]):
+      text = evaluation.decode_tokens(VOCAB, enc)
+      rows.append(list(VOCAB.encode(REPLIES[text])) + [1])
+    return evaluation._pad(rows, length)  # pylint: disable=protected-access
+
+  def score_batch(self, params, batch):
+    del params
+    return -np.asarray(batch["decoder_loss_weights"]).sum(-1).astype(float)
+
+  def score_candidates(self, params, encoder_input_tokens, candidate_tokens):
+    del params
+    # 1 for the reply "@ heat (1995) @", 0 for the others, whatever the context.
+    heat = list(VOCAB.encode("@ heat (1995) @")) + [1]
+    scores = [float([t for t in row if t > 0] == heat)
+              for row in np.asarray(candidate_tokens)]
+    return np.tile(scores, (len(encoder_input_tokens), 1))
+
+
+def _toy_probe(pair_score_fn):
+  scores = pair_score_fn(["a", "b"], ["short", "a much longer target text"])
+  return {"probe/toy/accuracy": 100.0 * float(scores[0] > scores[1]),
+          "probe/toy/num_pairs": 1}
+
+
+def test_make_batch_shifts_targets():
+  batch = evaluation.make_batch([[5, 6, 1]], [[7, 8, 1]], inputs_length=4,
+                                targets_length=5)
+  np.testing.assert_array_equal(batch["encoder_input_tokens"], [[5, 6, 1, 0]])
+  np.testing.assert_array_equal(batch["decoder_target_tokens"],
+                                [[7, 8, 1, 0, 0]])
+  np.testing.assert_array_equal(batch["decoder_input_tokens"],
+                                [[0, 7, 8, 1, 0]])
+  np.testing.assert_array_equal(batch["decoder_loss_weights"],
+                                [[1, 1, 1, 0, 0]])
+
+
+def test_decode_tokens_stops_at_eos():
+  ids = list(VOCAB.encode("hello world")) + [1] + list(VOCAB.encode("junk"))
+  assert evaluation.decode_tokens(VOCAB, ids + [0, 0]) == "hello world"
+
+
+def test_evaluate_writes_metrics_predictions_and_summaries(tmp_path):
+  model = FakeModel()
+  movie_csv = tmp_path / "movies_with_mentions.csv"
+  movie_csv.write_text("movieId,movieName,nbMentions\n1,Heat (1995),5\n"
+                       "2,Ronin (1998),1\n3,Up (2009),2\n4,Alien (1979),3\n")
+  movies = ranking.load_movie_list(str(movie_csv))
+  out = str(tmp_path / "eval" / "7")
+  metrics = evaluation.evaluate(
+      model=model, params="params", vocabulary=VOCAB, tasks=[TASK],
+      output_dir=out, step=7, num_examples=3,
+      decode=evaluation.DecodeConfig(method="beam", num_beams=3),
+      inputs_length=32, targets_length=16, batch_size=2,
+      ranking_fns=ranking.make_protocols(movies, ks=(1, 10)),
+      probe_fns={"toy": _toy_probe},
+      summary_dir=str(tmp_path / "eval"))
+  # recall@1: examples 1 and 2 right, 3 wrong -> 66.67.
+  assert metrics["rec/recall@1"] == pytest.approx(200 / 3)
+  # Ranking: Heat scores 1, the rest 0; ties count against the label.
+  # Samples ronin, up, heat, alien: only heat is ranked 1st -> 25; all four
+  # candidates are within 10 -> 100.
+  assert metrics["rank/recall@1"] == 25.0
+  assert metrics["rank/recall@10"] == 100.0
+  assert metrics["rank/num_samples"] == 4
+  # De-duplicated: example 2 drops heat (in its context) and excludes
+  # ronin/heat, so up ties with alien (rank 2); nothing at rank 1 -> 0.
+  assert metrics["rank_dedup/recall@1"] == 0.0
+  assert metrics["rank_dedup/num_dropped"] == 1
+  assert metrics["rank_dedup/num_samples"] == 3
+  assert metrics["probe/toy/accuracy"] == 100.0
+  # End-to-end recall: replies recommend {ronin} (hit), {} (heat is the
+  # seeker's) and {up} (miss) -> 1 hit of 2 = 50.
+  assert metrics["rec/e2e_recall"] == 50.0
+  assert metrics["rec/e2e_num_recommendations"] == 2
+  # Distinct-1: 10 distinct of 15 whitespace tokens over 3 replies.
+  assert metrics["gen/distinct1_ratio"] == pytest.approx(10 / 15)
+  assert metrics["gen/distinct1_per_response"] == pytest.approx(10 / 3)
+  reference = sacrebleu.corpus_bleu(
+      [REPLIES[ex["inputs"]] for ex in EXAMPLES],
+      [[ex["targets"] for ex in EXAMPLES]], smooth_method="exp",
+      smooth_value=0.0, tokenize="intl")
+  assert metrics["gen/bleu4"] == pytest.approx(reference.score)
+  expected_logprob = -np.mean(
+      [len(VOCAB.encode(ex["targets"])) + 1 for ex in EXAMPLES])
+  assert metrics["gen/target_logprob"] == pytest.approx(expected_logprob)
+  # Decoding settings reach predict_batch; 3 examples in batches of 2.
+  assert len(model.predict_kwargs) == 2
+  assert model.predict_kwargs[0]["decode_method"] == "beam"
+  assert model.predict_kwargs[0]["num_beams"] == 3
+  assert model.predict_kwargs[0]["max_decode_length"] == 16
+
+  with open(os.path.join(out, "metrics.json")) as f:
+    saved = json.load(f)
+  assert saved["step"] == 7 and saved["metrics"] == pytest.approx(metrics)
+  assert saved["num_examples"] == {TASK: 3}
+  assert saved["decoding"]["method"] == "beam"
+  with open(os.path.join(out, "predictions.jsonl")) as f:
+    rows = [json.loads(line) for line in f]
+  assert [r["prediction"] for r in rows] == [
+      REPLIES[ex["inputs"]] for ex in EXAMPLES]
+  assert rows[1]["conversation_id"] == "c1" and rows[1]["turn_index"] == 3
+  assert rows[1]["target_movies"] == ["up (2009)", "heat (1995)"]
+  assert rows[0]["targets"] == EXAMPLES[0]["targets"]
+
+  event_files = tf.io.gfile.glob(str(tmp_path / "eval" / "events.out.*"))
+  assert event_files
+  tags = {}
+  for event in tf.compat.v1.train.summary_iterator(event_files[0]):
+    for value in event.summary.value:
+      tags[value.tag] = (event.step,
+                         float(tf.make_ndarray(value.tensor)))
+  assert tags["rec/recall@1"] == (7, pytest.approx(200 / 3))
+  assert "probe/toy/accuracy" in tags
+
+
+def test_evaluate_num_examples_and_task_prefixes(tmp_path):
+  kwargs = dict(model=FakeModel(), params="params", vocabulary=VOCAB,
+                output_dir=str(tmp_path), num_examples=1, inputs_length=32,
+                targets_length=16, batch_size=4, score_targets=False,
+                redial_metric_fns=())
+  # A repeated name is evaluated once, without prefix; example 1 is right.
+  assert evaluation.evaluate(tasks=[TASK, TASK], **kwargs) == {
+      "rec/recall@1": 100.0}
+  # Two tasks: every metric is prefixed with its task.
+  assert evaluation.evaluate(tasks=[TASK, TASK2], **kwargs) == {
+      f"{TASK}/rec/recall@1": 100.0, f"{TASK2}/rec/recall@1": 100.0}
+
+
+def test_decode_config_rejects_unknown_method():
+  with pytest.raises(ValueError, match="got 'topk'"):
+    evaluation.DecodeConfig(method="topk")
+
+
+def test_expand_tasks_unknown_name():
+  with pytest.raises(ValueError, match="unknown task or mixture 'nope_v001'"):
+    evaluation.expand_tasks(["nope_v001"])

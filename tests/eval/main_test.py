@@ -1,0 +1,218 @@
+"""Tests for the `eval.main` gin entry point."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import gin
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import seqio
+import tensorflow as tf
+
+# eval.main/eval.chat load checkpoints through train/ (models, network).
+pytest.importorskip("train.models", reason="train/models.py not present")
+
+from crs_tasks import features  # pylint: disable=g-import-not-at-top
+from crs_tasks import postprocessors
+from eval import evaluation
+from eval import main as main_lib
+from train import checkpointing
+from train import models
+from train import network
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+TASK = "test_eval_main_toy_v001"
+VOCAB = features.get_vocabulary()
+REPLY = "@ heat (1995) @"
+
+
+def _dataset_fn(split, shuffle_files, seed=None):
+  del split, shuffle_files, seed
+  return tf.data.Dataset.from_tensor_slices({
+      "inputs": ["redial conversation: [user] a heist film?",
+                 "redial conversation: [user] a space film?"],
+      "targets": ["@ heat (1995) @", "@ alien (1979) @"],
+      "target_movies": [["heat (1995)"], ["alien (1979)"]],
+      "seeker_movies": [["ronin (1998)"], ["ronin (1998)"]],
+      "recommender_movies": [["heat (1995)"], ["alien (1979)"]],
+  })
+
+
+def _exact_match(targets, predictions):
+  return {"gen/exact_match": 100.0 * np.mean(
+      [t["text"] == p for t, p in zip(targets, predictions)])}
+
+
+@pytest.fixture(name="toy_task")
+def toy_task_fixture():
+  if TASK in seqio.TaskRegistry.names():
+    seqio.TaskRegistry.remove(TASK)
+  seqio.TaskRegistry.add(
+      TASK, source=seqio.FunctionDataSource(_dataset_fn, splits=["test"]),
+      preprocessors=[seqio.preprocessors.tokenize,
+                     seqio.preprocessors.append_eos_after_trim],
+      output_features=features.DEFAULT_OUTPUT_FEATURES,
+      postprocess_fn=postprocessors.redial_postprocess,
+      metric_fns=[_exact_match])
+  yield TASK
+  seqio.TaskRegistry.remove(TASK)
+
+
+class FakeModel:
+  """Always replies REPLY; records the decoding settings it gets."""
+
+  input_vocabulary = VOCAB
+  output_vocabulary = VOCAB
+
+  def __init__(self):
+    self.calls = []
+
+  def predict_batch(self, params, batch, **kwargs):
+    del params
+    self.calls.append(kwargs)
+    row = list(VOCAB.encode(REPLY)) + [1]
+    n = len(batch["encoder_input_tokens"])
+    out = np.zeros((n, kwargs["max_decode_length"]), np.int32)
+    out[:, : len(row)] = row
+    return out
+
+  def score_batch(self, params, batch):
+    del params
+    return -np.asarray(batch["decoder_loss_weights"]).sum(-1).astype(float)
+
+  def score_candidates(self, params, encoder_input_tokens, candidate_tokens):
+    del params
+    return np.zeros((len(encoder_input_tokens), len(candidate_tokens)))
+
+
+def test_main_with_gin_overrides(tmp_path, toy_task, monkeypatch, capsys):
+  model = FakeModel()
+  loaded = []
+
+  def load_model(model_dir, step=None):
+    loaded.append((model_dir, step))
+    return model, "params", 42
+
+  monkeypatch.setattr(main_lib.checkpointing, "load_model", load_model)
+  model_dir = str(tmp_path / "run")
+  movie_csv = tmp_path / "movies_with_mentions.csv"
+  movie_csv.write_text("movieId,movieName,nbMentions\n1,Heat (1995),5\n"
+                       "2,Alien (1979),3\n")
+  bindings = [
+      f"MODEL_DIR='{model_dir}'", f"TASKS=['{toy_task}']", "NUM_EXAMPLES=1",
+      "DECODE_METHOD='beam'", "NUM_BEAMS=2", "INPUTS_LENGTH=32",
+      "TARGETS_LENGTH=8", "BATCH_SIZE=4", f"MOVIE_LIST='{movie_csv}'",
+      "RANKING_KS=(1, 10)",
+  ]
+  gin.clear_config()
+  try:
+    main_lib.run(["gin/runs/eval.gin"], bindings)
+  finally:
+    gin.clear_config()
+  assert loaded == [(model_dir, None)]
+  assert model.calls[0]["decode_method"] == "beam"
+  assert model.calls[0]["num_beams"] == 2
+  assert model.calls[0]["max_decode_length"] == 8
+  out_dir = os.path.join(model_dir, "eval", "42")
+  with open(os.path.join(out_dir, "metrics.json")) as f:
+    saved = json.load(f)
+  # One example (NUM_EXAMPLES=1), answered right: exact match 100.
+  assert saved["metrics"]["gen/exact_match"] == 100.0
+  # The reply recommends heat, which the recommender suggested: recall 100.
+  assert saved["metrics"]["rec/e2e_recall"] == 100.0
+  assert saved["num_examples"] == {toy_task: 1}
+  # The fake scores every candidate 0: heat ties with alien at rank 2.
+  assert saved["metrics"]["rank/recall@1"] == 0.0
+  assert saved["metrics"]["rank/recall@10"] == 100.0
+  assert saved["metrics"]["rank_dedup/num_samples"] == 1.0
+  with open(os.path.join(out_dir, "predictions.jsonl")) as f:
+    assert [json.loads(l)["prediction"] for l in f] == [REPLY]
+  assert "DECODE_METHOD = 'beam'" in open(
+      os.path.join(out_dir, "config.gin")).read()
+  assert tf.io.gfile.glob(os.path.join(model_dir, "eval", "events.out.*"))
+  assert "gen/exact_match: 100.0000" in capsys.readouterr().out
+
+
+def test_gin_file_requires_model_dir():
+  gin.clear_config()
+  try:
+    gin.add_config_file_search_path(str(ROOT))
+    gin.parse_config_file("gin/runs/eval.gin")
+    with pytest.raises(ValueError, match="MODEL_DIR is required"):
+      main_lib.evaluate_checkpoint()
+  finally:
+    gin.clear_config()
+
+
+def test_decode_config_is_gin_configurable():
+  gin.clear_config()
+  try:
+    gin.parse_config("evaluation.DecodeConfig.method = 'sample'")
+    assert gin.get_configurable(evaluation.DecodeConfig)().method == "sample"
+  finally:
+    gin.clear_config()
+
+
+def make_tiny_model_dir(model_dir: str, step: int = 3) -> str:
+  """A randomly initialised 1-layer T5 checkpoint, as the trainer writes it."""
+
+  config = network.T5Config(
+      vocab_size=32128, emb_dim=16, num_heads=2, num_encoder_layers=1,
+      num_decoder_layers=1, head_dim=8, mlp_dim=32,
+      mlp_activations=("gelu", "linear"), dropout_rate=0.0,
+      logits_via_embedding=False, relative_attention_num_buckets=32,
+      relative_attention_max_distance=128, dtype=jnp.float32,
+      float32_attention_logits=True)
+  model = models.EncoderDecoderModel(network.Transformer(config), VOCAB,
+                                     VOCAB)
+  variables = model.get_initial_variables(
+      jax.random.PRNGKey(0),
+      {"encoder_input_tokens": (1, 8), "decoder_input_tokens": (1, 8)})
+  params = checkpointing.unbox(variables["params"])
+  manager = checkpointing.CheckpointManager(model_dir)
+  manager.save(step, params=params, opt_state={"count": np.zeros((), np.int32)},
+               data_position=0)
+  manager.close()
+  checkpointing.save_model_files(model_dir, model)
+  return model_dir
+
+
+def test_cli_on_tiny_random_checkpoint(tmp_path):
+  """`python -m eval.main` end to end on the bundled ReDial sample."""
+  model_dir = make_tiny_model_dir(str(tmp_path / "tiny"))
+  movie_list = ROOT / "crs_tasks/sample_data/redial/movies_with_mentions.csv"
+  env = dict(os.environ, CUDA_VISIBLE_DEVICES="", JAX_PLATFORMS="cpu")
+  proc = subprocess.run(
+      [sys.executable, "-m", "eval.main", "--gin_file=gin/runs/eval.gin",
+       f"--gin.MODEL_DIR='{model_dir}'",
+       "--gin.TASKS=['crs_sample_redial_v001']", "--gin.NUM_EXAMPLES=3",
+       "--gin.INPUTS_LENGTH=64", "--gin.TARGETS_LENGTH=8",
+       "--gin.BATCH_SIZE=4", f"--gin.MOVIE_LIST='{movie_list}'",
+       "--gin.RANKING_KS=(1, 10)", "--gin.DECODE_METHOD='beam'",
+       "--gin.NUM_BEAMS=2"],
+      cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+      check=False)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  out_dir = os.path.join(model_dir, "eval", "3")
+  with open(os.path.join(out_dir, "metrics.json")) as f:
+    saved = json.load(f)
+  metrics = saved["metrics"]
+  for name in ("rec/e2e_recall", "gen/bleu4", "gen/distinct2_ratio",
+               "rank/recall@1", "rank/recall@10", "rank_dedup/recall@10"):
+    assert 0.0 <= metrics[name] <= 100.0, name
+  assert metrics["gen/target_logprob"] < 0.0
+  assert saved["num_examples"] == {"crs_sample_redial_v001": 3}
+  assert saved["decoding"]["method"] == "beam"
+  with open(os.path.join(out_dir, "predictions.jsonl")) as f:
+    rows = [json.loads(line) for line in f]
+  assert len(rows) == 3
+  assert all(r["inputs"].startswith("redial conversation:") for r in rows)
+  assert all("conversation_id" in r and "target_movies" in r for r in rows)
+  assert tf.io.gfile.glob(os.path.join(model_dir, "eval", "events.out.*"))
+  assert "crs_sample_redial_v001: 100%" in proc.stderr  # The progress bar.
+  assert "rank/recall@1:" in proc.stdout

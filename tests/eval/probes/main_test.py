@@ -1,0 +1,79 @@
+"""Tests of eval/probes/main.py (build the sample, score a fake checkpoint)."""
+
+import json
+import os
+
+from absl import flags
+from absl.testing import flagsaver
+import numpy as np
+import pytest
+
+from crs_tasks import features
+from crs_tasks import probes
+from eval.probes import builders
+from eval.probes import main
+from eval.probes import probe_lib
+
+
+def _run(**flag_values):
+  flags.FLAGS.mark_as_parsed()
+  with flagsaver.flagsaver(**flag_values):
+    main.main(["main"])
+
+
+def test_build_sample_reproduces_bundled_files(tmp_path, capsys):
+  _run(sample=True, build_dir=str(tmp_path))
+  assert '"recommendation/pairs": 100' in capsys.readouterr().out
+  for name in builders.PROBE_NAMES:
+    with open(os.path.join(probes.SAMPLE_PROBES_DIR, f"{name}.jsonl")) as f:
+      bundled = f.read()
+    assert (tmp_path / f"{name}.jsonl").read_text() == bundled, (
+        f"{name}.jsonl is stale: rebuild with `python -m eval.probes.main "
+        "--sample --build_dir=crs_tasks/sample_data/probes`"
+    )
+
+
+class _ShortTargetModel:
+  """score_batch = -(target length): prefers the shorter reply."""
+
+  output_vocabulary = features.get_vocabulary()
+
+  def score_batch(self, params, batch):
+    del params
+    return -np.sum(batch["decoder_loss_weights"], axis=1).astype(np.float32)
+
+
+def test_score_writes_metrics(tmp_path, monkeypatch, capsys):
+  monkeypatch.setattr(
+      main.checkpointing,
+      "load_model",
+      lambda model_dir, step=None: (_ShortTargetModel(), {}, 7),
+  )
+  output = tmp_path / "probes.json"
+  _run(
+      probe_dir=probes.SAMPLE_PROBES_DIR,
+      model_dir=str(tmp_path),
+      probes=["attribute", "description"],
+      output=str(output),
+  )
+  metrics = json.loads(output.read_text())
+  assert metrics["step"] == 7.0
+  # Expected accuracy from the token lengths, computed here.
+  vocab = features.get_vocabulary()
+  for name in ("attribute", "description"):
+    examples = probe_lib.load_probe_examples(
+        os.path.join(probes.SAMPLE_PROBES_DIR, f"{name}.jsonl")
+    )
+    right = [
+        min(len(vocab.encode(ex["targets"])) + 1, 128)
+        <= min(len(vocab.encode(ex["negative_targets"])) + 1, 128)
+        for ex in examples
+    ]
+    assert metrics[f"probe/{name}/accuracy"] == pytest.approx(np.mean(right))
+    assert metrics[f"probe/{name}/num_pairs"] == len(examples)
+  assert "probe/attribute/accuracy" in capsys.readouterr().out
+
+
+def test_needs_an_action():
+  with pytest.raises(Exception, match="--build_dir and/or --model_dir"):
+    _run()

@@ -1,0 +1,205 @@
+"""Tests of eval/probes/probe_lib.py (hand-computed accuracies and CIs)."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from crs_tasks import features
+from eval.probes import probe_lib
+
+Z95 = 1.959963984540054  # Normal 97.5% quantile.
+
+
+def _examples(n=4, name="recommendation"):
+  return [
+      {
+          "probe": name,
+          "inputs": f"q{i}",
+          "targets": f"good{i}",
+          "negative_targets": f"bad{i}",
+      }
+      for i in range(n)
+  ]
+
+
+def test_wilson_interval_by_hand():
+  # k = 8, n = 10: p = .8, z^2 = 3.8415, denom = 1.38415,
+  # center = (.8 + .19207) / 1.38415 = .71674,
+  # half = 1.95996 / 1.38415 * sqrt(.016 + .0096036) = .22658.
+  low, high = probe_lib.wilson_interval(8, 10)
+  assert low == pytest.approx(0.71674 - 0.22658, abs=1e-4)
+  assert high == pytest.approx(0.71674 + 0.22658, abs=1e-4)
+  # k = n: low = n / (n + z^2), high = 1.
+  low, high = probe_lib.wilson_interval(10, 10)
+  assert low == pytest.approx(10 / (10 + Z95**2))
+  assert high == 1.0
+  # k = 0 mirrors it.
+  low, high = probe_lib.wilson_interval(0, 10)
+  assert low == 0.0 and high == pytest.approx(1 - 10 / (10 + Z95**2))
+  # 99% is wider than 95%.
+  low99, high99 = probe_lib.wilson_interval(8, 10, 0.99)
+  assert low99 < 0.71674 - 0.22658 and high99 > 0.71674 + 0.22658
+  for bad in ((11, 10), (-1, 10), (0, 0)):
+    with pytest.raises(ValueError):
+      probe_lib.wilson_interval(*bad)
+
+
+def test_pair_metrics_all_correct_and_ties():
+  metrics = probe_lib.pair_metrics(
+      "attribute", [-1.0, -2.0, -3.0, -1.0], [-5.0, -2.0, -4.0, -9.0]
+  )
+  # The tie (-2 vs -2) counts as correct (">=").
+  assert metrics == {
+      "probe/attribute/accuracy": 1.0,
+      "probe/attribute/ci_low": pytest.approx(4 / (4 + Z95**2)),
+      "probe/attribute/ci_high": 1.0,
+      "probe/attribute/num_pairs": 4.0,
+  }
+
+
+def test_pair_metrics_half_correct():
+  metrics = probe_lib.pair_metrics("x", [0, 0, -1, -1], [-1, -1, 0, 0])
+  assert metrics["probe/x/accuracy"] == 0.5
+  # Symmetric around 0.5 when p = 0.5.
+  assert metrics["probe/x/ci_low"] + metrics["probe/x/ci_high"] == (
+      pytest.approx(1.0)
+  )
+
+
+def test_pair_metrics_errors():
+  with pytest.raises(ValueError, match="2 positive but 3 negative"):
+    probe_lib.pair_metrics("x", [0, 0], [0, 0, 0])
+  with pytest.raises(ValueError, match="no pairs"):
+    probe_lib.pair_metrics("x", [], [])
+  with pytest.raises(ValueError, match="non-finite.*pair 1"):
+    probe_lib.pair_metrics("x", [0, np.nan], [0, 0])
+
+
+def test_score_probe_with_fake_scorers():
+  examples = _examples(5)
+  calls = []
+
+  def prefers_correct(inputs, targets):
+    calls.append(len(inputs))
+    return np.array([0.0 if t.startswith("good") else -3.0 for t in targets])
+
+  metrics = probe_lib.score_probe(prefers_correct, examples)
+  assert calls == [10]  # One call for both replies of every pair.
+  assert metrics["probe/recommendation/accuracy"] == 1.0
+  assert metrics["probe/recommendation/num_pairs"] == 5.0
+
+  def prefers_negative(inputs, targets):
+    return [-3.0 if t.startswith("good") else 0.0 for t in targets]
+
+  metrics = probe_lib.score_probe(prefers_negative, examples, name="other")
+  assert metrics["probe/other/accuracy"] == 0.0
+  assert metrics["probe/other/ci_low"] == 0.0
+
+
+def test_pair_scores_align_inputs():
+  seen = []
+
+  def score_fn(inputs, targets):
+    seen.extend(zip(inputs, targets))
+    return np.arange(len(inputs), dtype=np.float32)
+
+  pos, neg = probe_lib.pair_scores(score_fn, _examples(2))
+  assert seen == [
+      ("q0", "good0"),
+      ("q1", "good1"),
+      ("q0", "bad0"),
+      ("q1", "bad1"),
+  ]
+  np.testing.assert_array_equal(pos, [0, 1])
+  np.testing.assert_array_equal(neg, [2, 3])
+  with pytest.raises(ValueError, match="returned 3 scores for 4"):
+    probe_lib.pair_scores(lambda i, t: np.zeros(3), _examples(2))
+  with pytest.raises(ValueError, match="example 0: missing.*negative"):
+    probe_lib.pair_scores(score_fn, [{"inputs": "a", "targets": "b"}])
+
+
+def test_probe_name_must_be_shared():
+  with pytest.raises(ValueError, match="share one"):
+    probe_lib.score_probe(
+        lambda i, t: np.zeros(len(i)), _examples(1, "a") + _examples(1, "b")
+    )
+
+
+def _write(path, rows):
+  path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def test_load_probe_examples_and_errors(tmp_path):
+  path = tmp_path / "attribute.jsonl"
+  _write(path, _examples(3, "attribute"))
+  assert probe_lib.load_probe_examples(str(path)) == _examples(3, "attribute")
+  bad = _examples(2)
+  del bad[1]["targets"]
+  _write(path, bad)
+  with pytest.raises(ValueError, match=r"attribute.jsonl:2: field 'targets'"):
+    probe_lib.load_probe_examples(str(path))
+  path.write_text("{not json\n")
+  with pytest.raises(ValueError, match=r"attribute.jsonl:1: invalid JSON"):
+    probe_lib.load_probe_examples(str(path))
+
+
+def test_make_probe_fns_skips_missing(tmp_path):
+  _write(tmp_path / "attribute.jsonl", _examples(3, "attribute"))
+  fns = probe_lib.make_probe_fns(str(tmp_path), max_pairs=2)
+  assert list(fns) == ["attribute"]
+  metrics = fns["attribute"](
+      lambda i, t: [0.0 if x.startswith("good") else -1.0 for x in t]
+  )
+  assert metrics["probe/attribute/accuracy"] == 1.0
+  assert metrics["probe/attribute/num_pairs"] == 2.0
+
+
+class _SumModel:
+  """score_batch = -(number of weighted target tokens): shorter wins."""
+
+  def __init__(self):
+    self.batches = []
+
+  def score_batch(self, params, batch):
+    del params
+    self.batches.append(batch)
+    return -np.sum(batch["decoder_loss_weights"], axis=1).astype(np.float32)
+
+
+def test_make_model_score_fn_batches_like_the_feature_converter():
+  vocab = features.get_vocabulary()
+  model = _SumModel()
+  score_fn = probe_lib.make_model_score_fn(
+      model, None, vocab, inputs_length=16, targets_length=8, batch_size=2
+  )
+  targets = ["sure", "sure, have you seen @ heat (1995) @?", "no"]
+  scores = score_fn(["hello"] * 3, targets)
+  lengths = [min(len(vocab.encode(t)) + 1, 8) for t in targets]  # + EOS.
+  np.testing.assert_array_equal(scores, [-n for n in lengths])
+  first = model.batches[0]
+  ids = list(vocab.encode("sure")) + [1]
+  assert list(first["decoder_target_tokens"][0][: len(ids)]) == ids
+  assert list(first["decoder_input_tokens"][0][: len(ids)]) == [0] + ids[:-1]
+  assert (
+      list(first["encoder_input_tokens"][0][:2])
+      == (list(vocab.encode("hello")) + [1])[:2]
+  )
+  assert len(model.batches) == 2 and first["encoder_input_tokens"].shape == (
+      2,
+      16,
+  )
+
+  # A probe where the correct reply is the shorter one scores 100%.
+  examples = [
+      {
+          "probe": "p",
+          "inputs": "hi",
+          "targets": "yes",
+          "negative_targets": "no, certainly not (" + "x" * i + ")",
+      }
+      for i in range(3)
+  ]
+  assert probe_lib.score_probe(score_fn, examples)["probe/p/accuracy"] == 1.0
+  assert math.isfinite(scores.sum())

@@ -1,0 +1,188 @@
+"""Tests for eval/ranking.py with fake scorers whose rankings are obvious."""
+
+import numpy as np
+import pytest
+
+from eval import ranking
+
+MOVIES = ranking.MovieList(
+    titles=("heat (1995)", "up (2009)", "alien (1979)", "cars (2006)",
+            "ronin (1998)"),
+    mentions=(50, 40, 30, 20, 10), num_rows=5)
+
+EXAMPLES = [
+    # Two labels; "heat" was mentioned before.
+    {"inputs_pretokenized": "ctx0 [User] i loved @ heat (1995) @",
+     "target_movies": ["heat (1995)", "ronin (1998)"],
+     "context_movies": ["heat (1995)"]},
+    # No movie in the reply: no sample.
+    {"inputs_pretokenized": "ctx1", "target_movies": [],
+     "context_movies": []},
+    # A label outside the movie list: a sample, counted as a miss.
+    {"inputs_pretokenized": "ctx2",
+     "target_movies": [b"Alien (1979)", b"unknown (2020)"],
+     "context_movies": [b"up (2009)"]},
+]
+
+
+def assert_dict_close(actual, expected):
+  for key, value in expected.items():
+    assert key in actual, f"missing key {key!r}; got {sorted(actual)}"
+    assert actual[key] == pytest.approx(value), (
+        f"{key}: got {actual[key]!r}, expected {value!r}")
+
+
+def fixed_order_score_fn(order):
+  """Scores candidates so that `order` (titles, best first) is the ranking."""
+  def score(contexts, candidates):
+    value = {ranking.candidate_reply(t): len(order) - i
+             for i, t in enumerate(order)}
+    row = np.array([value.get(c, 0) for c in candidates], np.float32)
+    return np.tile(row, (len(contexts), 1))
+  return score
+
+
+def test_candidate_reply():
+  assert ranking.candidate_reply("heat (1995)") == "@ heat (1995) @"
+
+
+def test_standard_protocol_counts_and_recall():
+  score_fn = fixed_order_score_fn(
+      ["ronin (1998)", "alien (1979)", "heat (1995)", "up (2009)",
+       "cars (2006)"])
+  # Samples: heat (rank 3), ronin (1), alien (2), unknown (miss).
+  result = ranking.standard_protocol(score_fn, EXAMPLES, movies=MOVIES,
+                                     ks=(1, 2, 3))
+  assert_dict_close(result, {
+      "rank/recall@1": 25.0, "rank/recall@2": 50.0, "rank/recall@3": 75.0,
+      "rank/num_samples": 4.0, "rank/num_missing": 1.0})
+
+
+def test_dedup_protocol_drops_labels_and_excludes_candidates():
+  score_fn = fixed_order_score_fn(
+      ["up (2009)", "heat (1995)", "alien (1979)", "ronin (1998)",
+       "cars (2006)"])
+  # Example 0: heat dropped; ranking without heat: up, alien, ronin -> 3.
+  # Example 2: up excluded; alien ranks 2 after heat; unknown missing.
+  result = ranking.dedup_protocol(score_fn, EXAMPLES, movies=MOVIES,
+                                  ks=(1, 2, 3))
+  assert_dict_close(result, {
+      "rank_dedup/recall@1": 0.0, "rank_dedup/recall@2": 100 / 3,
+      "rank_dedup/recall@3": 200 / 3, "rank_dedup/num_samples": 3.0,
+      "rank_dedup/num_dropped": 1.0, "rank_dedup/num_missing": 1.0})
+
+
+def test_ties_count_against_the_label():
+  constant = lambda b, c: np.zeros((len(b), len(c)))
+  result = ranking.standard_protocol(constant, EXAMPLES[:1], movies=MOVIES,
+                                     ks=(1, 4, 5))
+  assert_dict_close(result, {"rank/recall@1": 0.0, "rank/recall@4": 0.0,
+                             "rank/recall@5": 100.0})
+
+
+def test_label_ranks():
+  scores = np.array([[0.1, 0.9, 0.5, 0.5], [3.0, 2.0, 1.0, 0.0]])
+  assert ranking.label_ranks(scores, [[2, 1], [3]], [[], [0, 1]]) == [3, 1, 2]
+  with pytest.raises(ValueError, match="NaN"):
+    ranking.label_ranks(np.array([[np.nan, 1.0]]), [[0]], [[]])
+
+
+def test_score_fn_is_called_in_batches_with_every_candidate():
+  calls = []
+
+  def score(contexts, candidates):
+    calls.append((list(contexts), len(candidates)))
+    return np.zeros((len(contexts), len(candidates)))
+
+  ranking.standard_protocol(score, EXAMPLES, movies=MOVIES, batch_size=1)
+  assert calls == [(["ctx0 [User] i loved @ heat (1995) @"], 5),
+                   (["ctx2"], 5)]
+
+
+def test_bad_score_shape_is_reported():
+  bad = lambda contexts, candidates: np.zeros((len(contexts), 2))
+  with pytest.raises(ValueError, match=r"shape \(1, 2\), expected \(1, 5\)"):
+    ranking.standard_protocol(bad, EXAMPLES[:1], movies=MOVIES)
+
+
+def test_make_protocols_names():
+  protocols = ranking.make_protocols(MOVIES)
+  assert sorted(protocols) == ["rank", "rank_dedup"]
+  score_fn = fixed_order_score_fn(["ronin (1998)"])
+  assert protocols["rank"](score_fn, EXAMPLES[:1])["rank/recall@1"] == 50.0
+
+
+def test_load_movie_list_normalises_and_merges(tmp_path):
+  path = tmp_path / "movies.csv"
+  path.write_text(
+      "movieId,movieName,nbMentions\n"
+      "1,Heat  (1995),3\n"
+      "2,Up (2009),2\n"
+      "3,heat (1995),4\n"
+      "4,Tom &amp; Jerry (1992),1\n", encoding="utf-8")
+  movies = ranking.load_movie_list(str(path))
+  assert movies.titles == ("heat (1995)", "up (2009)",
+                           "tom & jerry (1992)")
+  assert movies.mentions == (7, 2, 1)
+  assert movies.num_rows == 4
+  assert movies.index["up (2009)"] == 1
+
+
+def test_load_movie_list_names_bad_line(tmp_path):
+  path = tmp_path / "movies.csv"
+  path.write_text("movieId,movieName,nbMentions\n1,Heat (1995),3\n"
+                  "2,Up (2009),many\n", encoding="utf-8")
+  with pytest.raises(ValueError, match=r"movies.csv:3: field 'nbMentions'"):
+    ranking.load_movie_list(str(path))
+
+
+class FakeVocab:
+  """Characters -> ids 3.. (0 pad, 1 EOS)."""
+
+  eos_id = 1
+
+  def encode(self, text):
+    return [3 + ord(c) % 50 for c in text]
+
+
+class FakeModel:
+  """score = -(candidate length) + (first context token): easy to check."""
+
+  def __init__(self):
+    self.shapes = []
+
+  def score_candidates(self, params, encoder_input_tokens, candidate_tokens):
+    del params
+    self.shapes.append((encoder_input_tokens.shape, candidate_tokens.shape))
+    length = (candidate_tokens > 0).sum(-1)
+    return encoder_input_tokens[:, :1] - length[None, :]
+
+
+def test_make_model_score_fn_pads_batches_and_caches_candidates():
+  model = FakeModel()
+  score_fn = ranking.make_model_score_fn(
+      model, None, FakeVocab(), inputs_length=8, targets_length=6,
+      batch_size=2)
+  candidates = ["ab", "abcdefgh", "a"]
+  scores = score_fn(["x", "yy", "z"], candidates)
+  first = np.array([3 + ord(c) % 50 for c in "xyz"], np.float32)
+  # Candidate lengths with EOS, trimmed to 6: 3, 6, 2.
+  np.testing.assert_allclose(
+      scores, first[:, None] - np.array([3, 6, 2])[None, :])
+  # Two calls of batch 2 (last padded), candidates padded to their longest.
+  assert model.shapes == [((2, 8), (3, 6)), ((2, 8), (3, 6))]
+  tokens = np.array([[10, 4, 1], [20, 1, 0]], np.int32)
+  np.testing.assert_allclose(score_fn(tokens, candidates)[:, 0],
+                             [10 - 3, 20 - 3])
+
+
+def test_missing_context_is_reported():
+  with pytest.raises(ValueError, match="no text context"):
+    ranking.context_of({"targets": "x"})
+
+
+def test_num_samples_property():
+  samples = ranking.build_samples(EXAMPLES, MOVIES, dedup=False)
+  assert samples.num_samples == 4
+  assert samples.labels == [[0, 4], [2]]
+  assert samples.num_missing == 1

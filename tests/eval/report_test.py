@@ -1,0 +1,37 @@
+"""Runs the `eval.report` entry point as a subprocess."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def test_report_entry_point(tmp_path):
+  dirs = []
+  for i, recall in enumerate([10.0, 20.0]):
+    d = tmp_path / f"m{i}"
+    (d / "eval" / "9").mkdir(parents=True)
+    (d / "eval" / "9" / "metrics.json").write_text(json.dumps({
+        "step": 9,
+        "metrics": {"rec/recall@1": recall, "rec/recall@10": 2 * recall,
+                    "probe/tags/accuracy": 60.0 + i,
+                    "probe/tags/ci_low": 55.0, "probe/tags/ci_high": 66.0},
+    }))
+    dirs.append(str(d))
+  out = tmp_path / "out"
+  proc = subprocess.run(
+      [sys.executable, "-m", "eval.report", "--model_dirs=" + ",".join(dirs),
+       "--labels=seedy,seedy", f"--output_dir={out}"],
+      cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+  assert proc.returncode == 0, proc.stderr
+  report = (out / "report.md").read_text()
+  # recall@1 (10, 20): mean 15, sample std sqrt(50) = 7.07.
+  assert ("| seedy | 2 | 15.00 ± 7.07 | 30.00 ± 14.14 | 60.50 ± 0.71 |"
+          in report)
+  for png in ("probes.png", "recall_at_k.png"):
+    data = (out / png).read_bytes()
+    assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 1000
+  assert f"report: {out / 'report.md'}" in proc.stdout
