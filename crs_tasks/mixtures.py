@@ -8,6 +8,9 @@
 | `crs_redial_reviews_v001`     | ReDial 1, ML reviews 1                     |
 | `crs_t5cr_v001`               | ReDial 1, sequences 1, tags 0.5,           |
 |                               | tags reversed 0.5, reviews 1 (T5-CR)       |
+| `crs_t5cr_no_reviews_v001`    | T5-CR without reviews                      |
+| `crs_small_redial_*_v001`,    | full ReDial + the ml-latest-small tasks    |
+| `crs_small_t5cr_no_reviews_v001` | (`crs_small_ml_*`): the study's mixtures|
 
 Rates are equal per *dataset*, as in the paper: ReDial, sequences, tags and
 reviews each get 1, and the two tags tasks share their dataset's 1. Each
@@ -33,6 +36,12 @@ _MIXTURES = {
         ("redial", 1.0), ("ml_tags", 0.5), ("ml_tags_reversed", 0.5)
     ],
     "redial_reviews": [("redial", 1.0), ("ml_reviews", 1.0)],
+    "t5cr_no_reviews": [
+        ("redial", 1.0),
+        ("ml_sequences", 1.0),
+        ("ml_tags", 0.5),
+        ("ml_tags_reversed", 0.5),
+    ],
     "t5cr": [
         ("redial", 1.0),
         ("ml_sequences", 1.0),
@@ -41,6 +50,24 @@ _MIXTURES = {
         ("ml_reviews", 1.0),
     ],
 }
+
+# The study's mixtures (README, "The study"): full ReDial with the MovieLens
+# tasks of ml-latest-small, which has no reviews, so "all" is ReDial +
+# sequences + tags.
+_SMALL_MIXTURES = {
+    "redial_sequences": [("crs_redial_v001", 1.0),
+                         ("crs_small_ml_sequences_v001", 1.0)],
+    "redial_tags": [("crs_redial_v001", 1.0),
+                    ("crs_small_ml_tags_v001", 0.5),
+                    ("crs_small_ml_tags_reversed_v001", 0.5)],
+    "t5cr_no_reviews": [("crs_redial_v001", 1.0),
+                        ("crs_small_ml_sequences_v001", 1.0),
+                        ("crs_small_ml_tags_v001", 0.5),
+                        ("crs_small_ml_tags_reversed_v001", 0.5)],
+}
+
+for _name, _tasks in _SMALL_MIXTURES.items():
+  seqio.MixtureRegistry.add(f"crs_small_{_name}_v001", _tasks)
 
 for _prefix in ("crs", "crs_sample"):
   for _name, _tasks in _MIXTURES.items():

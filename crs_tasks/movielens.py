@@ -11,7 +11,8 @@
 |                                 | `s3`                                    |
 
 `crs_sample_*` twins read the bundled sample (`crs_movielens/*_sample`),
-prepared on first use with no download. Full tasks read
+prepared on first use with no download; `crs_small_*` twins (no reviews)
+read ml-latest-small (`crs_movielens/{sequences,tags}_small`). Full tasks read
 `crs_movielens/{sequences,tags}_full` (ml-25m) and `reviews_full` (your
 `reviews.csv`); prepare them with `python -m crs_tasks.prepare`.
 
@@ -55,7 +56,11 @@ def _preprocessors(*formatting):
   ]
 
 
-for _prefix, _data in (("crs", "full"), ("crs_sample", "sample")):
+# crs_small_*: ml-latest-small (`python -m crs_tasks.prepare
+# --movielens_source=ml-latest-small`), the MovieLens release on a laptop and
+# in this project's study; it has no reviews.
+for _prefix, _data in (("crs", "full"), ("crs_sample", "sample"),
+                       ("crs_small", "small")):
   # ============================ Watch sequences =============================
   seqio.TaskRegistry.add(
       f"{_prefix}_ml_sequences_v001",
@@ -91,6 +96,8 @@ for _prefix, _data in (("crs", "full"), ("crs_sample", "sample")):
   )
 
   # ================================ Reviews =================================
+  if _data == "small":
+    continue
   seqio.TaskRegistry.add(
       f"{_prefix}_ml_reviews_v001",
       source=_source(f"reviews_{_data}"),

@@ -97,6 +97,46 @@ def redial_to_text(
   return out
 
 
+def trim_inputs_keep_recent(
+    dataset: tf.data.Dataset,
+    sequence_length: Mapping[str, int] | None,
+    num_prefix_tokens: int = 0,
+) -> tf.data.Dataset:
+  """Trims long tokenized `inputs` from the left, keeping the latest turns.
+
+  seqio's `append_eos_after_trim` keeps the *first* `length - 1` tokens, which
+  for a dialogue history drops the turns the reply answers. Run before it,
+  this keeps the first `num_prefix_tokens` tokens (the task prefix) and the
+  last `length - 1 - num_prefix_tokens`; the cut may fall inside a turn.
+  With `sequence_length["inputs"] = 6` and `num_prefix_tokens = 2`,
+  `[7, 8, 1, 2, 3, 4, 5, 6]` becomes `[7, 8, 4, 5, 6]` (EOS added later);
+  inputs of at most 5 tokens are unchanged.
+
+  Args:
+    dataset: tokenized examples.
+    sequence_length: feature lengths (None or no "inputs": no-op).
+    num_prefix_tokens: leading tokens always kept.
+
+  Returns:
+    The dataset with trimmed `inputs`.
+  """
+  if not sequence_length or sequence_length.get("inputs") is None:
+    return dataset
+  keep = sequence_length["inputs"] - 1  # room for EOS
+  head = min(num_prefix_tokens, keep)
+  tail = keep - head
+
+  def trim(ex):
+    ex = dict(ex)
+    inputs = ex["inputs"]
+    n = tf.shape(inputs)[0]
+    trimmed = tf.concat([inputs[:head], inputs[n - tail:]], axis=0)
+    ex["inputs"] = tf.cond(n > keep, lambda: trimmed, lambda: inputs)
+    return ex
+
+  return dataset.map(trim, num_parallel_calls=tf.data.AUTOTUNE)
+
+
 # ================================= MovieLens =================================
 # Formatting of the `crs_movielens` TFDS examples (one example in, one out;
 # all joins and sampling happen offline in the builder). Titles are written

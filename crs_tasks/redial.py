@@ -12,10 +12,14 @@ the earlier turns (`[User] ... [Assistant] ...`), `targets` = the turn, with
 movies written `@ title (year) @`. The metadata features (`conversation_id`,
 `turn_index`, `seeker_movies`, `recommender_movies`, `target_movies`,
 `target_movies_repeated`, `context_movies`) pass through untouched except for
-lower-casing of the titles in the lower-cased tasks. `postprocess_fn` keeps
+lower-casing of the titles in the lower-cased tasks. Histories longer than
+the inputs length keep the prefix and their most recent tokens
+(`preprocessors.trim_inputs_keep_recent`). `postprocess_fn` keeps
 predictions as text and turns targets into dicts with the metadata
-(`postprocessors.redial_postprocess`); metric functions live in
-`eval/metrics.py`.
+(`postprocessors.redial_postprocess`); the metric functions are
+`eval.metrics.REDIAL_METRIC_FNS` (end-to-end recall, BLEU with and without
+titles, NLTK-style sentence BLEU, distinct-n), so `seqio.Evaluator` and t5x's
+eval compute them too.
 
 The sample tasks prepare `crs_redial/sample` from the bundled files on first
 use; the full tasks need `crs_redial/full` prepared in the TFDS data dir
@@ -32,8 +36,16 @@ from crs_tasks import preprocessors
 
 # pylint: disable-next=unused-import
 from crs_tasks.tfds_builders import redial as redial_builder
+from eval import metrics
 
 _SPLITS = ("train", "validation", "test")
+# Long histories lose their oldest turns, not the latest ones: the task
+# prefix ("redial conversation:", 5 T5 pieces) plus the most recent tokens.
+_KEEP_RECENT = functools.partial(
+    preprocessors.trim_inputs_keep_recent,
+    num_prefix_tokens=len(features.get_vocabulary().encode(
+        preprocessors.REDIAL_PREFIX.strip())),
+)
 
 for _prefix, _config in (("crs", "full"), ("crs_sample", "sample")):
   # ======================== ReDial (lower-cased, T5-CR) =====================
@@ -53,11 +65,12 @@ for _prefix, _config in (("crs", "full"), ("crs_sample", "sample")):
           ),
           seqio.preprocessors.tokenize,
           seqio.CacheDatasetPlaceholder(),
+          _KEEP_RECENT,
           seqio.preprocessors.append_eos_after_trim,
       ],
       output_features=features.DEFAULT_OUTPUT_FEATURES,
       postprocess_fn=postprocessors.redial_postprocess,
-      metric_fns=[],
+      metric_fns=list(metrics.REDIAL_METRIC_FNS),
   )
 
   # ============================== ReDial (cased) ============================
@@ -73,9 +86,10 @@ for _prefix, _config in (("crs", "full"), ("crs_sample", "sample")):
           ),
           seqio.preprocessors.tokenize,
           seqio.CacheDatasetPlaceholder(),
+          _KEEP_RECENT,
           seqio.preprocessors.append_eos_after_trim,
       ],
       output_features=features.DEFAULT_OUTPUT_FEATURES,
       postprocess_fn=postprocessors.redial_postprocess,
-      metric_fns=[],
+      metric_fns=list(metrics.REDIAL_METRIC_FNS),
   )

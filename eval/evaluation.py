@@ -55,12 +55,7 @@ ProbeFn = Callable[[PairScoreFn], Mapping[str, float]]
 METADATA_KEY = "target_movies"  # Examples with it are ReDial examples.
 MetricFn = Callable[[Sequence[Any], Sequence[Any]], Mapping[str, float]]
 # Metric functions run on ReDial tasks (besides the tasks' own metric_fns).
-REDIAL_METRIC_FNS = (
-    metrics_lib.e2e_recall,
-    metrics_lib.bleu,
-    metrics_lib.bleu_titles_masked,
-    metrics_lib.distinct,
-)
+REDIAL_METRIC_FNS = metrics_lib.REDIAL_METRIC_FNS
 
 
 class Model(Protocol):
@@ -388,7 +383,10 @@ def task_metrics(
   processed = [task.postprocess_fn(p, example=ex, is_target=False)
                for p, ex in zip(predictions, examples)]
   metrics = {}
-  for fn in list(task.predict_metric_fns) + list(extra_metric_fns):
+  # The ReDial tasks register REDIAL_METRIC_FNS themselves: run each once.
+  fns = list(task.predict_metric_fns)
+  fns += [fn for fn in extra_metric_fns if fn not in fns]
+  for fn in fns:
     metrics.update(fn(targets, processed))
   if scores is not None:
     for fn in task.score_metric_fns:
@@ -459,6 +457,7 @@ def evaluate(
     batch_size: int = 16,
     redial_metric_fns: Sequence[MetricFn] = REDIAL_METRIC_FNS,
     ranking_fns: Optional[Mapping[str, RankingFn]] = None,
+    ranking_examples: Optional[int] = None,
     probe_fns: Optional[Mapping[str, ProbeFn]] = None,
     score_targets: bool = True,
     summary_dir: Optional[str] = None,
@@ -484,6 +483,8 @@ def evaluate(
       `postprocess_fn`.
     ranking_fns: protocol name -> `fn(score_fn, examples) -> metrics`, run on
       the same tasks (`ranking.make_protocols`).
+    ranking_examples: rank over the first this many examples only (ranking
+      the whole movie list costs far more than decoding); all when None.
     probe_fns: probe name -> `fn(pair_score_fn) -> metrics`.
     score_targets: also compute target log-likelihoods (`gen/target_logprob`
       and the tasks' `score_metric_fns`).
@@ -525,7 +526,7 @@ def evaluate(
     if is_redial:
       for name, fn in (ranking_fns or {}).items():
         start = time.time()
-        result = fn(score_fn, examples)
+        result = fn(score_fn, examples[:ranking_examples])
         metrics.update({prefix + k: _scalar(k, v) for k, v in result.items()})
         timing[f"{task.name}/{name}_seconds"] = time.time() - start
     for i, (ex, pred, proc) in enumerate(zip(examples, predictions,

@@ -19,6 +19,7 @@ import gin
 import crs_tasks  # pylint: disable=unused-import  # Registers the tasks.
 from eval import evaluation
 from eval import ranking
+from eval.probes import probe_lib
 from train import checkpointing
 from train import gin_flags
 
@@ -36,12 +37,23 @@ def evaluate_checkpoint(
     batch_size: int = 16,
     movie_list: Optional[str] = None,
     ranking_ks: Sequence[int] = ranking.DEFAULT_KS,
+    ranking_examples: Optional[int] = None,
     probe_fns: Optional[Mapping[str, evaluation.ProbeFn]] = None,
+    probe_dir: Optional[str] = None,
+    max_probe_pairs: Optional[int] = None,
 ) -> dict[str, float]:
-  """Loads `model_dir`'s checkpoint and runs `evaluation.evaluate` on it."""
+  """Loads `model_dir`'s checkpoint and runs `evaluation.evaluate` on it.
+
+  Probes come from `probe_fns`, or from `probe_dir` (the `<probe>.jsonl`
+  files of `eval.probes.main --build_dir`, e.g. the bundled
+  `crs_tasks/sample_data/probes`), each cut to `max_probe_pairs`.
+  """
   if not isinstance(model_dir, str):  # `MODEL_DIR = %gin.REQUIRED` unbound.
     raise ValueError("MODEL_DIR is required: --gin.MODEL_DIR=\"'/path'\"")
   model, params, step = checkpointing.load_model(model_dir, step=step)
+  if probe_dir:
+    probe_fns = dict(probe_fns or {}, **probe_lib.make_probe_fns(
+        probe_dir, max_pairs=max_probe_pairs))
   ranking_fns = None
   if movie_list:  # ReDial's movies_with_mentions.csv: the ranked candidates.
     ranking_fns = ranking.make_protocols(
@@ -54,7 +66,8 @@ def evaluate_checkpoint(
       tasks=list(tasks), output_dir=output_dir, summary_dir=eval_dir,
       step=step, split=split, num_examples=num_examples, decode=decode,
       inputs_length=inputs_length, targets_length=targets_length,
-      batch_size=batch_size, ranking_fns=ranking_fns, probe_fns=probe_fns)
+      batch_size=batch_size, ranking_fns=ranking_fns,
+      ranking_examples=ranking_examples, probe_fns=probe_fns)
   with open(os.path.join(output_dir, "config.gin"), "w") as f:
     f.write(gin.operative_config_str())
   return metrics

@@ -33,3 +33,42 @@ def shared_data() -> pathlib.Path:
 def testdata() -> pathlib.Path:
   """Path to the checked-in fixtures in tests/testdata."""
   return TESTDATA
+
+
+def write_tiny_model_dir(model_dir: str, step: int = 3) -> str:
+  """A random 1-layer T5 checkpoint on the T5 vocabulary, as training writes.
+
+  `train.checkpointing.load_model(model_dir)` reads it back; used by the
+  eval entry-point tests (eval.main, eval.chat).
+  """
+  # Imported here: most tests need neither JAX models nor checkpoints.
+  import jax  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from crs_tasks import features  # pylint: disable=g-import-not-at-top
+  from train import checkpointing, models, network  # pylint: disable=g-import-not-at-top,g-multiple-import
+
+  vocab = features.get_vocabulary()
+  config = network.T5Config(
+      vocab_size=32128, emb_dim=16, num_heads=2, num_encoder_layers=1,
+      num_decoder_layers=1, head_dim=8, mlp_dim=32,
+      mlp_activations=("gelu", "linear"), dropout_rate=0.0,
+      logits_via_embedding=False)
+  model = models.EncoderDecoderModel(network.Transformer(config), vocab,
+                                     vocab)
+  variables = model.get_initial_variables(
+      jax.random.PRNGKey(0),
+      {"encoder_input_tokens": (1, 8), "decoder_input_tokens": (1, 8)})
+  manager = checkpointing.CheckpointManager(model_dir)
+  manager.save(step, params=checkpointing.unbox(variables["params"]),
+               opt_state={"count": np.zeros((), np.int32)}, data_position=0)
+  manager.close()
+  checkpointing.save_model_files(model_dir, model)
+  return model_dir
+
+
+@pytest.fixture
+def tiny_model_dir(tmp_path):
+  """Factory: `tiny_model_dir(step=3)` writes a random tiny checkpoint."""
+  def make(step: int = 3) -> str:
+    return write_tiny_model_dir(str(tmp_path / f"tiny_{step}"), step)
+  return make

@@ -11,6 +11,8 @@ _EQUAL = {
     "redial_sequences": {"redial": 0.5, "ml_sequences": 0.5},
     "redial_tags": {"redial": 0.5, "ml_tags": 0.25, "ml_tags_reversed": 0.25},
     "redial_reviews": {"redial": 0.5, "ml_reviews": 0.5},
+    "t5cr_no_reviews": {"redial": 1 / 3, "ml_sequences": 1 / 3,
+                        "ml_tags": 1 / 6, "ml_tags_reversed": 1 / 6},
     "t5cr": {"redial": 0.25, "ml_sequences": 0.25, "ml_tags": 0.125,
              "ml_tags_reversed": 0.125, "ml_reviews": 0.25},
 }
@@ -29,8 +31,20 @@ def test_registered_mixture_names():
       expected.add(f"{prefix}_{name}_v001")
       if name != "redial_only":
         expected.add(f"{prefix}_{name}_proportional_v001")
+  for name in ("redial_sequences", "redial_tags", "t5cr_no_reviews"):
+    expected.add(f"crs_small_{name}_v001")
   assert {n for n in seqio.MixtureRegistry.names()
           if n.startswith("crs_")} == expected
+
+
+@pytest.mark.parametrize("name", ["redial_sequences", "redial_tags",
+                                  "t5cr_no_reviews"])
+def test_study_mixtures_pair_full_redial_with_ml_latest_small(name):
+  mixture = seqio.get_mixture_or_task(f"crs_small_{name}_v001")
+  expected = {
+      ("crs_redial_v001" if t == "redial" else f"crs_small_{t}_v001"): r
+      for t, r in _EQUAL[name].items()}
+  assert _normalized(mixture) == pytest.approx(expected)
 
 
 @pytest.mark.parametrize("prefix", ["crs", "crs_sample"])

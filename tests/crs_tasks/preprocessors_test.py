@@ -112,5 +112,53 @@ class RedialToTextTest(absltest.TestCase):
     )
 
 
+class TrimInputsKeepRecentTest(absltest.TestCase):
+
+  def _trim(self, tokens, length, prefix):
+    ds = tf.data.Dataset.from_tensors(
+        {"inputs": tf.constant(tokens, tf.int32), "targets": [5]})
+    ds = preprocessors.trim_inputs_keep_recent(
+        ds, {"inputs": length, "targets": 4}, num_prefix_tokens=prefix)
+    return list(ds.as_numpy_iterator())[0]["inputs"].tolist()
+
+  def test_keeps_prefix_and_latest_tokens(self):
+    # length 6 leaves 5 tokens before EOS: 2 of prefix + the last 3.
+    self.assertEqual(self._trim([7, 8, 1, 2, 3, 4, 5, 6], 6, 2),
+                     [7, 8, 4, 5, 6])
+    self.assertEqual(self._trim([7, 8, 1, 2, 3, 4, 5, 6], 6, 0),
+                     [2, 3, 4, 5, 6])
+
+  def test_short_inputs_and_no_length_are_unchanged(self):
+    self.assertEqual(self._trim([7, 8, 1, 2, 3], 6, 2), [7, 8, 1, 2, 3])
+    ds = tf.data.Dataset.from_tensors({"inputs": [1, 2, 3]})
+    out = preprocessors.trim_inputs_keep_recent(ds, None, 2)
+    self.assertEqual(list(out.as_numpy_iterator())[0]["inputs"].tolist(),
+                     [1, 2, 3])
+
+  def test_redial_task_keeps_the_last_turn(self):
+    import seqio  # pylint: disable=g-import-not-at-top
+    import crs_tasks  # pylint: disable=g-import-not-at-top,unused-import
+    task = seqio.get_mixture_or_task("crs_sample_redial_v001")
+    vocab = task.output_features["inputs"].vocabulary
+    full = {ex["conversation_id"]: ex for ex in task.get_dataset(
+        None, split="test", shuffle=False).as_numpy_iterator()
+            if len(ex["inputs"]) > 40}
+    short = task.get_dataset({"inputs": 32, "targets": 16}, split="test",
+                             shuffle=False)
+    checked = 0
+    for ex in short.as_numpy_iterator():
+      long_ex = full.get(ex["conversation_id"])
+      if long_ex is None or long_ex["turn_index"] != ex["turn_index"]:
+        continue
+      tokens = ex["inputs"].tolist()
+      self.assertEqual(tokens[-1], vocab.eos_id)
+      self.assertLen(tokens, 32)
+      self.assertEqual(vocab.decode(tokens[:5]), "redial conversation:")
+      # Both end with EOS; before it, the same 26 latest history tokens.
+      self.assertEqual(tokens[5:-1], long_ex["inputs"][-27:-1].tolist())
+      checked += 1
+    self.assertGreater(checked, 5)
+
+
 if __name__ == "__main__":
   absltest.main()

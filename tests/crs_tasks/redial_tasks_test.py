@@ -290,3 +290,28 @@ def test_prepare_full_from_manual_dir(tmp_path):
       True,
   ]
   assert sizes == {"train": 2, "validation": 2, "test": 4}
+
+
+def test_task_metric_fns_score_gold_replies_perfectly(tfds_dir):
+  """seqio's evaluation path: postprocess targets, run the task metric_fns."""
+  del tfds_dir
+  task = seqio.get_mixture_or_task("crs_sample_redial_v001")
+  examples = list(task.get_dataset(
+      sequence_length=_LENGTHS, split="test", shuffle=False
+  ).as_numpy_iterator())
+  targets = [task.postprocess_fn(ex["targets_pretokenized"], example=ex,
+                                 is_target=True) for ex in examples]
+  gold = [task.postprocess_fn(ex["targets_pretokenized"], example=ex,
+                              is_target=False) for ex in examples]
+  metrics = {}
+  for fn in task.predict_metric_fns:
+    metrics.update(fn(targets, gold))
+  assert metrics["rec/e2e_recall"] == 100.0
+  assert metrics["rec/e2e_num_recommendations"] > 0
+  assert metrics["gen/bleu4"] == pytest.approx(100.0)
+  # A reply without titles recommends nothing: recall has no denominator.
+  empty = {}
+  for fn in task.predict_metric_fns:
+    empty.update(fn(targets, ["ok"] * len(targets)))
+  assert empty["rec/e2e_num_recommendations"] == 0
+  assert empty["gen/bleu4"] < 5.0

@@ -99,31 +99,9 @@ def test_long_history_drops_oldest_turns(run_chat):
       "[user] second")
 
 
-def make_tiny_model_dir(model_dir: str, step: int) -> str:
-  """A randomly initialised 1-layer T5 checkpoint, as the trainer writes it."""
-  config = network.T5Config(
-      vocab_size=32128, emb_dim=16, num_heads=2, num_encoder_layers=1,
-      num_decoder_layers=1, head_dim=8, mlp_dim=32,
-      mlp_activations=("gelu", "linear"), dropout_rate=0.0,
-      logits_via_embedding=False, relative_attention_num_buckets=32,
-      relative_attention_max_distance=128, dtype=jnp.float32,
-      float32_attention_logits=True)
-  model = models.EncoderDecoderModel(network.Transformer(config), VOCAB,
-                                     VOCAB)
-  variables = model.get_initial_variables(
-      jax.random.PRNGKey(0),
-      {"encoder_input_tokens": (1, 8), "decoder_input_tokens": (1, 8)})
-  manager = checkpointing.CheckpointManager(model_dir)
-  manager.save(step, params=checkpointing.unbox(variables["params"]),
-               opt_state={"count": np.zeros((), np.int32)}, data_position=0)
-  manager.close()
-  checkpointing.save_model_files(model_dir, model)
-  return model_dir
-
-
-def test_cli_session_with_tiny_random_model(tmp_path):
+def test_cli_session_with_tiny_random_model(tiny_model_dir):
   """`python -m eval.chat` on a random 1-layer T5, stdin piped."""
-  model_dir = make_tiny_model_dir(str(tmp_path / "tiny"), step=2)
+  model_dir = tiny_model_dir(step=2)
   root = pathlib.Path(__file__).resolve().parents[2]
   proc = subprocess.run(
       [sys.executable, "-m", "eval.chat", f"--checkpoint={model_dir}",

@@ -140,6 +140,22 @@ def test_decode_tokens_stops_at_eos():
   assert evaluation.decode_tokens(VOCAB, ids + [0, 0]) == "hello world"
 
 
+def test_ranking_examples_ranks_only_the_first_examples(tmp_path):
+  movie_csv = tmp_path / "movies_with_mentions.csv"
+  movie_csv.write_text("movieId,movieName,nbMentions\n1,Heat (1995),5\n"
+                       "2,Ronin (1998),1\n3,Up (2009),2\n4,Alien (1979),3\n")
+  movies = ranking.load_movie_list(str(movie_csv))
+  metrics = evaluation.evaluate(
+      model=FakeModel(), params="params", vocabulary=VOCAB, tasks=[TASK],
+      output_dir=str(tmp_path / "out"), num_examples=3, inputs_length=32,
+      targets_length=16, batch_size=2, ranking_examples=2,
+      ranking_fns=ranking.make_protocols(movies, ks=(1,)))
+  # Examples 1 and 2 mention ronin; up and heat: 3 samples (alien is in the
+  # third example, not ranked). Generation still sees all three.
+  assert metrics["rank/num_samples"] == 3
+  assert metrics["rec/e2e_num_recommendations"] == 2
+
+
 def test_evaluate_writes_metrics_predictions_and_summaries(tmp_path):
   model = FakeModel()
   movie_csv = tmp_path / "movies_with_mentions.csv"

@@ -158,33 +158,9 @@ def test_decode_config_is_gin_configurable():
     gin.clear_config()
 
 
-def make_tiny_model_dir(model_dir: str, step: int = 3) -> str:
-  """A randomly initialised 1-layer T5 checkpoint, as the trainer writes it."""
-
-  config = network.T5Config(
-      vocab_size=32128, emb_dim=16, num_heads=2, num_encoder_layers=1,
-      num_decoder_layers=1, head_dim=8, mlp_dim=32,
-      mlp_activations=("gelu", "linear"), dropout_rate=0.0,
-      logits_via_embedding=False, relative_attention_num_buckets=32,
-      relative_attention_max_distance=128, dtype=jnp.float32,
-      float32_attention_logits=True)
-  model = models.EncoderDecoderModel(network.Transformer(config), VOCAB,
-                                     VOCAB)
-  variables = model.get_initial_variables(
-      jax.random.PRNGKey(0),
-      {"encoder_input_tokens": (1, 8), "decoder_input_tokens": (1, 8)})
-  params = checkpointing.unbox(variables["params"])
-  manager = checkpointing.CheckpointManager(model_dir)
-  manager.save(step, params=params, opt_state={"count": np.zeros((), np.int32)},
-               data_position=0)
-  manager.close()
-  checkpointing.save_model_files(model_dir, model)
-  return model_dir
-
-
-def test_cli_on_tiny_random_checkpoint(tmp_path):
+def test_cli_on_tiny_random_checkpoint(tiny_model_dir):
   """`python -m eval.main` end to end on the bundled ReDial sample."""
-  model_dir = make_tiny_model_dir(str(tmp_path / "tiny"))
+  model_dir = tiny_model_dir()
   movie_list = ROOT / "crs_tasks/sample_data/redial/movies_with_mentions.csv"
   env = dict(os.environ, CUDA_VISIBLE_DEVICES="", JAX_PLATFORMS="cpu")
   proc = subprocess.run(
@@ -194,7 +170,9 @@ def test_cli_on_tiny_random_checkpoint(tmp_path):
        "--gin.INPUTS_LENGTH=64", "--gin.TARGETS_LENGTH=8",
        "--gin.BATCH_SIZE=4", f"--gin.MOVIE_LIST='{movie_list}'",
        "--gin.RANKING_KS=(1, 10)", "--gin.DECODE_METHOD='beam'",
-       "--gin.NUM_BEAMS=2"],
+       "--gin.NUM_BEAMS=2",
+       f"--gin.PROBE_DIR='{ROOT / 'crs_tasks/sample_data/probes'}'",
+       "--gin.MAX_PROBE_PAIRS=3"],
       cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
       check=False)
   assert proc.returncode == 0, proc.stderr[-3000:]
@@ -206,6 +184,11 @@ def test_cli_on_tiny_random_checkpoint(tmp_path):
                "rank/recall@1", "rank/recall@10", "rank_dedup/recall@10"):
     assert 0.0 <= metrics[name] <= 100.0, name
   assert metrics["gen/target_logprob"] < 0.0
+  for probe in ("recommendation", "attribute", "description", "combination"):
+    assert metrics[f"probe/{probe}/num_pairs"] == 3
+    assert (metrics[f"probe/{probe}/ci_low"]
+            <= metrics[f"probe/{probe}/accuracy"]
+            <= metrics[f"probe/{probe}/ci_high"])
   assert saved["num_examples"] == {"crs_sample_redial_v001": 3}
   assert saved["decoding"]["method"] == "beam"
   with open(os.path.join(out_dir, "predictions.jsonl")) as f:

@@ -128,3 +128,26 @@ def test_pytorch_bin_state_dict_loads_like_safetensors(tmp_path):
   _, b = hf_import.load_pretrained(str(bin_dir))
   for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
     np.testing.assert_array_equal(x, y)
+
+
+def test_transformers_4_checkpoint_with_its_own_lm_head(tmp_path):
+  """Hub T5 1.1 checkpoints (transformers 4) store a separate lm_head."""
+  import json  # pylint: disable=g-import-not-at-top
+  hf, path = _hf_model(tmp_path, "t5_1_1")
+  config = json.loads((tmp_path / "t5_1_1" / "config.json").read_text())
+  config.pop("scale_decoder_outputs", None)  # as transformers 4 wrote it
+  config["tie_word_embeddings"] = False
+  old = tmp_path / "v4"
+  old.mkdir()
+  (old / "config.json").write_text(json.dumps(config))
+  state = hf.state_dict()
+  lm_head = torch.randn_like(state["shared.weight"])
+  state = dict(state, **{"lm_head.weight": lm_head})
+  torch.save(state, old / "pytorch_model.bin")
+  ours, params = hf_import.load_pretrained(str(old))
+  assert not ours.logits_via_embedding
+  np.testing.assert_array_equal(params["decoder"]["logits_dense"]["kernel"],
+                                lm_head.numpy().T)
+  # T5 1.0 written by transformers 4: tied and rescaled.
+  config.update(tie_word_embeddings=True, feed_forward_proj="relu")
+  assert hf_import.config_from_hf(config).logits_via_embedding

@@ -196,3 +196,14 @@ def test_params_carry_logical_axis_names():
   leaves = jax.tree.leaves(specs, is_leaf=lambda x: isinstance(
       x, jax.sharding.PartitionSpec))
   assert all(len(s) > 0 for s in leaves)  # every parameter is annotated
+
+
+def test_bfloat16_activations_track_float32():
+  model32, params = _model()
+  model16, _ = _model(dtype=jnp.bfloat16)
+  batch = _batch([[5, 6, 7, 1], [9, 1]])
+  a = np.asarray(model32.score_batch(params, batch))
+  b = np.asarray(model16.score_batch(params, batch))
+  assert b.dtype == np.float32  # logits and scores stay float32
+  np.testing.assert_allclose(b, a, rtol=0.05)
+  assert not np.array_equal(a, b)  # bf16 really ran
