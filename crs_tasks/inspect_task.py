@@ -20,22 +20,6 @@ import seqio
 
 import crs_tasks  # pylint: disable=unused-import  (registers the tasks)
 
-_TASK = flags.DEFINE_string("task", None, "Task or mixture name.")
-_N = flags.DEFINE_integer("n", 5, "Examples to print.")
-_SPLIT = flags.DEFINE_string("split", "train", "Split.")
-_MAX_EXAMPLES = flags.DEFINE_integer(
-    "max_examples", 2000, "Examples to compute the length statistics on."
-)
-_SEED = flags.DEFINE_integer("seed", 0, "Seed (mixture sampling).")
-_INPUTS_LENGTH = flags.DEFINE_integer("inputs_length", 512, "Inputs length.")
-_TARGETS_LENGTH = flags.DEFINE_integer(
-    "targets_length", 128, "Targets length."
-)
-_TFDS_DIR = flags.DEFINE_string(
-    "tfds_dir", None, "TFDS data dir (default: TFDS's own)."
-)
-
-
 def length_stats(lengths: Sequence[int], limit: int) -> dict[str, float]:
   """Summary of token lengths.
 
@@ -120,25 +104,46 @@ def inspect(
   return "\n".join(lines)
 
 
+def _define_flags() -> None:
+  """Defines the flags (only when run as a program: importing this module
+  beside other absl programs defines nothing)."""
+  flags.DEFINE_string("task", None, "Task or mixture name.")
+  flags.DEFINE_integer("n", 5, "Examples to print.")
+  flags.DEFINE_string("split", "train", "Split.")
+  flags.DEFINE_integer(
+      "max_examples", 2000, "Examples to compute the length statistics on."
+  )
+  flags.DEFINE_integer("seed", 0, "Seed (mixture sampling).")
+  flags.DEFINE_integer("inputs_length", 512, "Inputs length.")
+  flags.DEFINE_integer(
+      "targets_length", 128, "Targets length."
+  )
+  flags.DEFINE_string(
+      "tfds_dir", None, "TFDS data dir (default: TFDS's own)."
+  )
+
+
 def main(argv):
   del argv
-  if _TFDS_DIR.value:
-    seqio.set_tfds_data_dir_override(_TFDS_DIR.value)
+  args = flags.FLAGS
+  if args.tfds_dir:
+    seqio.set_tfds_data_dir_override(args.tfds_dir)
   print(
       inspect(
-          _TASK.value,
-          split=_SPLIT.value,
-          n=_N.value,
-          max_examples=_MAX_EXAMPLES.value,
-          seed=_SEED.value,
+          args.task,
+          split=args.split,
+          n=args.n,
+          max_examples=args.max_examples,
+          seed=args.seed,
           limits={
-              "inputs": _INPUTS_LENGTH.value,
-              "targets": _TARGETS_LENGTH.value,
+              "inputs": args.inputs_length,
+              "targets": args.targets_length,
           },
       )
   )
 
 
 if __name__ == "__main__":
+  _define_flags()
   flags.mark_flag_as_required("task")
   app.run(main)

@@ -9,7 +9,7 @@ r"""Prepares the full TFDS datasets behind the `crs_*` (non-sample) tasks.
 * `--movielens_dir` holds `ml-25m/` (or is it): builds
   `crs_movielens/sequences_full` and `tags_full`. With
   `--movielens_source=ml-latest-small` it builds `sequences_small` and
-  `tags_small` instead (not used by the registered tasks). Without
+  `tags_small` instead (the `crs_small_*` tasks and study mixtures). Without
   `--movielens_dir`, `--download_movielens` fetches the official zip.
 * `--sample` also prepares the bundled-sample configs (`crs_redial/sample`,
   `crs_movielens/*_sample`), e.g. before caching `crs_sample_*` with Beam.
@@ -31,26 +31,6 @@ import tensorflow_datasets as tfds
 
 from crs_tasks import movielens_utils
 from crs_tasks.tfds_builders import movielens as movielens_builder  # pylint: disable=unused-import
-
-_DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data dir to write.")
-_REDIAL_DIR = flags.DEFINE_string("redial_dir", None, "ReDial release dir.")
-_MOVIELENS_DIR = flags.DEFINE_string(
-    "movielens_dir", None, "Dir holding ml-25m/ (or ml-latest-small/)."
-)
-_MOVIELENS_SOURCE = flags.DEFINE_enum(
-    "movielens_source", "ml-25m", ["ml-25m", "ml-latest-small"],
-    "Which MovieLens release --movielens_dir holds.",
-)
-_DOWNLOAD_MOVIELENS = flags.DEFINE_bool(
-    "download_movielens", False,
-    "Without --movielens_dir, download the official zip.",
-)
-_REVIEWS_CSV = flags.DEFINE_string("reviews_csv", None, "Reviews CSV file.")
-_SAMPLE = flags.DEFINE_bool(
-    "sample", False,
-    "Also prepare the bundled-sample configs (needed before Beam caching of "
-    "the crs_sample_* tasks; seqio prepares them lazily otherwise).",
-)
 
 _SUFFIX = {"ml-25m": "full", "ml-latest-small": "small"}
 
@@ -130,21 +110,47 @@ def prepare(
   return out
 
 
+def _define_flags() -> None:
+  """Defines the command-line flags (only when run as a program, so that
+  importing this module next to other absl programs defines nothing)."""
+  flags.DEFINE_string("data_dir", None, "TFDS data dir to write.")
+  flags.DEFINE_string("redial_dir", None, "ReDial release dir.")
+  flags.DEFINE_string(
+      "movielens_dir", None, "Dir holding ml-25m/ (or ml-latest-small/)."
+  )
+  flags.DEFINE_enum(
+      "movielens_source", "ml-25m", ["ml-25m", "ml-latest-small"],
+      "Which MovieLens release --movielens_dir holds.",
+  )
+  flags.DEFINE_bool(
+      "download_movielens", False,
+      "Without --movielens_dir, download the official zip.",
+  )
+  flags.DEFINE_string("reviews_csv", None, "Reviews CSV file.")
+  flags.DEFINE_bool(
+      "sample", False,
+      "Also prepare the bundled-sample configs (needed before Beam caching of "
+      "the crs_sample_* tasks; seqio prepares them lazily otherwise).",
+  )
+
+
 def main(argv):
   del argv
+  args = flags.FLAGS
   counts = prepare(
-      data_dir=os.path.expanduser(_DATA_DIR.value),
-      redial_dir=_REDIAL_DIR.value,
-      movielens_dir=_MOVIELENS_DIR.value,
-      movielens_source=_MOVIELENS_SOURCE.value,
-      download_movielens=_DOWNLOAD_MOVIELENS.value,
-      reviews_csv=_REVIEWS_CSV.value,
-      sample=_SAMPLE.value,
+      data_dir=os.path.expanduser(args.data_dir),
+      redial_dir=args.redial_dir,
+      movielens_dir=args.movielens_dir,
+      movielens_source=args.movielens_source,
+      download_movielens=args.download_movielens,
+      reviews_csv=args.reviews_csv,
+      sample=args.sample,
   )
   for name, splits in counts.items():
     print(f"{name}: {splits}")
 
 
 if __name__ == "__main__":
+  _define_flags()
   flags.mark_flag_as_required("data_dir")
   app.run(main)

@@ -313,8 +313,12 @@ def make_model_score_fn(
   """A `ScoreFn` backed by `model.score_candidates`.
 
   Candidates are tokenised once per candidate list (cached), padded to the
-  longest; contexts (text, or int32 tokens) are padded to `[batch_size,
-  inputs_length]`, so every call has the same shapes.
+  longest; contexts (text, or int32 tokens) are padded to `inputs_length`
+  and batched `batch_size` at a time, a last partial batch padded to a power
+  of two, so few shapes compile. Scores are cached per
+  context (for the current candidate list), so a turn mentioning several
+  movies, and the same turn under another protocol (`rank_dedup` after
+  `rank`), is scored once.
 
   Args:
     model: has `score_candidates(params, [B, Lin], [C, Lt]) -> [B, C]`.
@@ -327,14 +331,14 @@ def make_model_score_fn(
   Returns:
     `fn(contexts, candidates) -> float32 [B, C]` log-likelihoods.
   """
-  cache = {}
+  cache = {"key": None, "cand": None, "rows": {}}
 
   def score(contexts, candidates):
     key = tuple(candidates)
-    if key not in cache:
-      cache.clear()
-      cache[key] = encode(vocabulary, candidates, targets_length)
-    cand = cache[key]
+    if cache["key"] != key:
+      cache.update(key=key, rows={},
+                   cand=encode(vocabulary, candidates, targets_length))
+    cand, rows_cache = cache["cand"], cache["rows"]
     if isinstance(contexts, np.ndarray) and contexts.dtype.kind in "iu":
       enc = np.zeros((len(contexts), inputs_length), np.int32)
       width = min(inputs_length, contexts.shape[1])
@@ -342,16 +346,24 @@ def make_model_score_fn(
     else:
       enc = encode(vocabulary, list(contexts), inputs_length,
                    pad_to=inputs_length)
-    out = []
-    for start in range(0, len(enc), batch_size):
-      rows = enc[start:start + batch_size]
-      n = len(rows)
-      if n < batch_size:  # Pad with copies of the last row: no recompile.
-        rows = np.concatenate([rows, np.repeat(rows[-1:], batch_size - n, 0)])
-      out.append(np.asarray(model.score_candidates(params, rows, cand))[:n])
-    if not out:
+    if not len(enc):
       return np.zeros((0, len(candidates)), np.float32)
-    return np.concatenate(out).astype(np.float32)
+    keys = [row.tobytes() for row in enc]
+    todo = list({k: i for i, k in enumerate(keys)
+                 if k not in rows_cache}.values())
+    for start in range(0, len(todo), batch_size):
+      idx = todo[start:start + batch_size]
+      rows = enc[idx]
+      n = len(rows)
+      # Pad with copies of the last row to a power of two (at most
+      # batch_size): few shapes to compile, little work wasted.
+      width = min(batch_size, 1 << (n - 1).bit_length())
+      if n < width:
+        rows = np.concatenate([rows, np.repeat(rows[-1:], width - n, 0)])
+      scores = np.asarray(model.score_candidates(params, rows, cand))
+      for i, row_scores in zip(idx, scores[:n]):
+        rows_cache[keys[i]] = row_scores.astype(np.float32)
+    return np.stack([rows_cache[k] for k in keys])
 
   return score
 

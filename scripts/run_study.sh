@@ -16,7 +16,7 @@
 #
 # Environment: OUT (default /tmp/t5cr_study), SHARED (../shared/data),
 # SEEDS ("0 1 2"), MIXTURES (the four study mixtures), EVAL_EXAMPLES (500),
-# RANK_EXAMPLES (40), TFDS_DATA_DIR (~/tensorflow_datasets).
+# RANK_EXAMPLES (16), TFDS_DATA_DIR (~/tensorflow_datasets).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,7 +25,7 @@ SHARED=${SHARED:-../shared/data}
 SEEDS=${SEEDS:-"0 1 2"}
 MIXTURES=${MIXTURES:-"redial_only redial_sequences redial_tags t5cr_no_reviews"}
 EVAL_EXAMPLES=${EVAL_EXAMPLES:-500}
-RANK_EXAMPLES=${RANK_EXAMPLES:-40}
+RANK_EXAMPLES=${RANK_EXAMPLES:-16}
 TFDS_DATA_DIR=${TFDS_DATA_DIR:-$HOME/tensorflow_datasets}
 export TFDS_DATA_DIR JAX_PLATFORMS=${JAX_PLATFORMS:-cpu}
 mkdir -p "$OUT"

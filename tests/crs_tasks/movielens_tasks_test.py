@@ -21,6 +21,9 @@ _NAMES = {
     f"{prefix}_ml_{task}_v001"
     for prefix in ("crs", "crs_sample")
     for task in ("sequences", "tags", "tags_reversed", "reviews")
+} | {  # ml-latest-small has no reviews.
+    f"crs_small_ml_{task}_v001"
+    for task in ("sequences", "tags", "tags_reversed")
 }
 
 
@@ -276,3 +279,15 @@ def test_titles_readable_by_extract_titles():
   assert postprocessors.extract_titles(ex["inputs"]) == [
       "heat (1995)", "up (2009)", "(500) days of summer (2009)"]
   assert postprocessors.extract_titles(ex["targets"]) == ["alien (1979)"]
+
+
+@pytest.mark.parametrize("task,config", [
+    ("sequences", "sequences_small"), ("tags", "tags_small"),
+    ("tags_reversed", "tags_small")])
+def test_small_tasks_read_ml_latest_small(task, config):
+  small = seqio.get_mixture_or_task(f"crs_small_ml_{task}_v001")
+  full = seqio.get_mixture_or_task(f"crs_ml_{task}_v001")
+  assert small.source.tfds_dataset.name == f"crs_movielens/{config}:1.0.0"
+  # Same preprocessing as the full task, only the data differs.
+  assert [type(p).__name__ for p in small.preprocessors] == [
+      type(p).__name__ for p in full.preprocessors]

@@ -169,11 +169,21 @@ def test_make_model_score_fn_pads_batches_and_caches_candidates():
   # Candidate lengths with EOS, trimmed to 6: 3, 6, 2.
   np.testing.assert_allclose(
       scores, first[:, None] - np.array([3, 6, 2])[None, :])
-  # Two calls of batch 2 (last padded), candidates padded to their longest.
-  assert model.shapes == [((2, 8), (3, 6)), ((2, 8), (3, 6))]
+  # Two calls: a batch of 2, then 1 row; candidates padded to their longest.
+  assert model.shapes == [((2, 8), (3, 6)), ((1, 8), (3, 6))]
   tokens = np.array([[10, 4, 1], [20, 1, 0]], np.int32)
   np.testing.assert_allclose(score_fn(tokens, candidates)[:, 0],
                              [10 - 3, 20 - 3])
+  # Contexts already scored (and repeats within a call) are not re-scored.
+  calls = len(model.shapes)
+  again = score_fn(["z", "x", "x"], candidates)
+  np.testing.assert_allclose(again, scores[[2, 0, 0]])
+  assert len(model.shapes) == calls
+  score_fn(["new", "new"], candidates)
+  assert len(model.shapes) == calls + 1
+  # A new candidate list starts a fresh cache.
+  score_fn(["x"], ["abc"])
+  assert len(model.shapes) == calls + 2
 
 
 def test_missing_context_is_reported():
