@@ -209,6 +209,14 @@ class MultiHeadDotProductAttention(nn.Module):
     if decode:
       key, value, bias = self._update_cache(key, value, bias)
 
+    # Several query rows per key row (`rows` candidates scored against one
+    # encoded context): fold them into the query length, so the keys and
+    # values are projected and read once per context.
+    batch, q_len = query.shape[:2]
+    rows = batch // key.shape[0]
+    if rows > 1:
+      query = query.reshape((key.shape[0], rows * q_len) + query.shape[2:])
+
     logits = jnp.einsum("bqhd,bkhd->bhqk", query, key)
     if bias is not None:
       logits = logits + bias.astype(logits.dtype)
@@ -219,6 +227,8 @@ class MultiHeadDotProductAttention(nn.Module):
       weights = nn.Dropout(self.dropout_rate, broadcast_dims=())(
           weights, deterministic=False)
     out = jnp.einsum("bhqk,bkhd->bqhd", weights, value.astype(self.dtype))
+    if rows > 1:
+      out = out.reshape((batch, q_len) + out.shape[2:])
     out = constrain(out, ("batch", "length", "heads", "kv"))
     return DenseGeneral(
         features=(emb_dim,), kernel_axes=("joined_kv", "embed"),

@@ -60,16 +60,23 @@ def compute_weighted_cross_entropy(
     `(total_loss, total_z_loss, weight_sum)`, scalars.
   """
   vocab_size = logits.shape[-1]
-  confidence = 1.0 - label_smoothing
-  low_confidence = (1.0 - confidence) / (vocab_size - 1)
-  normalizing_constant = -(
-      confidence * jnp.log(confidence)
-      + (vocab_size - 1) * low_confidence * jnp.log(low_confidence + 1e-20))
-  soft_targets = jax.nn.one_hot(targets, vocab_size) * (
-      confidence - low_confidence) + low_confidence
-  loss, z_term = cross_entropy_with_logits(
-      logits.astype(jnp.float32), soft_targets, z_loss)
-  loss = loss - normalizing_constant
+  logits = logits.astype(jnp.float32)
+  if label_smoothing == 0.0:
+    # Same value as the soft-target path, without [..., vocab] one-hots.
+    log_z = jax.nn.logsumexp(logits, axis=-1)
+    label_logit = jnp.take_along_axis(logits, targets[..., None], axis=-1)
+    z_term = z_loss * jnp.square(log_z)
+    loss = log_z - label_logit[..., 0] + z_term
+  else:
+    confidence = 1.0 - label_smoothing
+    low_confidence = (1.0 - confidence) / (vocab_size - 1)
+    normalizing_constant = -(
+        confidence * jnp.log(confidence)
+        + (vocab_size - 1) * low_confidence * jnp.log(low_confidence + 1e-20))
+    soft_targets = jax.nn.one_hot(targets, vocab_size) * (
+        confidence - low_confidence) + low_confidence
+    loss, z_term = cross_entropy_with_logits(logits, soft_targets, z_loss)
+    loss = loss - normalizing_constant
   if weights is None:
     weights = jnp.ones(targets.shape, jnp.float32)
   weights = weights.astype(jnp.float32)

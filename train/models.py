@@ -245,10 +245,11 @@ def _score_chunk(module, params, encoded, enc, cand):
   b, c = enc.shape[0], cand.shape[0]
   targets = jnp.tile(cand, (b, 1))  # row i*c + j: context i, candidate j
   inputs = jnp.pad(targets[:, :-1], ((0, 0), (1, 0)))
+  # `encoded` keeps one row per context: cross-attention folds the c
+  # candidate rows of a context onto it (keys/values projected once).
   logits = module.apply(
-      {"params": params}, jnp.repeat(encoded, c, axis=0),
-      jnp.repeat(enc, c, axis=0), inputs, targets, enable_dropout=False,
-      method=module.decode)
+      {"params": params}, encoded, enc, inputs, targets,
+      enable_dropout=False, method=module.decode)
   # log p(target) = logit(target) - logsumexp(logits): no [.., vocab]
   # log-softmax array is materialized.
   token_lp = jnp.take_along_axis(logits, targets[..., None], axis=-1)[

@@ -170,19 +170,25 @@ class Decoder(nn.Module):
     if decode:
       # Causality and padding come from the cache's filled prefix.
       self_bias = None
-      cross_mask = enc_valid[:, None, None, :]
     else:
       causal = jnp.tril(jnp.ones((length, length), bool))[None, None]
       dec_valid = (decoder_target_tokens > 0 if decoder_target_tokens
                    is not None else jnp.ones((batch, length), bool))
       self_mask = causal & layers.make_attention_mask(dec_valid, dec_valid)
-      cross_mask = layers.make_attention_mask(dec_valid, enc_valid)
       if decoder_segment_ids is not None:
         self_mask &= (decoder_segment_ids[:, None, :, None]
                       == decoder_segment_ids[:, None, None, :])
+      self_bias = layers.mask_to_bias(self_mask, cfg.dtype)
+    if decode or encoded.shape[0] != batch:
+      # One position at a time, or several decoder rows per encoded row
+      # (candidate replies of one context, folded by the cross-attention):
+      # only padded keys are masked.
+      cross_mask = enc_valid[:, None, None, :]
+    else:
+      cross_mask = layers.make_attention_mask(dec_valid, enc_valid)
+      if decoder_segment_ids is not None:
         cross_mask &= (decoder_segment_ids[:, None, :, None]
                        == encoder_segment_ids[:, None, None, :])
-      self_bias = layers.mask_to_bias(self_mask, cfg.dtype)
     cross_bias = layers.mask_to_bias(cross_mask, cfg.dtype)
 
     y = self.shared_embedding(decoder_input_tokens)

@@ -2,6 +2,7 @@
 
 import math
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -49,3 +50,17 @@ def test_label_smoothing_subtracts_target_entropy():
       jnp.log(jnp.array(q))[None, None], jnp.array([[0]]),
       label_smoothing=0.3)
   assert float(perfect) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_hard_target_path_equals_soft_target_formula():
+  # label_smoothing 0 skips the one-hot; it must equal cross_entropy_with_logits
+  # on one-hot targets (the soft path), z-loss included.
+  rng = np.random.RandomState(0)
+  logits = jnp.asarray(rng.normal(0, 3, (2, 3, 7)), jnp.float32)
+  targets = jnp.asarray(rng.randint(0, 7, (2, 3)))
+  loss, z, _ = losses.compute_weighted_cross_entropy(logits, targets,
+                                                     z_loss=1e-2)
+  soft, soft_z = losses.cross_entropy_with_logits(
+      logits, jax.nn.one_hot(targets, 7), 1e-2)
+  assert float(loss) == pytest.approx(float(jnp.sum(soft)), rel=1e-6)
+  assert float(z) == pytest.approx(float(jnp.sum(soft_z)), rel=1e-6)
