@@ -18,7 +18,8 @@ normal quantile,
 The interval treats pairs as independent draws; pairs sharing a query movie
 are correlated, so it is somewhat too narrow for the recommendation and
 combination probes. Metric names: `probe/<name>/accuracy`, `.../ci_low`,
-`.../ci_high` (all in [0, 1]) and `.../num_pairs`.
+`.../ci_high` (all in percent, 0-100, like the other metrics) and
+`.../num_pairs`.
 """
 
 import json
@@ -107,10 +108,11 @@ def pair_metrics(
   correct = int(np.sum(pos >= neg))
   low, high = wilson_interval(correct, pos.size, confidence)
   prefix = f"probe/{name}"
+  # Percent, like every other metric (`rec/`, `gen/`, `rank/`).
   return {
-      f"{prefix}/accuracy": correct / pos.size,
-      f"{prefix}/ci_low": low,
-      f"{prefix}/ci_high": high,
+      f"{prefix}/accuracy": 100.0 * correct / pos.size,
+      f"{prefix}/ci_low": 100.0 * low,
+      f"{prefix}/ci_high": 100.0 * high,
       f"{prefix}/num_pairs": float(pos.size),
   }
 

@@ -69,7 +69,8 @@ def test_score_writes_metrics(tmp_path, monkeypatch, capsys):
         <= min(len(vocab.encode(ex["negative_targets"])) + 1, 128)
         for ex in examples
     ]
-    assert metrics[f"probe/{name}/accuracy"] == pytest.approx(np.mean(right))
+    assert metrics[f"probe/{name}/accuracy"] == pytest.approx(
+        100 * np.mean(right))
     assert metrics[f"probe/{name}/num_pairs"] == len(examples)
   assert "probe/attribute/accuracy" in capsys.readouterr().out
 

@@ -52,19 +52,19 @@ def test_pair_metrics_all_correct_and_ties():
   )
   # The tie (-2 vs -2) counts as correct (">=").
   assert metrics == {
-      "probe/attribute/accuracy": 1.0,
-      "probe/attribute/ci_low": pytest.approx(4 / (4 + Z95**2)),
-      "probe/attribute/ci_high": 1.0,
+      "probe/attribute/accuracy": 100.0,
+      "probe/attribute/ci_low": pytest.approx(100 * 4 / (4 + Z95**2)),
+      "probe/attribute/ci_high": 100.0,
       "probe/attribute/num_pairs": 4.0,
   }
 
 
 def test_pair_metrics_half_correct():
   metrics = probe_lib.pair_metrics("x", [0, 0, -1, -1], [-1, -1, 0, 0])
-  assert metrics["probe/x/accuracy"] == 0.5
-  # Symmetric around 0.5 when p = 0.5.
+  assert metrics["probe/x/accuracy"] == 50.0
+  # Symmetric around 50% when p = 0.5.
   assert metrics["probe/x/ci_low"] + metrics["probe/x/ci_high"] == (
-      pytest.approx(1.0)
+      pytest.approx(100.0)
   )
 
 
@@ -87,7 +87,7 @@ def test_score_probe_with_fake_scorers():
 
   metrics = probe_lib.score_probe(prefers_correct, examples)
   assert calls == [10]  # One call for both replies of every pair.
-  assert metrics["probe/recommendation/accuracy"] == 1.0
+  assert metrics["probe/recommendation/accuracy"] == 100.0
   assert metrics["probe/recommendation/num_pairs"] == 5.0
 
   def prefers_negative(inputs, targets):
@@ -152,7 +152,7 @@ def test_make_probe_fns_skips_missing(tmp_path):
   metrics = fns["attribute"](
       lambda i, t: [0.0 if x.startswith("good") else -1.0 for x in t]
   )
-  assert metrics["probe/attribute/accuracy"] == 1.0
+  assert metrics["probe/attribute/accuracy"] == 100.0
   assert metrics["probe/attribute/num_pairs"] == 2.0
 
 
@@ -201,5 +201,5 @@ def test_make_model_score_fn_batches_like_the_feature_converter():
       }
       for i in range(3)
   ]
-  assert probe_lib.score_probe(score_fn, examples)["probe/p/accuracy"] == 1.0
+  assert probe_lib.score_probe(score_fn, examples)["probe/p/accuracy"] == 100.0
   assert math.isfinite(scores.sum())
