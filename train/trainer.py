@@ -367,7 +367,12 @@ def compile_steps(
     num_microbatches: int = 1,
     learning_rate_fn: Optional[optax.Schedule] = None,
 ) -> tuple[StepFn, Callable[..., dict[str, Array]]]:
-  """jit-compiles train and eval steps with explicit in/out shardings."""
+  """jit-compiles train and eval steps with explicit in/out shardings.
+
+  The steps are traced under the mesh and `partitioning.LOGICAL_AXIS_RULES`,
+  so the network's `nn.with_logical_constraint` activation hints become
+  sharding constraints (GSPMD propagates the rest).
+  """
   data = batch_sharding(mesh)
   replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
   train_step = jax.jit(
@@ -386,7 +391,18 @@ def compile_steps(
       in_shardings=(state_shardings.params, data),
       out_shardings=replicated,
   )
-  return train_step, eval_step
+  return _under_rules(train_step, mesh), _under_rules(eval_step, mesh)
+
+
+def _under_rules(fn: Callable[..., Any], mesh: jax.sharding.Mesh):
+  """Calls (and so traces) the jitted `fn` under the mesh and the rules."""
+
+  def wrapped(*args):
+    with jax.sharding.set_mesh(mesh), nn.logical_axis_rules(
+        partitioning.LOGICAL_AXIS_RULES):
+      return fn(*args)
+
+  return wrapped
 
 
 # T5Config fields that may differ between a checkpoint and the run.
