@@ -60,16 +60,16 @@ class T5Config:
 
 
 class EncoderLayer(nn.Module):
-  """Pre-norm self-attention and MLP blocks, each with a residual."""
+  """Pre-norm self-attention and MLP blocks, each with a residual.
+
+  `bias` (relative positions + padding mask) is computed once per stack.
+  """
 
   config: T5Config
-  relative_embedding: nn.Module
 
   @nn.compact
-  def __call__(self, x, mask_bias, deterministic):
+  def __call__(self, x, bias, deterministic):
     cfg = self.config
-    length = x.shape[-2]
-    bias = self.relative_embedding(length, length, True) + mask_bias
     y = layers.LayerNorm(dtype=cfg.dtype, name="pre_attention_layer_norm")(x)
     y = layers.MultiHeadDotProductAttention(
         cfg.num_heads, cfg.head_dim, cfg.dropout_rate, cfg.dtype,
@@ -84,23 +84,20 @@ class EncoderLayer(nn.Module):
 
 
 class DecoderLayer(nn.Module):
-  """Causal self-attention, cross-attention and MLP, pre-norm residuals."""
+  """Causal self-attention, cross-attention and MLP, pre-norm residuals.
+
+  The biases are computed once per stack; when decoding, `self_bias` is the
+  whole [max_len, max_len] relative bias and the attention layer takes the
+  row of the position it decodes (its cache index).
+  """
 
   config: T5Config
-  relative_embedding: nn.Module
 
   @nn.compact
   def __call__(self, x, encoded, self_bias, cross_bias, deterministic,
-               decode, max_decode_length):
+               decode):
     cfg = self.config
-    if decode:
-      # The whole [max_len, max_len] bias; the attention layer takes the row
-      # of the position it is decoding (its cache index).
-      bias = self.relative_embedding(max_decode_length, max_decode_length,
-                                     False)
-    else:
-      length = x.shape[-2]
-      bias = self.relative_embedding(length, length, False) + self_bias
+    bias = self_bias
     y = layers.LayerNorm(dtype=cfg.dtype,
                          name="pre_self_attention_layer_norm")(x)
     y = layers.MultiHeadDotProductAttention(
@@ -141,12 +138,12 @@ class Encoder(nn.Module):
     mask = layers.make_attention_mask(tokens > 0, tokens > 0)
     if segment_ids is not None:
       mask &= (segment_ids[:, None, :, None] == segment_ids[:, None, None, :])
-    mask_bias = layers.mask_to_bias(mask, cfg.dtype)
+    length = tokens.shape[-1]
+    bias = rel(length, length, True) + layers.mask_to_bias(mask, cfg.dtype)
     x = self.shared_embedding(tokens)
     x = _dropout(cfg, x, deterministic)
     for i in range(cfg.num_encoder_layers):
-      x = EncoderLayer(cfg, rel, name=f"layers_{i}")(x, mask_bias,
-                                                     deterministic)
+      x = EncoderLayer(cfg, name=f"layers_{i}")(x, bias, deterministic)
     x = layers.LayerNorm(dtype=cfg.dtype, name="encoder_norm")(x)
     return _dropout(cfg, x, deterministic)
 
@@ -169,7 +166,7 @@ class Decoder(nn.Module):
     enc_valid = encoder_tokens > 0
     if decode:
       # Causality and padding come from the cache's filled prefix.
-      self_bias = None
+      self_bias = rel(max_decode_length, max_decode_length, False)
     else:
       causal = jnp.tril(jnp.ones((length, length), bool))[None, None]
       dec_valid = (decoder_target_tokens > 0 if decoder_target_tokens
@@ -178,7 +175,8 @@ class Decoder(nn.Module):
       if decoder_segment_ids is not None:
         self_mask &= (decoder_segment_ids[:, None, :, None]
                       == decoder_segment_ids[:, None, None, :])
-      self_bias = layers.mask_to_bias(self_mask, cfg.dtype)
+      self_bias = rel(length, length, False) + layers.mask_to_bias(
+          self_mask, cfg.dtype)
     if decode or encoded.shape[0] != batch:
       # One position at a time, or several decoder rows per encoded row
       # (candidate replies of one context, folded by the cross-attention):
@@ -194,9 +192,8 @@ class Decoder(nn.Module):
     y = self.shared_embedding(decoder_input_tokens)
     y = _dropout(cfg, y, deterministic)
     for i in range(cfg.num_decoder_layers):
-      y = DecoderLayer(cfg, rel, name=f"layers_{i}")(
-          y, encoded, self_bias, cross_bias, deterministic, decode,
-          max_decode_length)
+      y = DecoderLayer(cfg, name=f"layers_{i}")(
+          y, encoded, self_bias, cross_bias, deterministic, decode)
     y = layers.LayerNorm(dtype=cfg.dtype, name="decoder_norm")(y)
     y = _dropout(cfg, y, deterministic)
     if cfg.logits_via_embedding:
