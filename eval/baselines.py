@@ -8,6 +8,10 @@
   ranking protocol, exactly 0 under the de-duplicated one.
 * Popularity (`nbMentions`, counted over all of ReDial, test included, or
   given counts) as a ranking and as a reply naming the top unseen movie.
+* Popularity on the probes (`make_popularity_pair_score_fn`): a "model"
+  that prefers the reply naming the more popular movie. The probes' negatives
+  are popular movies, so this scores below 50%: a model that has learned
+  only popularity drifts below chance.
 """
 
 import functools
@@ -107,6 +111,28 @@ def make_popularity_score_fn(
       row[j] = popularity.get(key, 0.0)
     return np.tile(row, (len(contexts), 1))
 
+  return score
+
+
+def make_popularity_pair_score_fn(
+    popularity: Mapping[str, float]) -> Any:
+  """Probe `score_fn(inputs, targets) -> [N]`: log(1 + popularity).
+
+  The score of a reply is that of the last `@ title @` in it (the probes'
+  replies name one movie); a title without a count scores 0.
+
+  Args:
+    popularity: lower-cased `title (year)` -> count (e.g. MovieLens users
+      who rated it >= 4).
+  """
+  def score(inputs: Sequence[str], targets: Sequence[str]) -> np.ndarray:
+    del inputs
+    out = []
+    for target in targets:
+      titles = postprocessors.extract_titles(_text(target))
+      count = popularity.get(titles[-1].lower(), 0.0) if titles else 0.0
+      out.append(np.log1p(count))
+    return np.asarray(out, np.float64)
   return score
 
 

@@ -11,7 +11,12 @@ Score a checkpoint (`train.checkpointing.load_model`) on built probes:
       --output=/tmp/t5cr/probes.json
 
 The bundled sample probes (`crs_tasks/sample_data/probes`) are rebuilt with
-`--sample --build_dir=crs_tasks/sample_data/probes`.
+`--sample --build_dir=crs_tasks/sample_data/probes`. The popularity baseline
+(prefer the reply naming the more popular movie; below 50% because the
+negatives are popular movies):
+
+  python -m eval.probes.main --probe_dir=/tmp/probes --popularity_baseline \
+      --movielens_dir=../shared/data/movielens
 """
 
 import dataclasses
@@ -22,6 +27,7 @@ from typing import Optional, Sequence
 from absl import app
 from absl import flags
 
+from eval import baselines
 from eval.probes import builders
 from eval.probes import probe_lib
 from train import checkpointing
@@ -38,6 +44,33 @@ _MODEL_DIR = flags.DEFINE_string("model_dir", None, "Checkpoint to score.")
 _STEP = flags.DEFINE_integer("step", None, "Checkpoint step (None: latest).")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Pairs per batch.")
 _OUTPUT = flags.DEFINE_string("output", None, "Metrics JSON path.")
+_POPULARITY_BASELINE = flags.DEFINE_bool(
+    "popularity_baseline", False,
+    "Score the probes (--probe_dir or --build_dir) with MovieLens popularity "
+    "(--movielens_dir) instead of a model: the pair accuracy of preferring "
+    "the more popular movie.")
+
+
+def movielens_popularity(movielens_dir: str) -> dict[str, float]:
+  """Lower-cased probe title -> number of liked sequences it is in.
+
+  The same popularity (and titles) as the probe builders use.
+  """
+  data = builders.load_probe_data(movielens_dir)
+  counts = builders.cooccurrence(data.sequences).popularity
+  return {data.movies[m].title.lower(): float(n) for m, n in counts.items()
+          if m in data.movies}
+
+
+def popularity_baseline(*, probe_dir: str, movielens_dir: str,
+                        probes: Sequence[str]) -> dict[str, float]:
+  """Probe metrics of the popularity scorer (`baselines`)."""
+  score_fn = baselines.make_popularity_pair_score_fn(
+      movielens_popularity(movielens_dir))
+  metrics = {}
+  for fn in probe_lib.make_probe_fns(probe_dir, names=probes).values():
+    metrics.update(fn(score_fn))
+  return metrics
 
 
 def score(
@@ -58,8 +91,9 @@ def score(
 def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  if not (_BUILD_DIR.value or _MODEL_DIR.value):
-    raise app.UsageError("pass --build_dir and/or --model_dir")
+  if not (_BUILD_DIR.value or _MODEL_DIR.value or _POPULARITY_BASELINE.value):
+    raise app.UsageError(
+        "pass --build_dir, --model_dir and/or --popularity_baseline")
   if _BUILD_DIR.value:
     config = builders.SAMPLE_CONFIG if _SAMPLE.value else builders.ProbeConfig()
     config = dataclasses.replace(config, seed=_SEED.value)
@@ -79,6 +113,14 @@ def main(argv: Sequence[str]) -> None:
         data, _BUILD_DIR.value, probes=_PROBES.value, config=config
     )
     print(json.dumps(stats["counts"], indent=2))
+  if _POPULARITY_BASELINE.value:
+    if not _MOVIELENS_DIR.value:
+      raise app.UsageError("--popularity_baseline needs --movielens_dir")
+    metrics = popularity_baseline(
+        probe_dir=_PROBE_DIR.value or _BUILD_DIR.value,
+        movielens_dir=_MOVIELENS_DIR.value, probes=_PROBES.value)
+    for name in sorted(metrics):
+      print(f"popularity {name}: {metrics[name]:.4f}")
   if _MODEL_DIR.value:
     metrics = score(
         probe_dir=_PROBE_DIR.value or _BUILD_DIR.value,

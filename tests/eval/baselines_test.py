@@ -97,3 +97,22 @@ def test_mention_counts():
 def test_missing_target_is_reported():
   with pytest.raises(ValueError, match="no text target"):
     baselines.target_of({"inputs": "x"})
+
+
+def test_popularity_pair_scores_prefer_the_more_popular_movie():
+  from eval.probes import probe_lib  # pylint: disable=g-import-not-at-top
+  score_fn = baselines.make_popularity_pair_score_fn(
+      {"heat (1995)": 9.0, "up (2009)": 1.0})
+  np.testing.assert_allclose(
+      score_fn(["x", "x", "x"], ["sure, @ Heat (1995) @?", "@ up (2009) @",
+                                 "no title"]),
+      [np.log(10.0), np.log(2.0), 0.0])
+  examples = [
+      {"probe": "p", "inputs": "q", "targets": "@ up (2009) @",
+       "negative_targets": "@ heat (1995) @"},
+      {"probe": "p", "inputs": "q", "targets": "@ heat (1995) @",
+       "negative_targets": "@ unknown (2000) @"},
+  ]
+  # Pair 1: up (1) < heat (9): wrong; pair 2: heat > unknown: right -> 50%.
+  metrics = probe_lib.score_probe(score_fn, examples)
+  assert metrics["probe/p/accuracy"] == 50.0

@@ -76,5 +76,24 @@ def test_score_writes_metrics(tmp_path, monkeypatch, capsys):
 
 
 def test_needs_an_action():
-  with pytest.raises(Exception, match="--build_dir and/or --model_dir"):
+  with pytest.raises(Exception, match="--build_dir, --model_dir and/or"):
     _run()
+
+
+def test_popularity_baseline_on_the_sample(capsys):
+  sample_ml = os.path.join(builders.SAMPLE_DATA_DIR, "movielens")
+  _run(probe_dir=probes.SAMPLE_PROBES_DIR, popularity_baseline=True,
+       movielens_dir=sample_ml, probes=["recommendation"])
+  out = capsys.readouterr().out
+  # Recomputed here from the builders' own popularity: pairs where the
+  # correct movie is at least as popular as the negative.
+  data = builders.load_probe_data(sample_ml)
+  pop = builders.cooccurrence(data.sequences).popularity
+  by_title = {data.movies[m].title.lower(): n for m, n in pop.items()}
+  examples = probe_lib.load_probe_examples(
+      os.path.join(probes.SAMPLE_PROBES_DIR, "recommendation.jsonl"))
+  right = [by_title.get(ex["positive_movie"], 0)
+           >= by_title.get(ex["negative_movie"], 0) for ex in examples]
+  expected = 100 * np.mean(right)
+  assert f"popularity probe/recommendation/accuracy: {expected:.4f}" in out
+  assert expected < 50.0  # negatives are popular movies
