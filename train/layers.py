@@ -246,7 +246,7 @@ class MultiHeadDotProductAttention(nn.Module):
                                 lambda: jnp.array(0, jnp.int32))
     if not initialized:
       return key, value, bias
-    batch, max_length, _, _ = cached_key.value.shape
+    max_length = cached_key.value.shape[1]
     if key.shape[1] != 1:
       raise ValueError(
           f"decode=True takes one position per call, got {key.shape[1]}")
@@ -264,7 +264,6 @@ class MultiHeadDotProductAttention(nn.Module):
         # A whole [.., max_length, max_length] bias: keep the row `index`.
         bias = jax.lax.dynamic_slice_in_dim(bias, index, 1, axis=-2)
       step_bias = step_bias + bias
-    del batch
     return cached_key.value, cached_value.value, step_bias
 
 

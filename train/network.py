@@ -71,10 +71,7 @@ class EncoderLayer(nn.Module):
   def __call__(self, x, bias, deterministic):
     cfg = self.config
     y = layers.LayerNorm(dtype=cfg.dtype, name="pre_attention_layer_norm")(x)
-    y = layers.MultiHeadDotProductAttention(
-        cfg.num_heads, cfg.head_dim, cfg.dropout_rate, cfg.dtype,
-        cfg.float32_attention_logits, name="attention")(
-            y, y, bias, deterministic=deterministic)
+    y = _attention(cfg, "attention")(y, y, bias, deterministic=deterministic)
     x = x + _dropout(cfg, y, deterministic)
     y = layers.LayerNorm(dtype=cfg.dtype, name="pre_mlp_layer_norm")(x)
     y = layers.MlpBlock(cfg.mlp_dim, cfg.mlp_activations, cfg.dropout_rate,
@@ -100,23 +97,25 @@ class DecoderLayer(nn.Module):
     bias = self_bias
     y = layers.LayerNorm(dtype=cfg.dtype,
                          name="pre_self_attention_layer_norm")(x)
-    y = layers.MultiHeadDotProductAttention(
-        cfg.num_heads, cfg.head_dim, cfg.dropout_rate, cfg.dtype,
-        cfg.float32_attention_logits, name="self_attention")(
-            y, y, bias, decode=decode, deterministic=deterministic)
+    y = _attention(cfg, "self_attention")(
+        y, y, bias, decode=decode, deterministic=deterministic)
     x = x + _dropout(cfg, y, deterministic)
     y = layers.LayerNorm(dtype=cfg.dtype,
                          name="pre_cross_attention_layer_norm")(x)
-    y = layers.MultiHeadDotProductAttention(
-        cfg.num_heads, cfg.head_dim, cfg.dropout_rate, cfg.dtype,
-        cfg.float32_attention_logits, name="encoder_decoder_attention")(
-            y, encoded, cross_bias, deterministic=deterministic)
+    y = _attention(cfg, "encoder_decoder_attention")(
+        y, encoded, cross_bias, deterministic=deterministic)
     x = x + _dropout(cfg, y, deterministic)
     y = layers.LayerNorm(dtype=cfg.dtype, name="pre_mlp_layer_norm")(x)
     y = layers.MlpBlock(cfg.mlp_dim, cfg.mlp_activations, cfg.dropout_rate,
                         cfg.dtype, name="mlp")(y, deterministic)
     x = x + _dropout(cfg, y, deterministic)
     return layers.constrain(x, ("batch", "length", "embed"))
+
+
+def _attention(cfg, name):
+  return layers.MultiHeadDotProductAttention(
+      cfg.num_heads, cfg.head_dim, cfg.dropout_rate, cfg.dtype,
+      cfg.float32_attention_logits, name=name)
 
 
 def _dropout(cfg, x, deterministic):
