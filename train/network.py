@@ -94,11 +94,10 @@ class DecoderLayer(nn.Module):
   def __call__(self, x, encoded, self_bias, cross_bias, deterministic,
                decode):
     cfg = self.config
-    bias = self_bias
     y = layers.LayerNorm(dtype=cfg.dtype,
                          name="pre_self_attention_layer_norm")(x)
     y = _attention(cfg, "self_attention")(
-        y, y, bias, decode=decode, deterministic=deterministic)
+        y, y, self_bias, decode=decode, deterministic=deterministic)
     x = x + _dropout(cfg, y, deterministic)
     y = layers.LayerNorm(dtype=cfg.dtype,
                          name="pre_cross_attention_layer_norm")(x)
