@@ -101,6 +101,8 @@ def trim_inputs_keep_recent(
     dataset: tf.data.Dataset,
     sequence_length: Mapping[str, int] | None,
     num_prefix_tokens: int = 0,
+    output_features: Mapping[str, seqio.Feature] | None = None,
+    prefix: str | None = None,
 ) -> tf.data.Dataset:
   """Trims long tokenized `inputs` from the left, keeping the latest turns.
 
@@ -116,12 +118,23 @@ def trim_inputs_keep_recent(
     dataset: tokenized examples.
     sequence_length: feature lengths (None or no "inputs": no-op).
     num_prefix_tokens: leading tokens always kept.
+    output_features: the Task's features (seqio passes them); with `prefix`,
+      its `inputs` vocabulary counts the prefix tokens.
+    prefix: the task prefix text; when given, `num_prefix_tokens` is the
+      number of pieces of `prefix.strip()` (a trailing space joins the next
+      word's piece), counted when the dataset is built, not at import.
 
   Returns:
     The dataset with trimmed `inputs`.
   """
   if not sequence_length or sequence_length.get("inputs") is None:
     return dataset
+  if prefix is not None:
+    if not output_features or "inputs" not in output_features:
+      raise ValueError("trim_inputs_keep_recent(prefix=...) needs the "
+                       "Task's output_features with an 'inputs' feature")
+    num_prefix_tokens = len(
+        output_features["inputs"].vocabulary.encode(prefix.strip()))
   keep = sequence_length["inputs"] - 1  # room for EOS
   head = min(num_prefix_tokens, keep)
   tail = keep - head

@@ -34,27 +34,17 @@ Only the `validation` split exists.
 """
 
 import functools
-import json
 import os
 
 import seqio
 import tensorflow as tf
 
 from crs_tasks import features
+from crs_tasks import probe_io
 
-PROBE_NAMES = ("recommendation", "attribute", "description", "combination")
-PROBE_FIELDS = (
-    "probe",
-    "pair_id",
-    "inputs",
-    "targets",
-    "negative_targets",
-    "query_movie",
-    "positive_movie",
-    "negative_movie",
-    "tag",
-)
-PROBES_DIR_ENV = "CRS_PROBES_DIR"
+PROBE_NAMES = probe_io.PROBE_NAMES
+PROBE_FIELDS = probe_io.PROBE_FIELDS
+PROBES_DIR_ENV = probe_io.PROBES_DIR_ENV
 DEFAULT_PROBES_DIR = os.path.join("~", ".cache", "crs_tasks", "probes")
 SAMPLE_PROBES_DIR = os.path.join(
     os.path.dirname(os.path.abspath(__file__)), "sample_data", "probes"
@@ -66,44 +56,6 @@ def probes_dir() -> str:
   return os.path.expanduser(
       os.environ.get(PROBES_DIR_ENV) or DEFAULT_PROBES_DIR
   )
-
-
-def read_probe_jsonl(path: str) -> dict[str, list[str]]:
-  """Reads a probe JSONL file into columns of `PROBE_FIELDS`.
-
-  Args:
-    path: `<probe>.jsonl`.
-
-  Returns:
-    Field -> list of strings, one per line.
-
-  Raises:
-    FileNotFoundError: with the command that builds the file.
-    ValueError: naming file, line and field on a bad line.
-  """
-  if not os.path.exists(path):
-    raise FileNotFoundError(
-        f"probe file {path} not found; build it with `python -m "
-        "eval.probes.main --movielens_dir=... --build_dir=DIR` and set "
-        f"${PROBES_DIR_ENV}=DIR"
-    )
-  columns = {f: [] for f in PROBE_FIELDS}
-  with open(path, encoding="utf-8") as f:
-    for line_no, line in enumerate(f, 1):
-      if not line.strip():
-        continue
-      try:
-        ex = json.loads(line)
-      except json.JSONDecodeError as e:
-        raise ValueError(f"{path}:{line_no}: invalid JSON ({e})") from None
-      for field in PROBE_FIELDS:
-        value = ex.get(field)
-        if not isinstance(value, str):
-          raise ValueError(
-              f"{path}:{line_no}: field {field!r}: missing or not a string"
-          )
-        columns[field].append(value)
-  return columns
 
 
 def probe_dataset(
@@ -130,10 +82,11 @@ def probe_dataset(
   if split != "validation":
     raise ValueError(f"probe tasks have only 'validation', got {split!r}")
   folder = SAMPLE_PROBES_DIR if sample else probes_dir()
-  columns = read_probe_jsonl(os.path.join(folder, f"{name}.jsonl"))
-  return tf.data.Dataset.from_tensor_slices(
-      {k: tf.constant(v, dtype=tf.string) for k, v in columns.items()}
-  )
+  rows = probe_io.read_probe_jsonl(os.path.join(folder, f"{name}.jsonl"))
+  return tf.data.Dataset.from_tensor_slices({
+      k: tf.constant([r[k] for r in rows], dtype=tf.string)
+      for k in PROBE_FIELDS
+  })
 
 
 for _prefix, _sample in (("probe", False), ("probe_sample", True)):

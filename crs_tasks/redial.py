@@ -43,8 +43,7 @@ _SPLITS = ("train", "validation", "test")
 # prefix ("redial conversation:", 5 T5 pieces) plus the most recent tokens.
 _KEEP_RECENT = functools.partial(
     preprocessors.trim_inputs_keep_recent,
-    num_prefix_tokens=len(features.get_vocabulary().encode(
-        preprocessors.REDIAL_PREFIX.strip())),
+    prefix=preprocessors.REDIAL_PREFIX,
 )
 
 for _prefix, _config in (("crs", "full"), ("crs_sample", "sample")):

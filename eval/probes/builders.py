@@ -68,22 +68,12 @@ from typing import Iterable, Mapping, Optional, Sequence
 import numpy as np
 
 from crs_tasks import movielens_utils
+from crs_tasks import preprocessors
+from crs_tasks import probe_io
 
-PROBE_NAMES = ("recommendation", "attribute", "description", "combination")
-# Must equal crs_tasks.preprocessors.REDIAL_PREFIX (checked in the tests;
-# not imported, so building probes needs no TensorFlow).
-REDIAL_PREFIX = "redial conversation: "
-EXAMPLE_FIELDS = (
-    "probe",
-    "pair_id",
-    "inputs",
-    "targets",
-    "negative_targets",
-    "query_movie",
-    "positive_movie",
-    "negative_movie",
-    "tag",
-)
+PROBE_NAMES = probe_io.PROBE_NAMES
+REDIAL_PREFIX = preprocessors.REDIAL_PREFIX
+EXAMPLE_FIELDS = probe_io.PROBE_FIELDS
 
 _MOVIE_PROMPT = "[User] Can you recommend me a movie like @ {movie} @?"
 _TAG_PROMPT = "[User] Can you recommend me a {tag} movie?"

@@ -22,7 +22,6 @@ combination probes. Metric names: `probe/<name>/accuracy`, `.../ci_low`,
 `.../num_pairs`.
 """
 
-import json
 import math
 import os
 import statistics
@@ -31,6 +30,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 from absl import logging
 import numpy as np
 
+from crs_tasks import probe_io
 from eval import evaluation
 from eval.probes import builders
 
@@ -181,34 +181,14 @@ def score_probe(
 
 
 def load_probe_examples(path: str) -> list[dict]:
-  """Reads a probe JSONL file, checking every line.
-
-  Args:
-    path: `<probe>.jsonl` written by `builders.write_jsonl`.
-
-  Returns:
-    The examples.
+  """Reads a probe JSONL file (`crs_tasks.probe_io`), checking every line.
 
   Raises:
+    FileNotFoundError: no such file.
     ValueError: naming file, line and field on bad JSON or a missing /
-      non-string required field.
+      non-string `probe` or required field.
   """
-  out = []
-  with open(path, encoding="utf-8") as f:
-    for line_no, line in enumerate(f, 1):
-      if not line.strip():
-        continue
-      try:
-        ex = json.loads(line)
-      except json.JSONDecodeError as e:
-        raise ValueError(f"{path}:{line_no}: invalid JSON ({e})") from None
-      for field in REQUIRED_FIELDS + ("probe",):
-        if not isinstance(ex.get(field), str):
-          raise ValueError(
-              f"{path}:{line_no}: field {field!r}: missing or not a string"
-          )
-      out.append(ex)
-  return out
+  return probe_io.read_probe_jsonl(path, required=REQUIRED_FIELDS + ("probe",))
 
 
 def make_probe_fns(

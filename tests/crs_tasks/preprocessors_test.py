@@ -3,6 +3,7 @@
 import functools
 
 from absl.testing import absltest
+import seqio
 from seqio import test_utils
 import tensorflow as tf
 
@@ -128,6 +129,22 @@ class TrimInputsKeepRecentTest(absltest.TestCase):
     self.assertEqual(self._trim([7, 8, 1, 2, 3, 4, 5, 6], 6, 0),
                      [2, 3, 4, 5, 6])
 
+  def test_prefix_counted_with_the_task_vocabulary(self):
+    vocab = test_utils.sentencepiece_vocab()
+    prefix_ids = vocab.encode("hello world")
+    self.assertGreater(len(prefix_ids), 1)
+    tokens = prefix_ids + [11, 12, 13, 14, 15, 16, 17, 18]
+    ds = tf.data.Dataset.from_tensors(
+        {"inputs": tf.constant(tokens, tf.int32)})
+    features = {"inputs": seqio.Feature(vocab)}
+    out = preprocessors.trim_inputs_keep_recent(
+        ds, {"inputs": len(prefix_ids) + 3}, output_features=features,
+        prefix="hello world ")
+    self.assertEqual(list(out.as_numpy_iterator())[0]["inputs"].tolist(),
+                     prefix_ids + [17, 18])
+    with self.assertRaisesRegex(ValueError, "output_features"):
+      preprocessors.trim_inputs_keep_recent(ds, {"inputs": 4}, prefix="x")
+
   def test_short_inputs_and_no_length_are_unchanged(self):
     self.assertEqual(self._trim([7, 8, 1, 2, 3], 6, 2), [7, 8, 1, 2, 3])
     ds = tf.data.Dataset.from_tensors({"inputs": [1, 2, 3]})
@@ -136,7 +153,6 @@ class TrimInputsKeepRecentTest(absltest.TestCase):
                      [1, 2, 3])
 
   def test_redial_task_keeps_the_last_turn(self):
-    import seqio  # pylint: disable=g-import-not-at-top
     import crs_tasks  # pylint: disable=g-import-not-at-top,unused-import
     task = seqio.get_mixture_or_task("crs_sample_redial_v001")
     vocab = task.output_features["inputs"].vocabulary

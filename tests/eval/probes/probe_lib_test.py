@@ -143,6 +143,11 @@ def test_load_probe_examples_and_errors(tmp_path):
   path.write_text("{not json\n")
   with pytest.raises(ValueError, match=r"attribute.jsonl:1: invalid JSON"):
     probe_lib.load_probe_examples(str(path))
+  path.write_text(json.dumps(_examples(1)[0]) + "\n[1, 2]\n")
+  with pytest.raises(ValueError, match=r"attribute.jsonl:2: not a JSON object"):
+    probe_lib.load_probe_examples(str(path))
+  with pytest.raises(FileNotFoundError, match="eval.probes.main"):
+    probe_lib.load_probe_examples(str(tmp_path / "missing.jsonl"))
 
 
 def test_make_probe_fns_skips_missing(tmp_path):
