@@ -70,6 +70,40 @@ def test_score_batch_is_the_sum_of_target_log_probs(variant):
   assert 0.0 <= float(metrics["accuracy"]) <= 1.0
 
 
+@pytest.mark.parametrize("variant", ["t5_1_0", "t5_1_1"])
+def test_accuracy_counts_targets_with_the_top_logit(variant):
+  model, params = _model(variant)
+  enc = _batch([[1]], seed=2)["encoder_input_tokens"][:1]
+  # Greedy targets by repeated full forward passes (teacher forcing on the
+  # model's own argmax), so every position's label has the top logit.
+  length = 6
+  tgt = np.zeros((1, length), np.int32)
+  for t in range(length):
+    logits = model.module.apply(
+        {"params": params}, enc, np.pad(tgt[:, :-1], ((0, 0), (1, 0))),
+        np.maximum(tgt, 1), enable_dropout=False)
+    tgt[0, t] = int(np.argmax(logits[0, t]))
+  tgt = np.maximum(tgt, 2)  # no padding/EOS ids among the labels
+  batch = {"encoder_input_tokens": enc,
+           "decoder_input_tokens": np.pad(tgt[:, :-1], ((0, 0), (1, 0))),
+           "decoder_target_tokens": tgt,
+           "decoder_loss_weights": np.ones((1, length), np.float32)}
+  logits = np.asarray(model._logits(params, batch))  # pylint: disable=protected-access
+  expected = np.argmax(logits, -1) == tgt
+  _, metrics = model.loss_fn(params, batch, None)
+  assert float(metrics["accuracy"]) == pytest.approx(expected.mean())
+  # Changing the last label changes no logit (it is no decoder input) and
+  # makes exactly that position wrong.
+  last = tgt.copy()
+  last[0, -1] = 2 if tgt[0, -1] != 2 else 3
+  batch["decoder_target_tokens"] = last
+  _, metrics = model.loss_fn(params, batch, None)
+  assert float(metrics["accuracy"]) == pytest.approx(
+      (expected[0, :-1].sum() + (last[0, -1] == np.argmax(logits[0, -1])))
+      / length)
+  assert expected[0, :-1].sum() > 0  # the check is not vacuous
+
+
 def test_score_candidates_matches_pairwise_scoring():
   model, params = _model()
   model.candidate_batch_size = 4  # several chunks, and a padded last one
