@@ -216,14 +216,8 @@ def decode_tokens(vocabulary: seqio.Vocabulary, ids: Sequence[int]) -> str:
   return vocabulary.decode([i for i in ids if i > 0])
 
 
-def encode_texts(vocabulary: seqio.Vocabulary, texts: Sequence[str],
-                 length: int) -> list[list[int]]:
-  """Token ids with EOS, keeping the first `length` tokens (EOS last)."""
-  out = []
-  for text in texts:
-    ids = list(vocabulary.encode(text))[: length - 1]
-    out.append(ids + [vocabulary.eos_id])
-  return out
+# Token ids + EOS, seqio's trim; `eval.chat` uses it from here too.
+encode_texts = ranking.encode_texts
 
 
 def _batches(n: int, batch_size: int):

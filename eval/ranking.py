@@ -289,11 +289,17 @@ class CandidateScorer(Protocol):
     ...
 
 
+def encode_texts(vocabulary: Any, texts: Sequence[str],
+                 length: int) -> list[list[int]]:
+  """Token ids with EOS, keeping the first `length` tokens (EOS last)."""
+  return [list(vocabulary.encode(t))[: length - 1] + [vocabulary.eos_id]
+          for t in texts]
+
+
 def encode(vocabulary: Any, texts: Sequence[str], length: int,
            pad_to: Optional[int] = None) -> np.ndarray:
   """int32 [N, pad_to or longest] ids + EOS, at most `length` (seqio trim)."""
-  rows = [list(vocabulary.encode(t))[: length - 1] + [vocabulary.eos_id]
-          for t in texts]
+  rows = encode_texts(vocabulary, texts, length)
   width = pad_to or max([len(r) for r in rows] + [1])
   out = np.zeros((len(rows), width), np.int32)
   for i, row in enumerate(rows):
