@@ -35,7 +35,8 @@ REDIAL_METADATA = (
 Text = Union[str, bytes]
 
 
-def _text(value: Text) -> str:
+def to_text(value: Text) -> str:
+  """A feature value as str (bytes decoded as UTF-8)."""
   return value.decode("utf-8") if isinstance(value, bytes) else str(value)
 
 
@@ -53,7 +54,7 @@ def extract_titles(text: Text) -> list[str]:
     The titles, duplicates kept.
   """
   titles = []
-  text = _RAW_MENTION_RE.sub("", _text(text))
+  text = _RAW_MENTION_RE.sub("", to_text(text))
   for match in _TITLE_RE.finditer(text):
     title = " ".join(match.group(1).split())
     if title:
@@ -101,7 +102,7 @@ def redial_postprocess(
     The text for predictions (and for targets without an example); a dict
     with `text` and the metadata for targets.
   """
-  text = _text(output)
+  text = to_text(output)
   if not is_target or example is None:
     return text
   out = {"text": text}

@@ -28,18 +28,10 @@ Example = Mapping[str, Any]
 POPULAR_REPLY_TEMPLATE = "have you seen @ {title} @ ?"
 
 
-def _text(value: Any) -> str:
-  return value.decode("utf-8") if isinstance(value, bytes) else str(value)
-
-
 def target_of(example: Example) -> str:
   """The reference reply text of a ReDial example."""
-  for key in ("targets_pretokenized", "targets", "response"):
-    value = example.get(key)
-    if isinstance(value, (str, bytes)):
-      return _text(value)
-  raise ValueError("example has no text target ('targets_pretokenized', "
-                   f"string 'targets' or 'response'); keys: {sorted(example)}")
+  return ranking.text_field(
+      example, ("targets_pretokenized", "targets", "response"), "target")
 
 
 def generation_metrics(examples: Sequence[Example],
@@ -79,8 +71,7 @@ def make_repeat_context_score_fn() -> ranking.ScoreFn:
     out = np.zeros((len(contexts), len(candidates)), np.float32)
     for i, context in enumerate(contexts):
       last = {}  # Title -> position of its last mention.
-      for k, title in enumerate(
-          postprocessors.extract_titles(_text(context))):
+      for k, title in enumerate(postprocessors.extract_titles(context)):
         last[metrics_lib.normalize_title(title)] = k
       for key, position in last.items():
         if key in columns:
@@ -129,7 +120,7 @@ def make_popularity_pair_score_fn(
     del inputs
     out = []
     for target in targets:
-      titles = postprocessors.extract_titles(_text(target))
+      titles = postprocessors.extract_titles(target)
       count = popularity.get(titles[-1].lower(), 0.0) if titles else 0.0
       out.append(np.log1p(count))
     return np.asarray(out, np.float64)

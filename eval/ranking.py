@@ -18,6 +18,7 @@ from typing import Any, Callable, Mapping, Optional, Protocol, Sequence, Union
 
 import numpy as np
 
+from crs_tasks import postprocessors
 from crs_tasks import redial_utils
 from eval import metrics as metrics_lib
 
@@ -107,26 +108,30 @@ def candidate_reply(title: str) -> str:
 # ================================ Samples ===================================
 
 
-def _text(value: Any) -> str:
-  return value.decode("utf-8") if isinstance(value, bytes) else str(value)
-
-
 def titles_of(example: Example, key: str) -> list[str]:
   """A title-list feature (list, array, bytes or str) as a list of str."""
   value = example.get(key, [])
   if isinstance(value, (str, bytes)):
     value = [value]
-  return [_text(v) for v in np.asarray(value, dtype=object).reshape(-1)]
+  return [postprocessors.to_text(v)
+          for v in np.asarray(value, dtype=object).reshape(-1)]
+
+
+def text_field(example: Example, keys: Sequence[str], what: str) -> str:
+  """The first of `keys` that holds text (str or bytes) in `example`."""
+  for key in keys:
+    value = example.get(key)
+    if isinstance(value, (str, bytes)):
+      return postprocessors.to_text(value)
+  raise ValueError(f"example has no text {what} (string "
+                   f"{' or '.join(repr(k) for k in keys)}); keys: "
+                   f"{sorted(example)}")
 
 
 def context_of(example: Example) -> str:
   """The dialogue context text of a ReDial example."""
-  for key in ("inputs_pretokenized", "inputs", "context"):
-    value = example.get(key)
-    if isinstance(value, (str, bytes)):
-      return _text(value)
-  raise ValueError("example has no text context ('inputs_pretokenized', "
-                   f"string 'inputs' or 'context'); keys: {sorted(example)}")
+  return text_field(
+      example, ("inputs_pretokenized", "inputs", "context"), "context")
 
 
 @dataclasses.dataclass
