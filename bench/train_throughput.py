@@ -85,7 +85,7 @@ def run_jax(cfg, steps, warmup, tied):
                     "decoder_input_tokens": (batch, tgt_len)})
   step, _ = trainer.compile_steps(model, opt, mesh=mesh,
                                   state_shardings=shardings)
-  data = trainer.batch_sharding(mesh)
+  data = partitioning.batch_sharding(mesh)
   batches = [jax.device_put(_batch_arrays(cfg, i), data)
              for i in range(steps + warmup)]
   rng = jax.random.PRNGKey(1)

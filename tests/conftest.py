@@ -42,6 +42,7 @@ def write_tiny_model_dir(model_dir: str, step: int = 3) -> str:
   eval entry-point tests (eval.main, eval.chat).
   """
   # Imported here: most tests need neither JAX models nor checkpoints.
+  import flax.linen as nn  # pylint: disable=g-import-not-at-top
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   from crs_tasks import features  # pylint: disable=g-import-not-at-top
@@ -59,7 +60,7 @@ def write_tiny_model_dir(model_dir: str, step: int = 3) -> str:
       jax.random.PRNGKey(0),
       {"encoder_input_tokens": (1, 8), "decoder_input_tokens": (1, 8)})
   manager = checkpointing.CheckpointManager(model_dir)
-  manager.save(step, params=checkpointing.unbox(variables["params"]),
+  manager.save(step, params=nn.meta.unbox(variables["params"]),
                opt_state={"count": np.zeros((), np.int32)}, data_position=0)
   manager.close()
   checkpointing.save_model_files(model_dir, model)

@@ -6,10 +6,18 @@ does for 1-D model parallelism: the batch is split over 'data'; the vocab,
 MLP and attention-head dimensions over 'model'; everything else replicated.
 On several hosts, call `jax.distributed.initialize()` first: the mesh then
 spans all processes' devices and GSPMD does the rest.
+
+The trainer asks this module for every sharding it uses: `param_shardings`
+(from the layers' annotations), `opt_state_shardings` (optimizer leaves follow
+the param they mirror), `batch_sharding` (leading axis over 'data') and
+`under_rules` (trace a jitted step with the rules active, so activation hints
+become sharding constraints). To shard a new axis, add a row to
+`LOGICAL_AXIS_RULES`.
 """
 
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
+import flax
 import flax.linen as nn
 import jax
 import numpy as np
@@ -105,3 +113,123 @@ def fit_to_shape(sharding: jax.sharding.NamedSharding,
       spec[i] = None
   return jax.sharding.NamedSharding(sharding.mesh,
                                     jax.sharding.PartitionSpec(*spec))
+
+
+# ---------------------------------------------------------------------------
+# Shardings of the train state and the batches.
+# ---------------------------------------------------------------------------
+
+
+def replicated(mesh: jax.sharding.Mesh) -> jax.sharding.NamedSharding:
+  """The same full copy on every device of `mesh`."""
+  return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+
+
+def batch_sharding(mesh: jax.sharding.Mesh) -> jax.sharding.NamedSharding:
+  """Splits a batch's leading axis over the mesh's 'data' axis."""
+  return jax.sharding.NamedSharding(
+      mesh, jax.sharding.PartitionSpec("data")
+  )
+
+
+def logical_param_specs(variables: PyTree) -> PyTree:
+  """Logical PartitionSpecs of `variables['params']` from flax annotations.
+
+  Supports both annotation styles: `nn.with_logical_partitioning` boxes and
+  t5x's `param_with_axes` (a `params_axes` collection).
+  """
+  if "params_axes" in variables:
+    axes = flax.core.unfreeze(variables["params_axes"])
+    return nn.partitioning.get_axis_names(axes)
+  return nn.get_partition_spec(variables["params"])
+
+
+def param_shardings(
+    abstract_variables: PyTree,
+    mesh: jax.sharding.Mesh,
+    rules: Sequence[tuple[str, Optional[str]]] = LOGICAL_AXIS_RULES,
+) -> PyTree:
+  """NamedShardings of the params, from `jax.eval_shape` of the model init.
+
+  Args:
+    abstract_variables: the initial variables as ShapeDtypeStructs (boxed).
+    mesh: the ('data', 'model') mesh.
+    rules: logical axis rules.
+
+  Returns:
+    A tree shaped like the unboxed params; a dimension its mesh axis does
+    not divide is replicated (`fit_to_shape`).
+  """
+  specs = logical_param_specs(abstract_variables)
+  shapes = jax.tree.map(
+      lambda x: x.shape, nn.meta.unbox(abstract_variables["params"]))
+  return jax.tree.map(
+      fit_to_shape,
+      logical_to_sharding(specs, mesh, rules),
+      shapes,
+      is_leaf=lambda x: isinstance(x, jax.sharding.NamedSharding))
+
+
+def _path_keys(path) -> tuple[Any, ...]:
+  keys = []
+  for entry in path:
+    for attr in ("key", "name", "idx"):
+      if hasattr(entry, attr):
+        keys.append(getattr(entry, attr))
+        break
+  return tuple(keys)
+
+
+def opt_state_shardings(
+    abstract_opt_state: PyTree,
+    params: PyTree,
+    param_shardings: PyTree,  # pylint: disable=redefined-outer-name
+    mesh: jax.sharding.Mesh,
+) -> PyTree:
+  """Shards optimizer-state leaves like the param they mirror.
+
+  A leaf whose path ends with a param's path and has that param's shape
+  (Adam's `mu`/`nu`, Adafactor's unfactored `v`) gets the param's sharding;
+  everything else (step counts, factored row/column statistics) is
+  replicated.
+
+  Args:
+    abstract_opt_state: `jax.eval_shape(optimizer.init, params)`.
+    params: the params (arrays or ShapeDtypeStructs).
+    param_shardings: their shardings.
+    mesh: the mesh.
+
+  Returns:
+    A tree of NamedShardings shaped like the optimizer state.
+  """
+  by_path = {}
+  flat_params = jax.tree_util.tree_flatten_with_path(params)[0]
+  for (path, leaf), sharding in zip(flat_params,
+                                    jax.tree.leaves(param_shardings)):
+    by_path[_path_keys(path)] = (tuple(leaf.shape), sharding)
+  lengths = sorted({len(k) for k in by_path}, reverse=True)
+  fallback = replicated(mesh)
+
+  def pick(path, leaf):
+    keys = _path_keys(path)
+    for n in lengths:
+      match = by_path.get(keys[-n:]) if n <= len(keys) else None
+      if match and match[0] == tuple(leaf.shape):
+        return match[1]
+    return fallback
+
+  return jax.tree_util.tree_map_with_path(pick, abstract_opt_state)
+
+
+def under_rules(
+    fn: Callable[..., Any],
+    mesh: jax.sharding.Mesh,
+    rules: Sequence[tuple[str, Optional[str]]] = LOGICAL_AXIS_RULES,
+) -> Callable[..., Any]:
+  """Calls (and so traces) the jitted `fn` under the mesh and the rules."""
+
+  def wrapped(*args):
+    with jax.sharding.set_mesh(mesh), nn.logical_axis_rules(rules):
+      return fn(*args)
+
+  return wrapped

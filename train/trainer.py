@@ -18,14 +18,13 @@ import dataclasses
 import math
 import os
 import time
-from typing import Any, Callable, Iterable, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional
 
 from absl import logging
 import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 import tensorflow as tf
 
@@ -239,18 +238,6 @@ def _input_shapes(batch_size: int, lengths: Mapping[str, int]):
   }
 
 
-def logical_param_specs(variables: PyTree) -> PyTree:
-  """Logical PartitionSpecs of `variables['params']` from flax annotations.
-
-  Supports both annotation styles: `nn.with_logical_partitioning` boxes and
-  t5x's `param_with_axes` (a `params_axes` collection).
-  """
-  if "params_axes" in variables:
-    axes = flax.core.unfreeze(variables["params_axes"])
-    return nn.partitioning.get_axis_names(axes)
-  return nn.get_partition_spec(variables["params"])
-
-
 def create_train_state(
     model: Any,
     optimizer: optax.GradientTransformation,
@@ -275,87 +262,23 @@ def create_train_state(
   def init_variables():
     return model.get_initial_variables(init_rng, input_shapes)
 
-  abstract = jax.eval_shape(init_variables)
-  specs = logical_param_specs(abstract)
-  param_shardings = jax.tree.map(
-      partitioning.fit_to_shape,
-      partitioning.logical_to_sharding(
-          specs, mesh, partitioning.LOGICAL_AXIS_RULES),
-      jax.tree.map(lambda x: x.shape, nn.meta.unbox(abstract["params"])),
-      is_leaf=lambda x: isinstance(x, jax.sharding.NamedSharding))
+  param_shardings = partitioning.param_shardings(
+      jax.eval_shape(init_variables), mesh)
   params = jax.jit(
       lambda: nn.meta.unbox(init_variables()["params"]),
       out_shardings=param_shardings,
   )()
-  opt_shardings = opt_state_shardings(
+  opt_shardings = partitioning.opt_state_shardings(
       jax.eval_shape(optimizer.init, params), params, param_shardings, mesh)
   opt_state = jax.jit(optimizer.init, out_shardings=opt_shardings)(params)
-  replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
   state = TrainState(
-      step=jax.device_put(jnp.zeros((), jnp.int32), replicated),
+      step=jax.device_put(jnp.zeros((), jnp.int32),
+                          partitioning.replicated(mesh)),
       params=params,
       opt_state=opt_state,
   )
   shardings = jax.tree.map(lambda x: x.sharding, state)
   return state, shardings
-
-
-def _path_keys(path) -> tuple[Any, ...]:
-  keys = []
-  for entry in path:
-    for attr in ("key", "name", "idx"):
-      if hasattr(entry, attr):
-        keys.append(getattr(entry, attr))
-        break
-  return tuple(keys)
-
-
-def opt_state_shardings(
-    abstract_opt_state: PyTree,
-    params: PyTree,
-    param_shardings: PyTree,
-    mesh: jax.sharding.Mesh,
-) -> PyTree:
-  """Shards optimizer-state leaves like the param they mirror.
-
-  A leaf whose path ends with a param's path and has that param's shape
-  (Adam's `mu`/`nu`, Adafactor's unfactored `v`) gets the param's sharding;
-  everything else (step counts, factored row/column statistics) is
-  replicated.
-
-  Args:
-    abstract_opt_state: `jax.eval_shape(optimizer.init, params)`.
-    params: the params (arrays or ShapeDtypeStructs).
-    param_shardings: their shardings.
-    mesh: the mesh.
-
-  Returns:
-    A tree of NamedShardings shaped like the optimizer state.
-  """
-  by_path = {}
-  flat_params = jax.tree_util.tree_flatten_with_path(params)[0]
-  for (path, leaf), sharding in zip(flat_params,
-                                    jax.tree.leaves(param_shardings)):
-    by_path[_path_keys(path)] = (tuple(leaf.shape), sharding)
-  lengths = sorted({len(k) for k in by_path}, reverse=True)
-  replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-
-  def pick(path, leaf):
-    keys = _path_keys(path)
-    for n in lengths:
-      match = by_path.get(keys[-n:]) if n <= len(keys) else None
-      if match and match[0] == tuple(leaf.shape):
-        return match[1]
-    return replicated
-
-  return jax.tree_util.tree_map_with_path(pick, abstract_opt_state)
-
-
-def batch_sharding(mesh: jax.sharding.Mesh) -> jax.sharding.NamedSharding:
-  """Splits a batch's leading axis over the mesh's 'data' axis."""
-  return jax.sharding.NamedSharding(
-      mesh, jax.sharding.PartitionSpec("data")
-  )
 
 
 def compile_steps(
@@ -373,8 +296,8 @@ def compile_steps(
   so the network's `nn.with_logical_constraint` activation hints become
   sharding constraints (GSPMD propagates the rest).
   """
-  data = batch_sharding(mesh)
-  replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+  data = partitioning.batch_sharding(mesh)
+  replicated = partitioning.replicated(mesh)
   train_step = jax.jit(
       make_train_step(
           model.loss_fn,
@@ -391,90 +314,8 @@ def compile_steps(
       in_shardings=(state_shardings.params, data),
       out_shardings=replicated,
   )
-  return _under_rules(train_step, mesh), _under_rules(eval_step, mesh)
-
-
-def _under_rules(fn: Callable[..., Any], mesh: jax.sharding.Mesh):
-  """Calls (and so traces) the jitted `fn` under the mesh and the rules."""
-
-  def wrapped(*args):
-    with jax.sharding.set_mesh(mesh), nn.logical_axis_rules(
-        partitioning.LOGICAL_AXIS_RULES):
-      return fn(*args)
-
-  return wrapped
-
-
-# T5Config fields that may differ between a checkpoint and the run.
-_RUN_ONLY_FIELDS = ("dropout_rate", "dtype", "float32_attention_logits")
-
-
-def load_initial_params(
-    path: str,
-    state: TrainState,
-    shardings: TrainState,
-    model_config: Any = None,
-) -> TrainState:
-  """Replaces the params with those of `path` (ours or Hugging Face).
-
-  Args:
-    path: one of our model/checkpoint directories, or a Hugging Face T5
-      checkpoint (directory or file) for `hf_import.load_pretrained`.
-    state: the freshly initialized state (gives shapes and shardings).
-    shardings: NamedShardings of `state`.
-    model_config: the run's T5Config, checked against a Hugging Face
-      checkpoint's config (all fields but dropout and dtypes).
-
-  Returns:
-    The state with imported params (the optimizer state stays fresh).
-
-  Raises:
-    ValueError: the checkpoint does not match the model config.
-  """
-  if checkpointing.is_checkpoint_dir(path):
-    params, _ = checkpointing.restore_params(path, state.params)
-  else:
-    # Imported here: it pulls in torch / safetensors.
-    from train import hf_import  # pylint: disable=g-import-not-at-top
-    hf_config, params = hf_import.load_pretrained(path)
-    if model_config is not None:
-      _check_same_config(path, model_config, hf_config)
-    params = nn.meta.unbox(params)
-    _check_same_shapes(path, state.params, params)
-    params = jax.device_put(params, shardings.params)
-  return state.replace(params=params)
-
-
-def _check_same_config(path: str, expected: Any, got: Any) -> None:
-  diffs = [
-      f"{f.name}: model {getattr(expected, f.name)!r} vs checkpoint "
-      f"{getattr(got, f.name, None)!r}"
-      for f in dataclasses.fields(expected)
-      if f.name not in _RUN_ONLY_FIELDS
-      and getattr(expected, f.name) != getattr(got, f.name, None)
-  ]
-  if diffs:
-    raise ValueError(
-        f"{path}: checkpoint config does not match the model gin config: "
-        + "; ".join(diffs))
-
-
-def _check_same_shapes(path: str, expected: PyTree, got: PyTree) -> None:
-  flat_expected = flax.traverse_util.flatten_dict(
-      flax.core.unfreeze(expected), sep="/")
-  flat_got = flax.traverse_util.flatten_dict(
-      flax.core.unfreeze(got), sep="/")
-  missing = sorted(set(flat_expected) - set(flat_got))
-  extra = sorted(set(flat_got) - set(flat_expected))
-  bad = sorted(
-      k for k in set(flat_expected) & set(flat_got)
-      if tuple(flat_expected[k].shape) != tuple(np.shape(flat_got[k]))
-  )
-  if missing or extra or bad:
-    raise ValueError(
-        f"{path}: checkpoint does not match the model config: missing "
-        f"{missing[:5]}, unexpected {extra[:5]}, shape mismatch {bad[:5]}"
-    )
+  return (partitioning.under_rules(train_step, mesh),
+          partitioning.under_rules(eval_step, mesh))
 
 
 # ---------------------------------------------------------------------------
@@ -644,7 +485,7 @@ def train(
       num_microbatches=num_microbatches,
       learning_rate_fn=learning_rate_fn,
   )
-  data_sharding = batch_sharding(mesh)
+  data_sharding = partitioning.batch_sharding(mesh)
 
   # ------------------------- Restore or initialize -------------------------
   manager = checkpointing.CheckpointManager(model_dir, keep=keep_checkpoints)
@@ -722,8 +563,9 @@ def restore_or_initialize(
     return state, int(meta["data_position"])
   if initial_checkpoint_path:
     logging.info("initializing params from %s", initial_checkpoint_path)
-    state = load_initial_params(
-        initial_checkpoint_path, state, shardings, model_config)
+    state = state.replace(params=checkpointing.load_initial_params(
+        initial_checkpoint_path, state.params, shardings.params,
+        model_config))
   return state, 0
 
 
@@ -769,8 +611,3 @@ def _log_progress(writer, step, total_steps, metrics, timer):
   )
   print(line, flush=True)
 
-
-def iterate_params(params: PyTree) -> Iterable[tuple[str, Array]]:
-  """('encoder/layers_0/...', array) pairs, for inspection and tests."""
-  flat = flax.traverse_util.flatten_dict(flax.core.unfreeze(params), sep="/")
-  return sorted(flat.items())

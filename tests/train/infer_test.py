@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import pytest
@@ -12,6 +13,8 @@ import seqio.test_utils
 
 from train import checkpointing
 from train import infer
+from train import models
+from train import network
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
@@ -27,7 +30,7 @@ def test_decode_tokens_stops_at_eos_and_drops_padding():
 
 
 def test_predict_examples_keeps_text_and_metadata(fake_model, toy_task):
-  params = checkpointing.unbox(fake_model.get_initial_variables(
+  params = nn.meta.unbox(fake_model.get_initial_variables(
       jax.random.PRNGKey(0),
       {"encoder_input_tokens": (1, 11), "decoder_input_tokens": (1, 5)},
   )["params"])
@@ -63,8 +66,6 @@ def test_write_jsonl(tmp_path):
 
 
 def _save_tiny_model(model_dir, vocab=None, vocab_size=32):
-  network = pytest.importorskip("train.network")
-  models = pytest.importorskip("train.models")
   config = network.T5Config(
       vocab_size=vocab_size, emb_dim=16, num_heads=2, num_encoder_layers=1,
       num_decoder_layers=1, head_dim=8, mlp_dim=32,
@@ -72,7 +73,7 @@ def _save_tiny_model(model_dir, vocab=None, vocab_size=32):
       logits_via_embedding=False, dtype=jnp.float32)
   vocab = vocab or seqio.test_utils.sentencepiece_vocab()
   model = models.EncoderDecoderModel(network.Transformer(config), vocab, vocab)
-  params = checkpointing.unbox(model.get_initial_variables(
+  params = nn.meta.unbox(model.get_initial_variables(
       jax.random.PRNGKey(0),
       {"encoder_input_tokens": (1, 11), "decoder_input_tokens": (1, 5)},
   )["params"])

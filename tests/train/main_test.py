@@ -10,17 +10,14 @@ printed report.
 import json
 
 import gin
+import jax
 import numpy as np
 import pytest
 
 from train import checkpointing
 from train import gin_flags
+from train import main as main_lib
 from train import summaries
-
-pytest.importorskip("train.models", reason="train/models.py not present")
-pytest.importorskip("train.partitioning",
-                    reason="train/partitioning.py not present")
-from train import main as main_lib  # pylint: disable=g-import-not-at-top
 
 TINY_MODEL_GIN = "models/t5_1_1_tiny.gin"
 
@@ -62,7 +59,8 @@ def test_tiny_run_end_to_end(toy_task, tmp_path, capsys, parsed_gin):
   assert f"MIXTURE_OR_TASK_NAME = '{toy_task}'" in (
       tmp_path / "config.gin").read_text()
   model, params, step = checkpointing.load_model(str(tmp_path))
-  assert step == 2 and checkpointing.params_equal(params, result.params)
+  assert step == 2
+  jax.tree.map(np.testing.assert_array_equal, params, result.params)
   assert model.module.config.emb_dim == 32
   # t5x-style metric names.
   train_tags = set(summaries.read_scalars(str(tmp_path / "train")))

@@ -11,20 +11,23 @@ import sys
 import textwrap
 from unittest import mock
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
 import seqio.test_utils
+import tensorflow as tf
 
 from train import checkpointing
+from train import hf_import
 from train import input_pipeline
+from train import models
+from train import network
+from train import partitioning
 from train import summaries
-
-partitioning = pytest.importorskip(
-    "train.partitioning", reason="train/partitioning.py not present")
-from train import trainer  # pylint: disable=g-import-not-at-top
+from train import trainer
 
 LENGTHS = {"inputs": 9, "targets": 6}
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
@@ -73,7 +76,7 @@ def _init_params(model):
   variables = model.get_initial_variables(
       jax.random.PRNGKey(0),
       {"encoder_input_tokens": (2, 9), "decoder_input_tokens": (2, 6)})
-  return checkpointing.unbox(variables["params"])
+  return nn.meta.unbox(variables["params"])
 
 
 # ------------------------------- Steps --------------------------------------
@@ -149,7 +152,6 @@ def test_train_step_reports_learning_rate_and_counts(fake_model):
 
 
 def test_training_eval_weights_means_by_tokens_and_pads_last_batch():
-  tf = pytest.importorskip("tensorflow")
   # Two batches of a batch-size-2 eval: 3 + 1 target tokens.
   weights = [np.array([[1, 1], [1, 0]], np.float32),
              np.array([[1, 0]], np.float32)]
@@ -174,7 +176,7 @@ def test_training_eval_weights_means_by_tokens_and_pads_last_batch():
   mesh = partitioning.make_mesh(mesh_shape=(1, 1))
   out = trainer.run_training_eval(
       eval_step, None, {"t": ds}, batch_size=2,
-      data_sharding=trainer.batch_sharding(mesh))
+      data_sharding=partitioning.batch_sharding(mesh))
   assert seen_rows == [2, 2]  # The 1-row batch was padded to 2.
   assert out["training_eval/t/num_target_tokens"] == 4.0
   assert out["training_eval/t/loss_per_target_token"] == 2.0
@@ -207,7 +209,7 @@ def test_opt_state_shardings_follow_their_params():
                          "bias": named("model")}}
   for opt in (optax.adamw(0.1), optax.adafactor(0.1)):
     abstract = jax.eval_shape(opt.init, params)
-    got = trainer.opt_state_shardings(abstract, params, shardings, mesh)
+    got = partitioning.opt_state_shardings(abstract, params, shardings, mesh)
     flat = jax.tree_util.tree_flatten_with_path(got)[0]
     shapes = [l.shape for l in jax.tree.leaves(abstract)]
     for (path, sharding), shape in zip(flat, shapes):
@@ -220,7 +222,7 @@ def test_opt_state_shardings_follow_their_params():
         assert sharding.spec == jax.sharding.PartitionSpec(), (keys, shape)
   adam = jax.eval_shape(optax.adamw(0.1).init, params)
   specs = [s.spec for s in jax.tree.leaves(
-      trainer.opt_state_shardings(adam, params, shardings, mesh))]
+      partitioning.opt_state_shardings(adam, params, shardings, mesh))]
   assert specs.count(jax.sharding.PartitionSpec(None, "model")) == 2
 
 
@@ -284,7 +286,8 @@ def test_crash_and_restart_gives_identical_losses(
   assert sorted(restarted.losses) == [5, 6, 7]
   for step in (5, 6, 7):
     assert restarted.losses[step] == full.losses[step], step
-  assert checkpointing.params_equal(restarted.params, full.params)
+  jax.tree.map(np.testing.assert_array_equal, restarted.params,
+               full.params)
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(
@@ -322,12 +325,10 @@ def test_initial_checkpoint_from_our_model_dir(fake_model, toy_task,
   second = _train(fake_model, toy_task, tmp_path / "b", 0,
                   initial_checkpoint_path=str(tmp_path / "a"))
   assert second.start_step == 0
-  assert checkpointing.params_equal(second.params, first.params)
+  jax.tree.map(np.testing.assert_array_equal, second.params, first.params)
 
 
 def _tiny_t5(**kw):
-  network = pytest.importorskip("train.network")
-  models = pytest.importorskip("train.models")
   fields = dict(
       vocab_size=32, emb_dim=16, num_heads=2, num_encoder_layers=2,
       num_decoder_layers=2, head_dim=8, mlp_dim=32,
@@ -341,7 +342,7 @@ def _tiny_t5(**kw):
 
 def test_initial_checkpoint_from_hugging_face(toy_task, tmp_path):
   transformers = pytest.importorskip("transformers")
-  hf_import = pytest.importorskip("train.hf_import")
+  pytest.importorskip("torch")
   hf_config = transformers.T5Config(
       vocab_size=32, d_model=16, d_kv=8, d_ff=32, num_layers=2,
       num_decoder_layers=2, num_heads=2, feed_forward_proj="gated-gelu",
@@ -351,8 +352,8 @@ def test_initial_checkpoint_from_hugging_face(toy_task, tmp_path):
   result = _train(_tiny_t5(), toy_task, tmp_path / "run", 0,
                   initial_checkpoint_path=str(tmp_path / "hf"))
   _, expected = hf_import.load_pretrained(str(tmp_path / "hf"))
-  assert checkpointing.params_equal(
-      result.params, checkpointing.unbox(expected))
+  jax.tree.map(np.testing.assert_array_equal, result.params,
+               nn.meta.unbox(expected))
   # A model gin that does not match the checkpoint fails with the reason.
   with pytest.raises(ValueError, match="emb_dim: model 32 vs checkpoint 16"):
     _train(_tiny_t5(emb_dim=32), toy_task, tmp_path / "bad", 0,
@@ -396,7 +397,7 @@ _MULTI_DEVICE_SCRIPT = textwrap.dedent("""
       losses = []
       for _ in range(3):
         state, metrics = step(
-            state, jax.device_put(batch, trainer.batch_sharding(mesh)),
+            state, jax.device_put(batch, partitioning.batch_sharding(mesh)),
             jax.random.PRNGKey(1))
         losses.append(float(metrics["loss"]))
       specs = [str(s.sharding.spec) for s in jax.tree.leaves(state.params)]
@@ -410,7 +411,6 @@ _MULTI_DEVICE_SCRIPT = textwrap.dedent("""
 
 
 def test_4x2_mesh_matches_one_device():
-  pytest.importorskip("train.models", reason="train/models.py not present")
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
              JAX_PLATFORMS="cpu")
   proc = subprocess.run(
