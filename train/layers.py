@@ -313,5 +313,20 @@ def make_attention_mask(query_mask: Array, key_mask: Array) -> Array:
   return (query_mask[:, None, :, None] & key_mask[:, None, None, :])
 
 
+def make_causal_mask(length: int) -> Array:
+  """[1, 1, length, length]: query i sees keys 0..i."""
+  return jnp.tril(jnp.ones((length, length), bool))[None, None]
+
+
+def make_segment_mask(query_segment_ids: Array,
+                      key_segment_ids: Array) -> Array:
+  """[batch, q] x [batch, k] packed-segment ids -> [batch, 1, q, k].
+
+  True where query and key belong to the same packed example.
+  """
+  return (query_segment_ids[:, None, :, None]
+          == key_segment_ids[:, None, None, :])
+
+
 def mask_to_bias(mask: Array, dtype: DType = jnp.float32) -> Array:
   return jnp.where(mask, 0.0, NEG_INF).astype(dtype)

@@ -20,6 +20,10 @@ Parameter tree (t5x names):
 
 Model features are seqio's EncDecFeatureConverter keys; with packing, the
 `*_segment_ids` keep segments apart.
+
+Shape comments use b = batch, l = encoder length, t = decoder length, e =
+emb_dim, h = num_heads, v = vocab_size; each module asserts the rank of its
+inputs on entry.
 """
 
 import dataclasses
@@ -70,12 +74,14 @@ class EncoderLayer(nn.Module):
   @nn.compact
   def __call__(self, x, bias, deterministic):
     cfg = self.config
+    assert x.ndim == 3, x.shape  # [b, l, e]
+    assert bias.ndim == 4, bias.shape  # [b, h, l, l]
     y = layers.LayerNorm(dtype=cfg.dtype, name="pre_attention_layer_norm")(x)
     y = _attention(cfg, "attention")(y, y, bias, deterministic=deterministic)
     x = x + _dropout(cfg, y, deterministic)
     y = layers.LayerNorm(dtype=cfg.dtype, name="pre_mlp_layer_norm")(x)
     y = layers.MlpBlock(cfg.mlp_dim, cfg.mlp_activations, cfg.dropout_rate,
-                        cfg.dtype, name="mlp")(y, deterministic)
+                        cfg.dtype, name="mlp")(y, deterministic)  # [b, l, e]
     x = x + _dropout(cfg, y, deterministic)
     return layers.constrain(x, ("batch", "length", "embed"))
 
@@ -94,6 +100,9 @@ class DecoderLayer(nn.Module):
   def __call__(self, x, encoded, self_bias, cross_bias, deterministic,
                decode):
     cfg = self.config
+    assert x.ndim == 3, x.shape  # [b, t, e]
+    assert encoded.ndim == 3, encoded.shape  # [b_enc, l, e]
+    assert self_bias.ndim == 4 and cross_bias.ndim == 4
     y = layers.LayerNorm(dtype=cfg.dtype,
                          name="pre_self_attention_layer_norm")(x)
     y = _attention(cfg, "self_attention")(
@@ -102,11 +111,11 @@ class DecoderLayer(nn.Module):
     y = layers.LayerNorm(dtype=cfg.dtype,
                          name="pre_cross_attention_layer_norm")(x)
     y = _attention(cfg, "encoder_decoder_attention")(
-        y, encoded, cross_bias, deterministic=deterministic)
+        y, encoded, cross_bias, deterministic=deterministic)  # [b, t, e]
     x = x + _dropout(cfg, y, deterministic)
     y = layers.LayerNorm(dtype=cfg.dtype, name="pre_mlp_layer_norm")(x)
     y = layers.MlpBlock(cfg.mlp_dim, cfg.mlp_activations, cfg.dropout_rate,
-                        cfg.dtype, name="mlp")(y, deterministic)
+                        cfg.dtype, name="mlp")(y, deterministic)  # [b, t, e]
     x = x + _dropout(cfg, y, deterministic)
     return layers.constrain(x, ("batch", "length", "embed"))
 
@@ -123,30 +132,40 @@ def _dropout(cfg, x, deterministic):
 
 
 class Encoder(nn.Module):
+  """Token ids [b, l] -> encoded [b, l, e]."""
+
   config: T5Config
   shared_embedding: nn.Module
 
   @nn.compact
   def __call__(self, tokens, segment_ids=None, deterministic=True):
     cfg = self.config
+    assert tokens.ndim == 2, tokens.shape  # [b, l]
     rel = layers.RelativePositionBiases(
         cfg.relative_attention_num_buckets,
         cfg.relative_attention_max_distance, cfg.num_heads, cfg.dtype,
         name="relpos_bias")
-    mask = layers.make_attention_mask(tokens > 0, tokens > 0)
+    mask = layers.make_attention_mask(tokens > 0, tokens > 0)  # [b, 1, l, l]
     if segment_ids is not None:
-      mask &= (segment_ids[:, None, :, None] == segment_ids[:, None, None, :])
+      mask &= layers.make_segment_mask(segment_ids, segment_ids)
     length = tokens.shape[-1]
-    bias = rel(length, length, True) + layers.mask_to_bias(mask, cfg.dtype)
-    x = self.shared_embedding(tokens)
+    bias = rel(length, length, True) + layers.mask_to_bias(
+        mask, cfg.dtype)  # [1, h, l, l] + [b, 1, l, l] -> [b, h, l, l]
+    x = self.shared_embedding(tokens)  # [b, l, e]
     x = _dropout(cfg, x, deterministic)
     for i in range(cfg.num_encoder_layers):
       x = EncoderLayer(cfg, name=f"layers_{i}")(x, bias, deterministic)
     x = layers.LayerNorm(dtype=cfg.dtype, name="encoder_norm")(x)
-    return _dropout(cfg, x, deterministic)
+    return _dropout(cfg, x, deterministic)  # [b, l, e]
 
 
 class Decoder(nn.Module):
+  """Encoded [b_enc, l, e] and decoder tokens [b, t] -> logits [b, t, v].
+
+  `b` may be a multiple of `b_enc`: several decoder rows (candidate replies
+  of one context) attend to the same encoded row.
+  """
+
   config: T5Config
   shared_embedding: nn.Module
 
@@ -156,38 +175,44 @@ class Decoder(nn.Module):
                decoder_segment_ids=None, deterministic=True, decode=False,
                max_decode_length=None):
     cfg = self.config
+    assert encoded.ndim == 3, encoded.shape  # [b_enc, l, e]
+    assert encoder_tokens.ndim == 2, encoder_tokens.shape  # [b_enc, l]
+    assert decoder_input_tokens.ndim == 2, decoder_input_tokens.shape  # [b, t]
     rel = layers.RelativePositionBiases(
         cfg.relative_attention_num_buckets,
         cfg.relative_attention_max_distance, cfg.num_heads, cfg.dtype,
         name="relpos_bias")
     batch, length = decoder_input_tokens.shape
-    enc_valid = encoder_tokens > 0
+    enc_valid = encoder_tokens > 0  # [b_enc, l]
     if decode:
       # Causality and padding come from the cache's filled prefix.
-      self_bias = rel(max_decode_length, max_decode_length, False)
+      self_bias = rel(max_decode_length, max_decode_length,
+                      False)  # [1, h, max_len, max_len]
     else:
-      causal = jnp.tril(jnp.ones((length, length), bool))[None, None]
+      causal = layers.make_causal_mask(length)  # [1, 1, t, t]
       dec_valid = (decoder_target_tokens > 0 if decoder_target_tokens
-                   is not None else jnp.ones((batch, length), bool))
-      self_mask = causal & layers.make_attention_mask(dec_valid, dec_valid)
+                   is not None else jnp.ones((batch, length), bool))  # [b, t]
+      self_mask = causal & layers.make_attention_mask(
+          dec_valid, dec_valid)  # [1, 1, t, t] & [b, 1, t, t] -> [b, 1, t, t]
       if decoder_segment_ids is not None:
-        self_mask &= (decoder_segment_ids[:, None, :, None]
-                      == decoder_segment_ids[:, None, None, :])
+        self_mask &= layers.make_segment_mask(decoder_segment_ids,
+                                              decoder_segment_ids)
       self_bias = rel(length, length, False) + layers.mask_to_bias(
-          self_mask, cfg.dtype)
+          self_mask, cfg.dtype)  # [b, h, t, t]
     if decode or encoded.shape[0] != batch:
       # One position at a time, or several decoder rows per encoded row
       # (candidate replies of one context, folded by the cross-attention):
       # only padded keys are masked.
-      cross_mask = enc_valid[:, None, None, :]
+      cross_mask = enc_valid[:, None, None, :]  # [b_enc, 1, 1, l]
     else:
-      cross_mask = layers.make_attention_mask(dec_valid, enc_valid)
+      cross_mask = layers.make_attention_mask(
+          dec_valid, enc_valid)  # [b, 1, t, l]
       if decoder_segment_ids is not None:
-        cross_mask &= (decoder_segment_ids[:, None, :, None]
-                       == encoder_segment_ids[:, None, None, :])
+        cross_mask &= layers.make_segment_mask(decoder_segment_ids,
+                                               encoder_segment_ids)
     cross_bias = layers.mask_to_bias(cross_mask, cfg.dtype)
 
-    y = self.shared_embedding(decoder_input_tokens)
+    y = self.shared_embedding(decoder_input_tokens)  # [b, t, e]
     y = _dropout(cfg, y, deterministic)
     for i in range(cfg.num_decoder_layers):
       y = DecoderLayer(cfg, name=f"layers_{i}")(
@@ -197,13 +222,13 @@ class Decoder(nn.Module):
     if cfg.logits_via_embedding:
       # Tied output embedding, rescaled as in T5 1.0.
       logits = self.shared_embedding.attend(y) / jnp.sqrt(
-          jnp.asarray(y.shape[-1], y.dtype))
+          jnp.asarray(y.shape[-1], y.dtype))  # [b, t, v]
     else:
       logits = layers.DenseGeneral(
           (cfg.vocab_size,), ("embed", "vocab"), dtype=cfg.dtype,
           kernel_init=nn.initializers.variance_scaling(
               1.0, "fan_in", "truncated_normal"),
-          name="logits_dense")(y)
+          name="logits_dense")(y)  # [b, t, v]
     logits = logits.astype(jnp.float32)
     return layers.constrain(logits, ("batch", "length", "vocab"))
 
@@ -253,7 +278,7 @@ class Transformer(nn.Module):
     """
     del encoder_positions, decoder_positions
     encoded = self.encode(encoder_input_tokens, encoder_segment_ids,
-                          enable_dropout)
+                          enable_dropout)  # [b, l, e]
     return self.decode(encoded, encoder_input_tokens, decoder_input_tokens,
                        decoder_target_tokens, encoder_segment_ids,
                        decoder_segment_ids, enable_dropout, decode,

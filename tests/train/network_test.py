@@ -1,0 +1,115 @@
+"""Tests for train/network.py: the masks, the logits and the rank checks.
+
+The reference for each mask is the same network on an input where the mask
+has nothing to hide (the example alone, unpadded, or with the later tokens
+unchanged); the logits are checked against the decoder's final activations
+multiplied out in numpy. Parameters come from an init, but no expected value
+depends on them.
+"""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from train import network
+
+
+def _config(**kw):
+  fields = dict(vocab_size=16, emb_dim=8, num_heads=2, num_encoder_layers=2,
+                num_decoder_layers=2, head_dim=4, mlp_dim=16,
+                mlp_activations=("gelu", "linear"), dropout_rate=0.0,
+                logits_via_embedding=False, dtype=jnp.float32)
+  fields.update(kw)
+  return network.T5Config(**fields)
+
+
+def _init(config):
+  model = network.Transformer(config)
+  variables = model.init(jax.random.PRNGKey(0), jnp.ones((1, 5), jnp.int32),
+                         jnp.ones((1, 5), jnp.int32), enable_dropout=False)
+  return model, nn.meta.unbox(variables["params"])
+
+
+@pytest.fixture(name="t5", scope="module")
+def _t5():
+  return _init(_config())
+
+
+def _logits(t5, encoder, decoder_inputs, targets, **kw):
+  model, params = t5
+  return np.asarray(model.apply(
+      {"params": params}, jnp.array(encoder), jnp.array(decoder_inputs),
+      jnp.array(targets), enable_dropout=False, **kw))
+
+
+# Two examples: encoder inputs, decoder inputs (shifted targets), targets.
+EX1 = ([[3, 4, 5]], [[0, 6, 7]], [[6, 7, 1]])
+EX2 = ([[8, 9]], [[0, 10]], [[10, 1]])
+
+
+def test_logits_have_shape_batch_length_vocab(t5):
+  assert _logits(t5, *EX1).shape == (1, 3, 16)
+
+
+def test_padding_changes_nothing_at_the_real_positions(t5):
+  alone = _logits(t5, *EX1)
+  padded = _logits(t5, [[3, 4, 5, 0, 0]], [[0, 6, 7, 0]], [[6, 7, 1, 0]])
+  np.testing.assert_allclose(padded[:, :3], alone, rtol=1e-5, atol=1e-5)
+
+
+def test_packed_examples_give_the_logits_of_each_example_alone(t5):
+  packed = _logits(
+      t5, [[3, 4, 5, 8, 9]], [[0, 6, 7, 0, 10]], [[6, 7, 1, 10, 1]],
+      encoder_segment_ids=jnp.array([[1, 1, 1, 2, 2]]),
+      decoder_segment_ids=jnp.array([[1, 1, 1, 2, 2]]))
+  np.testing.assert_allclose(packed[:, :3], _logits(t5, *EX1), rtol=1e-5,
+                             atol=1e-5)
+  np.testing.assert_allclose(packed[:, 3:], _logits(t5, *EX2), rtol=1e-5,
+                             atol=1e-5)
+
+
+def test_decoder_is_causal(t5):
+  before = _logits(t5, *EX1)
+  after = _logits(t5, [[3, 4, 5]], [[0, 6, 12]], [[6, 12, 1]])
+  # Changing the token at position 2 leaves positions 0 and 1 as they were.
+  np.testing.assert_allclose(after[:, :2], before[:, :2], rtol=1e-5,
+                             atol=1e-5)
+  assert not np.allclose(after[:, 2], before[:, 2])
+
+
+def _final_activations_and_logits(config):
+  model, params = _init(config)
+  logits, state = model.apply(
+      {"params": params}, jnp.array(EX1[0]), jnp.array(EX1[1]),
+      jnp.array(EX1[2]), enable_dropout=False,
+      capture_intermediates=lambda mdl, _: mdl.name == "decoder_norm",
+      mutable=["intermediates"])
+  final = state["intermediates"]["decoder"]["decoder_norm"]["__call__"][0]
+  return params, np.asarray(final), np.asarray(logits)
+
+
+def test_t5_1_0_logits_are_the_tied_embedding_over_sqrt_emb_dim():
+  params, final, logits = _final_activations_and_logits(
+      _config(mlp_activations=("relu",), logits_via_embedding=True))
+  embedding = np.asarray(params["token_embedder"]["embedding"])  # [v, e]
+  assert "logits_dense" not in params["decoder"]
+  np.testing.assert_allclose(logits, final @ embedding.T / np.sqrt(8.0),
+                             rtol=1e-5, atol=1e-5)
+
+
+def test_t5_1_1_logits_use_a_separate_unscaled_projection():
+  params, final, logits = _final_activations_and_logits(_config())
+  kernel = np.asarray(params["decoder"]["logits_dense"]["kernel"])  # [e, v]
+  np.testing.assert_allclose(logits, final @ kernel, rtol=1e-5, atol=1e-5)
+
+
+def test_rank_of_the_inputs_is_checked_on_entry(t5):
+  model, params = t5
+  with pytest.raises(AssertionError, match=r"\(3,\)"):
+    model.apply({"params": params}, jnp.array([3, 4, 5]),
+                jnp.array([[0, 6, 7]]), enable_dropout=False)
+  with pytest.raises(AssertionError, match=r"\(1, 1, 3\)"):
+    model.apply({"params": params}, jnp.array([[3, 4, 5]]),
+                jnp.array([[[0, 6, 7]]]), enable_dropout=False)
