@@ -152,6 +152,9 @@ def run_torch(cfg, steps, warmup, tied):
 
 
 def _child(args):
+  if args.side == "torch":
+    # triton (from torch) segfaults next to TensorFlow: keep TF out.
+    sys.modules["tensorflow"] = None
   cfg = CONFIGS[args.config]
   fn = run_jax if args.side == "jax" else run_torch
   out = fn(cfg, args.steps, args.warmup, args.tied)

@@ -3,10 +3,15 @@
 `shared_data` points at the real data in ../shared/data beside the project
 root, and skips the test with a reason when that folder is absent, so the suite
 passes on a fresh clone without it.
+
+torch, triton and transformers cannot be imported in the pytest process (see
+`_KeepTorchOut`); the Hugging Face reference runs in a subprocess.
 """
 
+import importlib.abc
 import os
 import pathlib
+import sys
 
 import pytest
 
@@ -19,6 +24,29 @@ TESTDATA = ROOT / "tests" / "testdata"
 # Keep TensorFlow off any accelerator and quiet; JAX owns the devices.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+
+# The pytest process holds TensorFlow (seqio), and importing triton (which
+# torch and transformers load) next to TensorFlow segfaults the whole run
+# (torch 2.14.1 / triton 3.8 / TF 2.21). torch code runs in its own process:
+# tests/train/hf_reference.py. Importing it here fails fast instead.
+_KEPT_OUT = ("torch", "triton", "transformers")
+
+
+class _KeepTorchOut(importlib.abc.MetaPathFinder):
+  """Refuses to import torch, triton and transformers in this process."""
+
+  def find_spec(self, fullname, path=None, target=None):
+    del path, target
+    if fullname.split(".")[0] in _KEPT_OUT:
+      raise ModuleNotFoundError(
+          f"{fullname} is kept out of the pytest process, which holds "
+          "TensorFlow (triton segfaults next to it): run torch code in a "
+          "subprocess, see tests/train/hf_reference.py", name=fullname)
+    return None
+
+
+if not any(isinstance(f, _KeepTorchOut) for f in sys.meta_path):
+  sys.meta_path.insert(0, _KeepTorchOut())
 
 
 @pytest.fixture

@@ -344,7 +344,7 @@ def load_initial_params(
   if is_checkpoint_dir(path):
     imported, _ = restore_params(path, params)
     return imported
-  # Imported here: it pulls in torch / safetensors.
+  # Imported here: it pulls in safetensors.
   from train import hf_import  # pylint: disable=g-import-not-at-top
   hf_config, imported = hf_import.load_pretrained(path)
   if model_config is not None:

@@ -5,8 +5,11 @@
 sharded safetensors with an index, or pytorch_model.bin) or a single weights
 file with config.json beside it; public checkpoints such as `t5-base` or
 `google/t5-v1_1-base` downloaded with `huggingface-cli download` work as they
-are. Safetensors are read with numpy (no torch needed); `.bin` state dicts
-need torch.
+are. Both formats are read with numpy alone: safetensors with its numpy API,
+`.bin` state dicts (torch.save's zip format) with a restricted unpickler that
+rebuilds tensors and nothing else. torch is never imported, so importing a
+checkpoint is safe in a process that holds TensorFlow (torch's triton
+segfaults there) and cannot run code from the pickle.
 
 Name map (PyTorch Linear weights are [out, in]; ours are [in, out]):
 
@@ -22,10 +25,15 @@ Name map (PyTorch Linear weights are [out, in]; ours are [in, out]):
   lm_head.weight                                  decoder/logits_dense (untied)
 """
 
+import collections
 import glob
 import json
 import os
+import pickle
+import zipfile
 from typing import Any, Mapping
+
+import ml_dtypes
 
 import numpy as np
 
@@ -164,9 +172,91 @@ def _read_weights(path: str) -> dict[str, np.ndarray]:
   if path.endswith(".safetensors"):
     from safetensors import numpy as st_numpy  # pylint: disable=g-import-not-at-top
     return dict(st_numpy.load_file(path))
-  import torch  # pylint: disable=g-import-not-at-top
-  state = torch.load(path, map_location="cpu", weights_only=True)
-  return {k: v.float().numpy() for k, v in state.items()}
+  return {k: np.asarray(v, np.float32)
+          for k, v in read_torch_state_dict(path).items()}
+
+
+# torch.<Name>Storage, as torch.save pickles a tensor's storage type.
+_STORAGE_DTYPES = {
+    "DoubleStorage": np.float64, "FloatStorage": np.float32,
+    "HalfStorage": np.float16, "BFloat16Storage": ml_dtypes.bfloat16,
+    "LongStorage": np.int64, "IntStorage": np.int32,
+    "ShortStorage": np.int16, "CharStorage": np.int8,
+    "ByteStorage": np.uint8, "BoolStorage": np.bool_,
+}
+
+
+def _rebuild_tensor(storage, offset, size, stride, *unused_args):
+  """torch._utils._rebuild_tensor_v2 on a numpy storage (strides in items)."""
+  item = storage.itemsize
+  view = np.lib.stride_tricks.as_strided(
+      storage[offset:], shape=tuple(size),
+      strides=tuple(s * item for s in stride))
+  return np.array(view)  # own the memory; drop the strides
+
+
+def _rebuild_parameter(data, *unused_args):
+  return data
+
+
+def read_torch_state_dict(path: str) -> dict[str, np.ndarray]:
+  """Reads a `torch.save`d state dict (zip format, torch >= 1.6) with numpy.
+
+  Only tensors, their storages and (ordered) dicts are rebuilt; any other
+  object in the pickle is refused, like `torch.load(weights_only=True)`.
+
+  Args:
+    path: a `pytorch_model.bin` (or any torch.save'd dict of tensors).
+
+  Returns:
+    Mapping of parameter name to numpy array (bf16 as ml_dtypes.bfloat16).
+
+  Raises:
+    ValueError: not a zip-format torch file, or it holds other objects.
+  """
+  if not zipfile.is_zipfile(path):
+    raise ValueError(f"{path}: not a zip-format torch.save file (legacy "
+                     "torch < 1.6 pickles are not supported; re-save it or "
+                     "convert it to safetensors)")
+  with zipfile.ZipFile(path) as archive:
+    pickles = [n for n in archive.namelist() if n.endswith("/data.pkl")]
+    if len(pickles) != 1:
+      raise ValueError(f"{path}: expected one data.pkl, found {pickles}")
+    prefix = pickles[0][:-len("data.pkl")]
+    names = set(archive.namelist())
+    if prefix + "byteorder" in names and archive.read(
+        prefix + "byteorder").strip() != b"little":
+      raise ValueError(f"{path}: big-endian tensors are not supported")
+    storages = {}
+
+    class Unpickler(pickle.Unpickler):
+
+      def find_class(self, module, name):
+        if module == "torch._utils" and name == "_rebuild_tensor_v2":
+          return _rebuild_tensor
+        if module == "torch._utils" and name == "_rebuild_parameter":
+          return _rebuild_parameter
+        if module == "collections" and name == "OrderedDict":
+          return collections.OrderedDict
+        if module == "torch" and name in _STORAGE_DTYPES:
+          return np.dtype(_STORAGE_DTYPES[name])
+        raise ValueError(f"{path}: refusing to unpickle {module}.{name} "
+                         "(only tensors are read)")
+
+      def persistent_load(self, pid):
+        kind, dtype, key, unused_location, numel = pid
+        if kind != "storage" or not isinstance(dtype, np.dtype):
+          raise ValueError(f"{path}: unexpected persistent id {pid!r}")
+        if key not in storages:
+          raw = archive.read(f"{prefix}data/{key}")
+          storages[key] = np.frombuffer(raw, dtype, count=numel)
+        return storages[key]
+
+    with archive.open(pickles[0]) as f:
+      state = Unpickler(f).load()
+  if not isinstance(state, dict):
+    raise ValueError(f"{path}: expected a state dict, got {type(state)}")
+  return dict(state)
 
 
 def _weight_files(directory: str) -> list[str]:

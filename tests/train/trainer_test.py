@@ -340,15 +340,15 @@ def _tiny_t5(**kw):
       network.Transformer(network.T5Config(**fields)), vocab, vocab)
 
 
-def test_initial_checkpoint_from_hugging_face(toy_task, tmp_path):
-  transformers = pytest.importorskip("transformers")
-  pytest.importorskip("torch")
-  hf_config = transformers.T5Config(
-      vocab_size=32, d_model=16, d_kv=8, d_ff=32, num_layers=2,
-      num_decoder_layers=2, num_heads=2, feed_forward_proj="gated-gelu",
-      tie_word_embeddings=False, dropout_rate=0.0)
-  transformers.T5ForConditionalGeneration(hf_config).save_pretrained(
-      tmp_path / "hf")
+def test_initial_checkpoint_from_hugging_face(toy_task, tmp_path,
+                                             hf_reference):
+  # Written by transformers in its own process (torch stays out of this one).
+  hf_reference(str(tmp_path), {"models": {"hf": dict(
+      config=dict(vocab_size=32, d_model=16, d_kv=8, d_ff=32, num_layers=2,
+                  num_decoder_layers=2, num_heads=2,
+                  feed_forward_proj="gated-gelu", tie_word_embeddings=False,
+                  dropout_rate=0.0),
+      save_pretrained=str(tmp_path / "hf"))}})
   result = _train(_tiny_t5(), toy_task, tmp_path / "run", 0,
                   initial_checkpoint_path=str(tmp_path / "hf"))
   _, expected = hf_import.load_pretrained(str(tmp_path / "hf"))
