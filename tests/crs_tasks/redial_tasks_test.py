@@ -138,43 +138,64 @@ def test_literal_example_through_registered_pipeline(
   assert ex["turn_index"] == 2
 
 
-def test_sample_task_end_to_end(tfds_dir):
+@pytest.fixture(name="sample_test_examples", scope="module")
+def _sample_test_examples(tfds_dir):
+  """`{(conversation_id, turn_index): example}` of crs_sample_redial test."""
   del tfds_dir
   task = seqio.get_mixture_or_task("crs_sample_redial_v001")
   ds = task.get_dataset(sequence_length=_LENGTHS, split="test", shuffle=False)
-  examples = {
+  return {
       (ex["conversation_id"].decode(), int(ex["turn_index"])): ex
       for ex in ds.as_numpy_iterator()
   }
-  # Turns: 0 seeker (204171), 1 recommender (204172), 2 seeker (204173 and
-  # 204174 merged), 3 recommender (204175). Ids become their movieMentions
-  # titles with double spaces collapsed ("American Pie " has no year).
-  ex = examples[("20001", 3)]
-  inputs = (
-      "redial conversation: [user] hi i am looking for a movie like "
-      "@ super troopers (2001) @ [assistant] you should watch "
-      "@ police academy (1984) @ [user] is that a great one? i have never "
-      "seen it. i have seen @ american pie @ i mean @ american pie (1999) @"
-  )
-  targets = (
-      "yes @ police academy (1984) @ is very funny and so is "
-      "@ police academy 2: their first assignment (1985) @"
-  )
-  assert ex["inputs_pretokenized"].decode() == inputs
-  assert ex["targets_pretokenized"].decode() == targets
+
+
+# Turns of dialogue 20001: 0 seeker (204171), 1 recommender (204172), 2
+# seeker (204173 and 204174 merged), 3 recommender (204175). Ids become their
+# movieMentions titles with double spaces collapsed ("American Pie " has no
+# year).
+SAMPLE_INPUTS = (
+    "redial conversation: [user] hi i am looking for a movie like "
+    "@ super troopers (2001) @ [assistant] you should watch "
+    "@ police academy (1984) @ [user] is that a great one? i have never "
+    "seen it. i have seen @ american pie @ i mean @ american pie (1999) @"
+)
+SAMPLE_TARGETS = (
+    "yes @ police academy (1984) @ is very funny and so is "
+    "@ police academy 2: their first assignment (1985) @"
+)
+
+
+def test_sample_history_and_reply_are_lowercased_text(sample_test_examples):
+  ex = sample_test_examples[("20001", 3)]
+  assert ex["inputs_pretokenized"].decode() == SAMPLE_INPUTS
+  assert ex["targets_pretokenized"].decode() == SAMPLE_TARGETS
+
+
+def test_sample_inputs_are_tokenized_with_eos(sample_test_examples):
+  ex = sample_test_examples[("20001", 3)]
   vocab = features.get_vocabulary()
-  assert ex["inputs"].tolist() == vocab.encode(inputs) + [1]
+  assert ex["inputs"].tolist() == vocab.encode(SAMPLE_INPUTS) + [1]
+
+
+def test_sample_target_and_context_movies(sample_test_examples):
+  ex = sample_test_examples[("20001", 3)]
   assert ex["target_movies"].tolist() == [
       b"police academy (1984)",
       b"police academy 2: their first assignment (1985)",
   ]
   assert ex["target_movies_repeated"].tolist() == [b"police academy (1984)"]
+  # Most recent first.
   assert ex["context_movies"].tolist() == [
       b"american pie (1999)",
       b"american pie",
       b"police academy (1984)",
       b"super troopers (2001)",
   ]
+
+
+def test_sample_questionnaire_movies_initiator_wins(sample_test_examples):
+  ex = sample_test_examples[("20001", 3)]
   # movieMentions order; initiatorQuestions win (101794: 0 = seeker).
   assert ex["seeker_movies"].tolist() == [
       b"super troopers (2001)",
@@ -188,12 +209,15 @@ def test_sample_task_end_to_end(tfds_dir):
       b"48 hrs. (1982)",
       b"police academy 2: their first assignment (1985)",
   ]
+
+
+def test_sample_one_example_per_recommender_turn(sample_test_examples):
   # Per-dialogue example counts equal the independent turn count.
   expected = _count_recommender_turns(
       os.path.join(redial_builder.SAMPLE_DIR, "test_data.jsonl")
   )
   got = {}
-  for cid, _ in examples:
+  for cid, _ in sample_test_examples:
     got[cid] = got.get(cid, 0) + 1
   assert got == {k: v for k, v in expected.items() if v}
 

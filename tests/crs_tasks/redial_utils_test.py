@@ -13,7 +13,8 @@ import json
 import os
 import tempfile
 
-from absl.testing import absltest
+import pytest
+
 
 from crs_tasks import redial_utils
 
@@ -94,175 +95,149 @@ def _dialogue(messages, mentions=None, **kwargs):
   return d
 
 
-class NormalizeTest(absltest.TestCase):
-
-  def test_normalize_title(self):
-    self.assertEqual(
-        redial_utils.normalize_title("Police Academy  (1984)"),
-        "Police Academy (1984)",
-    )
-    self.assertEqual(
-        redial_utils.normalize_title(" American Pie "), "American Pie"
-    )
-    self.assertEqual(
-        redial_utils.normalize_title("Tom &amp; Jerry &quot;X&quot;"),
-        'Tom & Jerry "X"',
-    )
-
-  def test_normalize_text_collapses_all_whitespace(self):
-    self.assertEqual(
-        redial_utils.normalize_text("a\t b\n\nc &lt;3 "), "a b c <3"
-    )
+def test_normalize_title():
+  assert redial_utils.normalize_title(
+      "Police Academy  (1984)") == "Police Academy (1984)"
+  assert redial_utils.normalize_title(" American Pie ") == "American Pie"
+  assert redial_utils.normalize_title(
+      "Tom &amp; Jerry &quot;X&quot;") == 'Tom & Jerry "X"'
 
 
-class QuirksFileTest(absltest.TestCase):
-
-  def setUp(self):
-    super().setUp()
-    self.summary = redial_utils.ParseSummary()
-    self.examples = redial_utils.load_examples(
-        QUIRKS,
-        movie_titles=redial_utils.load_movie_titles(MOVIES),
-        summary=self.summary,
-    )
-
-  def test_examples_exactly(self):
-    self.assertEqual(self.examples, EXPECTED_EXAMPLES)
-
-  def test_summary_counts(self):
-    self.assertEqual(
-        self.summary.counts(),
-        {
-            "dialogues": 2,
-            "examples": 4,
-            "examples_empty_context": 1,
-            "malformed_lines": 2,
-            "empty_list_questions": 1,
-            # "It&#39;s  great" and "Tom &amp; Jerry (1992)".
-            "html_entities": 2,
-            # "Heat  (1995)" and "American Pie ".
-            "titles_whitespace_normalized": 2,
-            "titles_without_year": 1,
-            "mentions": 10,
-            "mentions_from_csv": 1,  # @444 -> Alien (1979).
-            "mentions_unresolved": 1,  # @999.
-            "recommender_first": 1,
-            "merged_messages": 2,
-            "empty_messages": 0,
-        },
-    )
-
-  def test_malformed_lines_reported_with_file_and_line(self):
-    self.assertLen(self.summary.malformed_locations, 2)
-    self.assertTrue(
-        self.summary.malformed_locations[0].startswith(
-            "redial_quirks.jsonl:3: "
-        )
-    )
-    self.assertEqual(
-        self.summary.malformed_locations[1],
-        "redial_quirks.jsonl:4: missing field(s) ['messages']",
-    )
-
-  def test_strict_raises_naming_file_and_line(self):
-    with self.assertRaisesRegex(ValueError, r"redial_quirks\.jsonl:3: "):
-      redial_utils.load_examples(QUIRKS, strict=True)
-
-  def test_without_csv_the_unknown_id_stays_as_text(self):
-    summary = redial_utils.ParseSummary()
-    examples = redial_utils.load_examples(QUIRKS, summary=summary)
-    self.assertEqual(examples[1]["response"], "Then try @ Up (2009) @ or @444")
-    self.assertEqual(examples[1]["target_movies"], ["Up (2009)"])
-    self.assertEqual(summary.mentions_unresolved, 2)
-    self.assertEqual(summary.mentions_from_csv, 0)
+def test_normalize_text_collapses_all_whitespace():
+  assert redial_utils.normalize_text("a\t b\n\nc &lt;3 ") == "a b c <3"
 
 
-class DialogueToExamplesTest(absltest.TestCase):
-
-  def test_no_recommender_turn_gives_no_example(self):
-    self.assertEqual(
-        redial_utils.dialogue_to_examples(_dialogue([(1, "hi"), (1, "yo")])),
-        [],
-    )
-
-  def test_glued_mention_gets_a_space_and_keeps_punctuation(self):
-    (example,) = redial_utils.dialogue_to_examples(
-        _dialogue([(2, "see:@5, ok")], {"5": "Heat (1995)"})
-    )
-    self.assertEqual(example["response"], "see: @ Heat (1995) @, ok")
-
-  def test_unlabelled_movie_is_a_recommender_movie(self):
-    (example,) = redial_utils.dialogue_to_examples(
-        _dialogue(
-            [(2, "@5 or @6")],
-            {"5": "Heat (1995)", "6": "Up (2009)"},
-            respondentQuestions={"6": {"suggested": 0}},
-        )
-    )
-    self.assertEqual(example["seeker_movies"], ["Up (2009)"])
-    self.assertEqual(example["recommender_movies"], ["Heat (1995)"])
-
-  def test_duplicate_mentions_within_a_turn_listed_once(self):
-    (example,) = redial_utils.dialogue_to_examples(
-        _dialogue([(2, "@5 is @5")], {"5": "Heat (1995)"})
-    )
-    self.assertEqual(example["target_movies"], ["Heat (1995)"])
-    self.assertEqual(example["target_movies_repeated"], [])
-
-  def test_empty_message_does_not_split_a_turn(self):
-    examples = redial_utils.dialogue_to_examples(
-        _dialogue([(1, "hi"), (2, "a"), (1, "  "), (2, "b")])
-    )
-    self.assertEqual([e["response"] for e in examples], ["a b"])
+@pytest.fixture(name="quirks", scope="module")
+def _quirks():
+  """`(examples, summary)` of the quirks file, titles resolved by the CSV."""
+  summary = redial_utils.ParseSummary()
+  examples = redial_utils.load_examples(
+      QUIRKS,
+      movie_titles=redial_utils.load_movie_titles(MOVIES),
+      summary=summary,
+  )
+  return examples, summary
 
 
-class ValidationSplitTest(absltest.TestCase):
-
-  def test_deterministic_seeded_and_about_ten_percent(self):
-    ids = [str(i) for i in range(20000, 24000)]
-    a = [redial_utils.is_validation(i, seed=42) for i in ids]
-    self.assertEqual(a, [redial_utils.is_validation(i, seed=42) for i in ids])
-    self.assertNotEqual(a, [redial_utils.is_validation(i, seed=7) for i in ids])
-    self.assertBetween(sum(a) / len(ids), 0.085, 0.115)
-    self.assertFalse(
-        any(redial_utils.is_validation(i, fraction=0) for i in ids)
-    )
+def test_quirks_examples_exactly(quirks):
+  examples, _ = quirks
+  assert examples == EXPECTED_EXAMPLES
 
 
-class MovieCsvTest(absltest.TestCase):
+def test_quirks_summary_counts(quirks):
+  _, summary = quirks
+  assert summary.counts() == {
+      "dialogues": 2,
+      "examples": 4,
+      "examples_empty_context": 1,
+      "malformed_lines": 2,
+      "empty_list_questions": 1,
+      # "It&#39;s  great" and "Tom &amp; Jerry (1992)".
+      "html_entities": 2,
+      # "Heat  (1995)" and "American Pie ".
+      "titles_whitespace_normalized": 2,
+      "titles_without_year": 1,
+      "mentions": 10,
+      "mentions_from_csv": 1,  # @444 -> Alien (1979).
+      "mentions_unresolved": 1,  # @999.
+      "recommender_first": 1,
+      "merged_messages": 2,
+      "empty_messages": 0,
+  }
 
-  def test_bad_row_names_file_and_line(self):
-    with tempfile.TemporaryDirectory() as tmp:
-      path = os.path.join(tmp, "m.csv")
-      with open(path, "w", encoding="utf-8") as f:
-        f.write("movieId,movieName,nbMentions\n1,A (2000),1\nx\n")
-      self._assert_bad_row(path)
 
-  def _assert_bad_row(self, path):
-    with self.assertRaisesRegex(ValueError, r"m\.csv:3: field movieId"):
+def test_malformed_lines_reported_with_file_and_line(quirks):
+  _, summary = quirks
+  assert len(summary.malformed_locations) == 2
+  assert summary.malformed_locations[0].startswith("redial_quirks.jsonl:3: ")
+  assert summary.malformed_locations[1] == (
+      "redial_quirks.jsonl:4: missing field(s) ['messages']")
+
+
+def test_strict_raises_naming_file_and_line():
+  with pytest.raises(ValueError, match=r"redial_quirks\.jsonl:3: "):
+    redial_utils.load_examples(QUIRKS, strict=True)
+
+
+def test_without_csv_the_unknown_id_stays_as_text():
+  summary = redial_utils.ParseSummary()
+  examples = redial_utils.load_examples(QUIRKS, summary=summary)
+  assert examples[1]["response"] == "Then try @ Up (2009) @ or @444"
+  assert examples[1]["target_movies"] == ["Up (2009)"]
+  assert summary.mentions_unresolved == 2
+  assert summary.mentions_from_csv == 0
+
+
+def test_no_recommender_turn_gives_no_example():
+  assert redial_utils.dialogue_to_examples(
+      _dialogue([(1, "hi"), (1, "yo")])) == []
+
+
+def test_glued_mention_gets_a_space_and_keeps_punctuation():
+  (example,) = redial_utils.dialogue_to_examples(
+      _dialogue([(2, "see:@5, ok")], {"5": "Heat (1995)"})
+  )
+  assert example["response"] == "see: @ Heat (1995) @, ok"
+
+
+def test_unlabelled_movie_is_a_recommender_movie():
+  (example,) = redial_utils.dialogue_to_examples(
+      _dialogue(
+          [(2, "@5 or @6")],
+          {"5": "Heat (1995)", "6": "Up (2009)"},
+          respondentQuestions={"6": {"suggested": 0}},
+      )
+  )
+  assert example["seeker_movies"] == ["Up (2009)"]
+  assert example["recommender_movies"] == ["Heat (1995)"]
+
+
+def test_duplicate_mentions_within_a_turn_listed_once():
+  (example,) = redial_utils.dialogue_to_examples(
+      _dialogue([(2, "@5 is @5")], {"5": "Heat (1995)"})
+  )
+  assert example["target_movies"] == ["Heat (1995)"]
+  assert example["target_movies_repeated"] == []
+
+
+def test_empty_message_does_not_split_a_turn():
+  examples = redial_utils.dialogue_to_examples(
+      _dialogue([(1, "hi"), (2, "a"), (1, "  "), (2, "b")])
+  )
+  assert [e["response"] for e in examples] == ["a b"]
+
+
+def test_validation_split_deterministic_seeded_and_about_ten_percent():
+  ids = [str(i) for i in range(20000, 24000)]
+  a = [redial_utils.is_validation(i, seed=42) for i in ids]
+  assert a == [redial_utils.is_validation(i, seed=42) for i in ids]
+  assert a != [redial_utils.is_validation(i, seed=7) for i in ids]
+  assert 0.085 <= sum(a) / len(ids) <= 0.115
+  assert not any(redial_utils.is_validation(i, fraction=0) for i in ids)
+
+
+def test_bad_row_names_file_and_line():
+  with tempfile.TemporaryDirectory() as tmp:
+    path = os.path.join(tmp, "m.csv")
+    with open(path, "w", encoding="utf-8") as f:
+      f.write("movieId,movieName,nbMentions\n1,A (2000),1\nx\n")
+    with pytest.raises(ValueError, match=r"m\.csv:3: field movieId"):
       redial_utils.load_movie_titles(path)
 
-  def test_reads_raw_titles(self):
-    self.assertEqual(
-        redial_utils.load_movie_titles(MOVIES),
-        {
-            "111": "Heat  (1995)",
-            "444": "Alien (1979)",
-            "555": "Tom &amp; Jerry (1992)",
-        },
-    )
+
+def test_reads_raw_titles():
+  assert redial_utils.load_movie_titles(MOVIES) == {
+      "111": "Heat  (1995)",
+      "444": "Alien (1979)",
+      "555": "Tom &amp; Jerry (1992)",
+  }
 
 
-class FixtureIsWhatTheDocstringSaysTest(absltest.TestCase):
+def test_quirks_file_has_four_lines_two_valid():
+  with open(QUIRKS, encoding="utf-8") as f:
+    lines = f.read().splitlines()
+  assert len(lines) == 4
+  with pytest.raises(json.JSONDecodeError):
+    json.loads(lines[2])
+  assert "messages" not in json.loads(lines[3])
 
-  def test_quirks_file_has_four_lines_two_valid(self):
-    with open(QUIRKS, encoding="utf-8") as f:
-      lines = f.read().splitlines()
-    self.assertLen(lines, 4)
-    with self.assertRaises(json.JSONDecodeError):
-      json.loads(lines[2])
-    self.assertNotIn("messages", json.loads(lines[3]))
-
-
-if __name__ == "__main__":
-  absltest.main()

@@ -11,10 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-# eval.main/eval.chat load checkpoints through train/ (models, network).
-pytest.importorskip("train.models", reason="train/models.py not present")
-
-from crs_tasks import features  # pylint: disable=g-import-not-at-top
+from crs_tasks import features
 from eval import chat as chat_main
 from train import checkpointing
 from train import models

@@ -14,10 +14,7 @@ import pytest
 import seqio
 import tensorflow as tf
 
-# eval.main/eval.chat load checkpoints through train/ (models, network).
-pytest.importorskip("train.models", reason="train/models.py not present")
-
-from crs_tasks import features  # pylint: disable=g-import-not-at-top
+from crs_tasks import features
 from crs_tasks import postprocessors
 from eval import evaluation
 from eval import main as main_lib

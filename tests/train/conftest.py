@@ -79,7 +79,7 @@ def register_toy_tasks():
   return vocab
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def toy_task():
   register_toy_tasks()
   return TOY_TASK

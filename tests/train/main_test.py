@@ -7,6 +7,8 @@ metric names, a checkpoint that `load_model` restores, config files and the
 printed report.
 """
 
+import contextlib
+import io
 import json
 
 import gin
@@ -22,15 +24,11 @@ from train import summaries
 TINY_MODEL_GIN = "models/t5_1_1_tiny.gin"
 
 
-@pytest.fixture
-def parsed_gin():
+@pytest.fixture(name="tiny_run", scope="module")
+def _tiny_run(toy_task, tmp_path_factory):
+  """`(result, model_dir, printed)` of a 2-step `main.run()` on the toy task."""
+  model_dir = tmp_path_factory.mktemp("tiny_run")
   gin.clear_config()
-  yield
-  gin.clear_config()
-
-
-def test_tiny_run_end_to_end(toy_task, tmp_path, capsys, parsed_gin):
-  del parsed_gin
   gin_flags.parse_gin(
       [TINY_MODEL_GIN, "runs/train.gin", "overlays/local_tiny.gin"],
       [
@@ -39,7 +37,7 @@ def test_tiny_run_end_to_end(toy_task, tmp_path, capsys, parsed_gin):
           "TASK_FEATURE_LENGTHS = {'inputs': 12, 'targets': 7}",
           "TRAIN_STEPS = 2",
           "EVAL_PERIOD = 2",
-          f"MODEL_DIR = '{tmp_path}'",
+          f"MODEL_DIR = '{model_dir}'",
           f"show_predictions.mixture_or_task_name = '{toy_task}'",
           "show_predictions.num_examples = 2",
           "show_predictions.module = None",
@@ -48,29 +46,50 @@ def test_tiny_run_end_to_end(toy_task, tmp_path, capsys, parsed_gin):
       ],
       finalize=False,
   )
-  result = main_lib.run()
+  printed = io.StringIO()
+  try:
+    with contextlib.redirect_stdout(printed):
+      result = main_lib.run()
+  finally:
+    gin.clear_config()
+  return result, model_dir, printed.getvalue()
 
+
+def test_tiny_run_trains_to_the_last_step_with_finite_losses(tiny_run):
+  result, _, _ = tiny_run
   assert result.step == 2 and sorted(result.losses) == [1, 2]
   assert all(np.isfinite(v) and v > 0 for v in result.losses.values())
-  # Checkpoint + the files that rebuild the model.
-  assert (tmp_path / "checkpoints" / "2" / "params").is_dir()
-  config = json.loads((tmp_path / "model_config.json").read_text())
+
+
+def test_tiny_run_writes_checkpoint_and_config_files(tiny_run, toy_task):
+  _, model_dir, _ = tiny_run
+  assert (model_dir / "checkpoints" / "2" / "params").is_dir()
+  config = json.loads((model_dir / "model_config.json").read_text())
   assert config["emb_dim"] == 32 and config["num_encoder_layers"] == 2
   assert f"MIXTURE_OR_TASK_NAME = '{toy_task}'" in (
-      tmp_path / "config.gin").read_text()
-  model, params, step = checkpointing.load_model(str(tmp_path))
+      model_dir / "config.gin").read_text()
+
+
+def test_tiny_run_checkpoint_rebuilds_the_model(tiny_run):
+  result, model_dir, _ = tiny_run
+  model, params, step = checkpointing.load_model(str(model_dir))
   assert step == 2
   jax.tree.map(np.testing.assert_array_equal, params, result.params)
   assert model.module.config.emb_dim == 32
-  # t5x-style metric names.
-  train_tags = set(summaries.read_scalars(str(tmp_path / "train")))
+
+
+def test_tiny_run_summaries_use_t5x_metric_names(tiny_run, toy_task):
+  _, model_dir, _ = tiny_run
+  train_tags = set(summaries.read_scalars(str(model_dir / "train")))
   assert {"loss", "learning_rate", "timing/seqs_per_second",
           "timing/tokens_per_second"} <= train_tags
   eval_tags = set(summaries.read_scalars(
-      str(tmp_path / "training_eval" / toy_task)))
+      str(model_dir / "training_eval" / toy_task)))
   assert "loss_per_target_token" in eval_tags
-  # The report for people.
-  out = capsys.readouterr().out
+
+
+def test_tiny_run_prints_progress_loss_summary_and_predictions(tiny_run):
+  _, _, out = tiny_run
   assert "step 2/2 loss" in out
   assert "loss first" in out and "over 2 steps" in out
   assert out.count("prediction:") == 2
