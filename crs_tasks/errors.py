@@ -17,7 +17,8 @@ what to do:
      delete that line"
 """
 
-from typing import Optional
+import difflib
+from typing import Any, Iterable, Optional
 
 
 class UserError(Exception):
@@ -42,5 +43,67 @@ def format_message(what: str, *, where: Optional[str] = None,
   """`where: what. Fix: fix`, leaving out the parts that are None."""
   text = f"{where}: {what}" if where else what
   if fix:
-    text = f"{text.rstrip('.')}. Fix: {fix}"
+    end = "" if text.endswith(("?", "!")) else "."
+    text = f"{text.rstrip('.')}{end} Fix: {fix}"
   return text
+
+
+def close_matches(name: str, choices: Iterable[str], n: int = 3) -> list[str]:
+  """The choices closest to `name` (difflib, case-insensitive), best first.
+
+  E.g. `close_matches("TRAIN_STEPZ", ["TRAIN_STEPS", "BATCH_SIZE"])` ->
+  `["TRAIN_STEPS"]`.
+  """
+  by_lower = {}
+  for choice in choices:
+    by_lower.setdefault(choice.lower(), choice)
+  found = difflib.get_close_matches(name.lower(), list(by_lower), n=n,
+                                    cutoff=0.6)
+  return [by_lower[m] for m in found]
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> Optional[str]:
+  """`did you mean X?` (or `X or Y?`) for the closest choices, or None."""
+  matches = close_matches(name, choices)
+  if not matches:
+    return None
+  return "did you mean " + " or ".join(matches) + "?"
+
+
+def unknown_name(kind: str, name: str, choices: Iterable[str], *,
+                 where: Optional[str] = None,
+                 fix: Optional[str] = None) -> UserError:
+  """A UserError for a name that is not one of `choices`, with suggestions.
+
+  E.g. `unknown_name("task or mixture", "crs_redail_v001", names)` ->
+  "unknown task or mixture crs_redail_v001; did you mean crs_redial_v001?".
+  """
+  what = f"unknown {kind} {name}"
+  hint = did_you_mean(name, choices)
+  if hint:
+    what = f"{what}; {hint}"
+  return UserError(what, where=where, fix=fix)
+
+
+def get_mixture_or_task(name: str, *, where: Optional[str] = None) -> Any:
+  """`seqio.get_mixture_or_task(name)`, with close matches when unknown.
+
+  Args:
+    name: a registered seqio Task or Mixture name.
+    where: what named it (e.g. the gin macro `MIXTURE_OR_TASK_NAME`).
+
+  Returns:
+    The seqio Task or Mixture.
+
+  Raises:
+    UserError: no Task or Mixture has that name.
+  """
+  import seqio  # pylint: disable=g-import-not-at-top  # Keeps this module light.
+
+  names = set(seqio.TaskRegistry.names()) | set(seqio.MixtureRegistry.names())
+  if not isinstance(name, str) or name not in names:
+    raise unknown_name(
+        "task or mixture", repr(name) if not isinstance(name, str) else name,
+        sorted(names) if isinstance(name, str) else [], where=where,
+        fix="python -m crs_tasks.inspect_task --list shows the names")
+  return seqio.get_mixture_or_task(name)

@@ -19,6 +19,8 @@ import numpy as np
 import seqio
 
 import crs_tasks  # pylint: disable=unused-import  (registers the tasks)
+from crs_tasks import cli
+from crs_tasks import errors
 
 def length_stats(lengths: Sequence[int], limit: int) -> dict[str, float]:
   """Summary of token lengths.
@@ -69,7 +71,7 @@ def inspect(
     The report text.
   """
   limits = limits or {"inputs": 512, "targets": 128}
-  provider = seqio.get_mixture_or_task(name)
+  provider = errors.get_mixture_or_task(name, where="--task")
   ds = provider.get_dataset(
       sequence_length=None,
       split=split,
@@ -108,6 +110,7 @@ def _define_flags() -> None:
   """Defines the flags (only when run as a program: importing this module
   beside other absl programs defines nothing)."""
   flags.DEFINE_string("task", None, "Task or mixture name.")
+  flags.DEFINE_bool("list", False, "List the registered tasks and mixtures.")
   flags.DEFINE_integer("n", 5, "Examples to print.")
   flags.DEFINE_string("split", "train", "Split.")
   flags.DEFINE_integer(
@@ -123,9 +126,23 @@ def _define_flags() -> None:
   )
 
 
+def list_names() -> str:
+  """The registered mixtures and tasks, one per line (crs_* and probe_*)."""
+  mixtures = sorted(seqio.MixtureRegistry.names())
+  tasks = sorted(seqio.TaskRegistry.names())
+  return "\n".join([f"mixture {n}" for n in mixtures] +
+                   [f"task {n}" for n in tasks])
+
+
 def main(argv):
-  del argv
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   args = flags.FLAGS
+  if args.list:
+    print(list_names())
+    return
+  if not args.task:
+    raise app.UsageError("--task is required (--list shows the names)")
   if args.tfds_dir:
     seqio.set_tfds_data_dir_override(args.tfds_dir)
   print(
@@ -145,5 +162,4 @@ def main(argv):
 
 if __name__ == "__main__":
   _define_flags()
-  flags.mark_flag_as_required("task")
-  app.run(main)
+  cli.run(main, name="inspect_task")

@@ -29,6 +29,7 @@ from absl import flags
 from absl import logging
 import tensorflow_datasets as tfds
 
+from crs_tasks import cli
 from crs_tasks import movielens_utils
 from crs_tasks.tfds_builders import movielens as movielens_builder  # pylint: disable=unused-import
 
@@ -137,6 +138,7 @@ def _define_flags() -> None:
 def main(argv):
   del argv
   args = flags.FLAGS
+  cli.log_to(os.path.expanduser(args.data_dir))
   counts = prepare(
       data_dir=os.path.expanduser(args.data_dir),
       redial_dir=args.redial_dir,
@@ -153,4 +155,4 @@ def main(argv):
 if __name__ == "__main__":
   _define_flags()
   flags.mark_flag_as_required("data_dir")
-  app.run(main)
+  cli.run(main, name="prepare")

@@ -1,13 +1,16 @@
 r"""Talks with a trained T5-CR model in the terminal.
 
-  python -m eval.chat --checkpoint=/tmp/t5cr_sample \
+  python -m eval.chat --checkpoint_path=/tmp/t5cr_sample \
       [--catalogue=../shared/data/redial/movies_with_mentions.csv,...]
 
 Type messages; titles typed capitalised, with a year or in quotes are matched
 to the catalogue and sent to the model as `@ Title (Year) @`. The reply is
 shown with its recommended titles. Commands: /reset, /history, /help, /quit.
 Input may be piped (`printf 'hi\n/quit\n' | python -m eval.chat ...`). The
-conversation logic is `eval/chat_lib.py`.
+conversation logic is `eval/chat_lib.py`. `--checkpoint_path` is a run
+directory (MODEL_DIR of `train.main`) or one of its `checkpoints/<step>`
+directories, like CHECKPOINT_PATH of `eval.main` and `train.infer`
+(`--checkpoint` is its deprecated spelling).
 """
 
 import glob
@@ -18,6 +21,7 @@ from typing import Optional, Sequence, TextIO
 from absl import app
 from absl import flags
 
+from crs_tasks import cli
 from eval import chat_lib
 from eval import evaluation
 from train import checkpointing
@@ -101,7 +105,11 @@ def run_chat(
 
 if __name__ == "__main__":
   # Flags are defined here only, so importing this module defines none.
-  _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Training run dir.")
+  _CHECKPOINT_PATH = flags.DEFINE_string(
+      "checkpoint_path", None,
+      "A training run dir (MODEL_DIR) or one of its checkpoints/<step>.")
+  _CHECKPOINT = flags.DEFINE_string(
+      "checkpoint", None, "Deprecated: --checkpoint_path.")
   _STEP = flags.DEFINE_integer("step", None, "Checkpoint step (latest).")
   _CATALOGUE = flags.DEFINE_list(
       "catalogue", [], "ReDial movies_with_mentions.csv / MovieLens "
@@ -116,14 +124,23 @@ if __name__ == "__main__":
   def main(argv: Sequence[str]) -> None:
     if len(argv) > 1:
       raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    if not _CHECKPOINT.value:
-      raise app.UsageError("--checkpoint=MODEL_DIR is required")
+    checkpoint = _CHECKPOINT_PATH.value
+    if _CHECKPOINT.value:
+      print("warning: --checkpoint is deprecated; use --checkpoint_path",
+            file=sys.stderr, flush=True)
+      checkpoint = checkpoint or _CHECKPOINT.value
+    if not checkpoint:
+      raise app.UsageError(
+          "--checkpoint_path is required: a training run directory "
+          "(e.g. --checkpoint_path=/tmp/t5cr_sample)")
+    model_dir, _ = checkpointing.split_checkpoint_path(checkpoint)
+    cli.log_to(model_dir)
     run_chat(
-        checkpoint=_CHECKPOINT.value, step=_STEP.value,
+        checkpoint=checkpoint, step=_STEP.value,
         catalogue_paths=_CATALOGUE.value, inputs_length=_INPUTS_LENGTH.value,
         decode=evaluation.DecodeConfig(
             method=_DECODE_METHOD.value, num_beams=_NUM_BEAMS.value,
             temperature=_TEMPERATURE.value,
             max_decode_length=_MAX_DECODE_LENGTH.value))
 
-  app.run(main)
+  cli.run(main, name="chat")

@@ -1,40 +1,76 @@
 r"""Evaluates a checkpoint: generation metrics, ranking protocols and probes.
 
-  python -m eval.main --gin_file=gin/runs/eval.gin \
-      --gin.MODEL_DIR="'/tmp/t5cr'" --gin.NUM_EXAMPLES=100 \
-      --gin.DECODE_METHOD="'beam'"
+In t5x's vocabulary (t5x/configs/runs/eval.gin): CHECKPOINT_PATH,
+MIXTURE_OR_TASK_NAME, TASK_FEATURE_LENGTHS, EVAL_OUTPUT_DIR and a
+`DatasetConfig` (split, batch size, ...):
 
-Writes MODEL_DIR/eval/<step>/{metrics.json,predictions.jsonl} and TensorBoard
-scalars under MODEL_DIR/eval. The work is `eval.evaluation.evaluate`; this file
-only resolves the gin config and loads the checkpoint.
+  python -m eval.main --gin_file=gin/runs/eval.gin \
+      --gin.CHECKPOINT_PATH="'/tmp/t5cr'" \
+      --gin.MIXTURE_OR_TASK_NAME="'crs_sample_redial_v001'" \
+      --gin.TASK_FEATURE_LENGTHS="{'inputs': 128, 'targets': 32}" \
+      --gin.NUM_EXAMPLES=100 --gin.DECODE_METHOD="'beam'"
+
+Writes EVAL_OUTPUT_DIR/<step>/{metrics.json,predictions.jsonl,config.gin}
+and TensorBoard scalars under EVAL_OUTPUT_DIR (default: the run
+directory's `eval/`). The work is `eval.evaluation.evaluate`; this file only
+resolves the gin config and loads the checkpoint. The old macro names
+(TASKS, INPUTS_LENGTH, TARGETS_LENGTH, MODEL_DIR) still work, with a
+deprecation warning (`DEPRECATED_MACROS`).
 """
 
+import importlib
 import os
-from typing import Mapping, Optional, Sequence
+import shlex
+from typing import Mapping, Optional, Sequence, Union
 
 from absl import app
 from absl import flags
 import gin
 
 import crs_tasks  # pylint: disable=unused-import  # Registers the tasks.
+from crs_tasks import cli
+from crs_tasks import errors
 from eval import evaluation
 from eval import ranking
 from eval.probes import probe_lib
 from train import checkpointing
 from train import gin_flags
+from train import input_pipeline
+
+# Old eval.gin macro -> its t5x name (`NEW['key']`: one entry of a dict).
+DEPRECATED_MACROS = {
+    "MODEL_DIR": "CHECKPOINT_PATH",
+    "TASKS": "MIXTURE_OR_TASK_NAME",
+    "INPUTS_LENGTH": "TASK_FEATURE_LENGTHS['inputs']",
+    "TARGETS_LENGTH": "TASK_FEATURE_LENGTHS['targets']",
+}
+
+DEFAULT_GIN_FILE = "runs/eval.gin"
+
+# The <EVAL_OUTPUT_DIR>/<step> folder of the last `evaluate_checkpoint`.
+_last_output_dir: Optional[str] = None
+
+gin.external_configurable(evaluation.DecodeConfig, module="evaluation")
+gin.external_configurable(input_pipeline.DatasetConfig,
+                          module="input_pipeline")
+
+
+def _task_names(name: Union[str, Sequence[str]]) -> list[str]:
+  """MIXTURE_OR_TASK_NAME (a name, or a list of names) -> checked names."""
+  names = [name] if isinstance(name, str) else list(name)
+  for n in names:
+    errors.get_mixture_or_task(n, where="MIXTURE_OR_TASK_NAME")
+  return names
 
 
 @gin.configurable
 def evaluate_checkpoint(
-    model_dir: str = gin.REQUIRED,
+    checkpoint_path: str = gin.REQUIRED,
+    dataset_cfg: Optional[input_pipeline.DatasetConfig] = None,
+    output_dir: Optional[str] = None,
     step: Optional[int] = None,
-    tasks: Sequence[str] = ("crs_redial_v001",),
-    split: str = "test",
     num_examples: Optional[int] = None,
     decode: evaluation.DecodeConfig = evaluation.DecodeConfig(),
-    inputs_length: int = 512,
-    targets_length: int = 64,
-    batch_size: int = 16,
     movie_list: Optional[str] = None,
     ranking_ks: Sequence[int] = ranking.DEFAULT_KS,
     ranking_examples: Optional[int] = None,
@@ -42,15 +78,55 @@ def evaluate_checkpoint(
     probe_dir: Optional[str] = None,
     max_probe_pairs: Optional[int] = None,
 ) -> dict[str, float]:
-  """Loads `model_dir`'s checkpoint and runs `evaluation.evaluate` on it.
+  """Loads a checkpoint and runs `evaluation.evaluate` on it.
 
-  Probes come from `probe_fns`, or from `probe_dir` (the `<probe>.jsonl`
-  files of `eval.probes.main --build_dir`, e.g. the bundled
-  `crs_tasks/sample_data/probes`), each cut to `max_probe_pairs`.
+  Args:
+    checkpoint_path: a run directory (MODEL_DIR of `train.main`) or one of
+      its `checkpoints/<step>` directories.
+    dataset_cfg: what to evaluate on: `mixture_or_task_name` (a Task, a
+      Mixture, or a list of them; mixtures are expanded into their tasks),
+      `task_feature_lengths`, `split`, `batch_size`. Default: ReDial's test
+      split at 512/64.
+    output_dir: EVAL_OUTPUT_DIR; results go to `<output_dir>/<step>/`.
+      None: `<run directory>/eval`.
+    step: checkpoint step (None: the latest, or the one checkpoint_path
+      names).
+    num_examples: the first N examples of each task (None: all).
+    decode: decoding settings.
+    movie_list: ReDial's movies_with_mentions.csv: the ranking protocols'
+      candidates (None: no ranking).
+    ranking_ks: the k of Recall@k.
+    ranking_examples: rank over the first N examples only.
+    probe_fns: probe name -> function (see `evaluation.evaluate`).
+    probe_dir: a folder of `<probe>.jsonl` (`eval.probes.main --build_dir`,
+      or the bundled `crs_tasks/sample_data/probes`).
+    max_probe_pairs: pairs kept per probe.
+
+  Returns:
+    The metrics.
   """
-  if not isinstance(model_dir, str):  # `MODEL_DIR = %gin.REQUIRED` unbound.
-    raise ValueError("MODEL_DIR is required: --gin.MODEL_DIR=\"'/path'\"")
-  model, params, step = checkpointing.load_model(model_dir, step=step)
+  if not isinstance(checkpoint_path, str):  # CHECKPOINT_PATH left REQUIRED.
+    raise errors.UserError(
+        "gin macro CHECKPOINT_PATH is required and was not set",
+        fix="add --gin.CHECKPOINT_PATH=\"'/path/to/run'\"")
+  if dataset_cfg is None:
+    dataset_cfg = input_pipeline.DatasetConfig(
+        "crs_redial_v001", {"inputs": 512, "targets": 64}, "test", 16,
+        module="crs_tasks")
+  if dataset_cfg.use_cached or dataset_cfg.pack:
+    raise errors.UserError(
+        "evaluation reads the tasks' examples directly: use_cached and pack "
+        "are not supported", where="input_pipeline.DatasetConfig",
+        fix="set use_cached = False and pack = False")
+  if dataset_cfg.module:
+    importlib.import_module(dataset_cfg.module)
+  tasks = _task_names(dataset_cfg.mixture_or_task_name)
+  lengths = dataset_cfg.task_feature_lengths
+  model_dir, _ = checkpointing.split_checkpoint_path(
+      checkpoint_path, step, check=False)
+  output_dir = output_dir or os.path.join(model_dir, "eval")
+  model, params, step = checkpointing.load_model(checkpoint_path, step=step)
+  cli.log_to(output_dir)
   if probe_dir:
     probe_fns = dict(probe_fns or {}, **probe_lib.make_probe_fns(
         probe_dir, max_pairs=max_probe_pairs))
@@ -58,31 +134,46 @@ def evaluate_checkpoint(
   if movie_list:  # ReDial's movies_with_mentions.csv: the ranked candidates.
     ranking_fns = ranking.make_protocols(
         ranking.load_movie_list(movie_list), ks=ranking_ks,
-        batch_size=batch_size)
-  eval_dir = os.path.join(model_dir, "eval")
-  output_dir = os.path.join(eval_dir, str(step))
+        batch_size=dataset_cfg.batch_size)
+  step_dir = os.path.join(output_dir, str(step))
   metrics = evaluation.evaluate(
       model=model, params=params, vocabulary=model.output_vocabulary,
-      tasks=list(tasks), output_dir=output_dir, summary_dir=eval_dir,
-      step=step, split=split, num_examples=num_examples, decode=decode,
-      inputs_length=inputs_length, targets_length=targets_length,
-      batch_size=batch_size, ranking_fns=ranking_fns,
-      ranking_examples=ranking_examples, probe_fns=probe_fns)
-  with open(os.path.join(output_dir, "config.gin"), "w") as f:
+      tasks=tasks, output_dir=step_dir, summary_dir=output_dir,
+      step=step, split=dataset_cfg.split, num_examples=num_examples,
+      decode=decode, inputs_length=lengths["inputs"],
+      targets_length=lengths["targets"], batch_size=dataset_cfg.batch_size,
+      ranking_fns=ranking_fns, ranking_examples=ranking_examples,
+      probe_fns=probe_fns)
+  with open(os.path.join(step_dir, "config.gin"), "w") as f:
     f.write(gin.operative_config_str())
+  global _last_output_dir
+  _last_output_dir = step_dir
   return metrics
 
 
-gin.external_configurable(evaluation.DecodeConfig, module="evaluation")
-
-
 def run(gin_files: Sequence[str], gin_bindings: Sequence[str],
-        search_paths: Sequence[str] = ()) -> None:
+        search_paths: Sequence[str] = ()) -> dict[str, float]:
   """Parses the gin config (searched in gin/ and the repo root), runs."""
-  gin_flags.parse_gin(gin_files, gin_bindings, search_paths)
+  gin_flags.parse_gin(list(gin_files) or [DEFAULT_GIN_FILE], gin_bindings,
+                      search_paths, deprecated_macros=DEPRECATED_MACROS)
   metrics = evaluate_checkpoint()
   for name in sorted(metrics):
     print(f"{name}: {metrics[name]:.4f}")
+  return metrics
+
+
+def _report(metrics_dir: Optional[str]) -> None:
+  """Where the outputs are and what to run next."""
+  if not metrics_dir:
+    return
+  log = cli.log_path()
+  print(f"\nOutputs in {metrics_dir}: metrics.json, predictions.jsonl, "
+        "config.gin" + (f"; log: {log}" if log else ""))
+  run_dir = os.path.dirname(os.path.dirname(metrics_dir))
+  print(cli.next_command(
+      f"python -m eval.report --model_dirs={shlex.quote(run_dir)} "
+      f"--output_dir={shlex.quote(os.path.join(run_dir, 'report'))}"),
+        flush=True)
 
 
 def main(argv: Sequence[str]) -> None:
@@ -90,7 +181,8 @@ def main(argv: Sequence[str]) -> None:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   run(flags.FLAGS.gin_file, flags.FLAGS.gin_bindings,
       flags.FLAGS.gin_search_paths)
+  _report(_last_output_dir)
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=gin_flags.flags_parser)
+  cli.run(main, name="eval", flags_parser=gin_flags.flags_parser)

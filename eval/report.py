@@ -11,6 +11,7 @@ mean ± sample std. Without `--labels`, each dir is labelled by the
 from absl import app
 from absl import flags
 
+from crs_tasks import cli
 from eval import reporting
 
 if __name__ == "__main__":
@@ -33,6 +34,7 @@ if __name__ == "__main__":
       raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     if not _MODEL_DIRS.value or not _OUTPUT_DIR.value:
       raise app.UsageError("--model_dirs and --output_dir are required")
+    cli.log_to(_OUTPUT_DIR.value)
     written = reporting.write_report(
         model_dirs=_MODEL_DIRS.value,
         labels=_LABELS.value,
@@ -42,4 +44,4 @@ if __name__ == "__main__":
     for kind, path in sorted(written.items()):
       print(f"{kind}: {path}")
 
-  app.run(main)
+  cli.run(main, name="report")

@@ -33,6 +33,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 import seqio
 
+from crs_tasks import errors
+
 PyTree = Any
 
 CHECKPOINTS_DIR = "checkpoints"
@@ -280,18 +282,70 @@ def abstract_params(model: Any) -> PyTree:
   )
 
 
+def split_checkpoint_path(
+    path: str, step: Optional[int] = None, *, check: bool = True
+) -> tuple[str, Optional[int]]:
+  """A CHECKPOINT_PATH -> `(run directory, step or None)`.
+
+  `path` is a run directory (MODEL_DIR of `train.main`), its
+  `checkpoints/` directory or one `checkpoints/<step>` directory, as t5x's
+  CHECKPOINT_PATH names one checkpoint.
+
+  Args:
+    path: the path the user gave.
+    step: an explicit step; it must agree with a `checkpoints/<step>` path.
+    check: check that the run directory exists and holds a model config.
+
+  Returns:
+    `(model_dir, step)`; step None means the latest.
+
+  Raises:
+    errors.UserError: the path is not a run directory or a checkpoint.
+  """
+  norm = os.path.abspath(os.path.expanduser(path)).rstrip("/")
+  base, parent = os.path.basename(norm), os.path.dirname(norm)
+  if base.isdigit() and os.path.basename(parent) == CHECKPOINTS_DIR:
+    if step is not None and int(step) != int(base):
+      raise errors.UserError(
+          f"CHECKPOINT_PATH names step {int(base)} but the step given is "
+          f"{step}", where=path, fix="give one of them")
+    norm, step = os.path.dirname(parent), int(base)
+  elif base == CHECKPOINTS_DIR:
+    norm = parent
+  if not check:
+    return norm, step
+  if not os.path.isdir(norm):
+    raise errors.UserError(
+        "no such directory", where=path,
+        fix="give a run directory written by train.main (its MODEL_DIR) or "
+        "one of its checkpoints/<step> directories")
+  if not os.path.exists(os.path.join(norm, MODEL_CONFIG_FILE)):
+    raise errors.UserError(
+        f"not a training run directory (no {MODEL_CONFIG_FILE})", where=path,
+        fix="give the MODEL_DIR of a train.main run, or one of its "
+        "checkpoints/<step> directories")
+  return norm, step
+
+
 def load_model(
     model_dir: str, step: Optional[int] = None
 ) -> tuple[Any, PyTree, int]:
   """Rebuilds the model from MODEL_DIR and restores its params.
 
   Args:
-    model_dir: a directory written by `train.trainer.train`.
-    step: checkpoint step; None means the latest.
+    model_dir: a CHECKPOINT_PATH: a directory written by
+      `train.trainer.train`, or one of its `checkpoints/<step>` directories
+      (`split_checkpoint_path`).
+    step: checkpoint step; None means the latest (or the one `model_dir`
+      names).
 
   Returns:
     `(model, params, step)`; params are host-replicated jax arrays.
+
+  Raises:
+    errors.UserError: `model_dir` is not a run directory or checkpoint.
   """
+  model_dir, step = split_checkpoint_path(model_dir, step)
   # The trainer works with any model that follows the contract; only this
   # function needs our network, so it imports it here.
   # pylint: disable=g-import-not-at-top

@@ -23,6 +23,7 @@ import jax
 import numpy as np
 import seqio
 
+from crs_tasks import cli
 from train import checkpointing
 from train import gin_flags
 from train import input_pipeline
@@ -235,15 +236,24 @@ def show_predictions(
 
 
 def main(argv: Sequence[str]) -> None:
-  del argv
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   # Import the library copy of this module: under `python -m train.infer`
   # this file is `__main__`, while gin files bind `train.infer.infer`.
   from train import infer as infer_lib  # pylint: disable=g-import-not-at-top
 
   infer_using_gin = gin.configurable(infer_lib.infer)
   gin_flags.parse_from_flags()
-  infer_using_gin()
+  try:
+    output_dir = gin.query_parameter("%INFER_OUTPUT_DIR")
+  except ValueError:
+    output_dir = None
+  log = cli.log_to(output_dir if isinstance(output_dir, str) else None)
+  paths = infer_using_gin()
+  if paths:
+    print(f"Outputs: {', '.join(paths)}" + (f"; log: {log}" if log else ""))
+    print(cli.next_command(f"head -n 1 {paths[0]}"), flush=True)
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=gin_flags.flags_parser)
+  cli.run(main, name="infer", flags_parser=gin_flags.flags_parser)

@@ -28,6 +28,8 @@ import numpy as np
 import seqio
 import tensorflow as tf
 
+from crs_tasks import errors
+
 Batch = dict[str, np.ndarray]
 
 TEXT_FEATURES = ("inputs", "targets")
@@ -61,14 +63,52 @@ class DatasetConfig:
   pack: bool = False
   module: Optional[str] = None
 
+  def __post_init__(self):
+    check_feature_lengths(self.task_feature_lengths)
+
+
+def check_feature_lengths(
+    lengths: Optional[Mapping[str, int]],
+    where: str = "TASK_FEATURE_LENGTHS",
+    required: Sequence[str] = TEXT_FEATURES,
+) -> None:
+  """Raises a UserError unless `lengths` gives each feature a length > 0.
+
+  Args:
+    lengths: e.g. `{"inputs": 512, "targets": 128}`.
+    where: what set them (named in the message), e.g. the gin macro.
+    required: features that must have a length.
+  """
+  fix = ("set positive lengths, e.g. "
+         "--gin.TASK_FEATURE_LENGTHS=\"{'inputs': 512, 'targets': 128}\"")
+  if not isinstance(lengths, Mapping):
+    raise errors.UserError(
+        f"expected a dict of feature lengths, got {lengths!r}", where=where,
+        fix=fix)
+  for key in required:
+    if key not in lengths:
+      raise errors.UserError(f"no length for {key!r} in {dict(lengths)}",
+                             where=where, fix=fix)
+  for key, value in lengths.items():
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or (
+        value <= 0):
+      raise errors.UserError(
+          f"the {key!r} length must be a positive integer, got {value!r}",
+          where=where, fix=fix)
+
 
 def get_provider(
     cfg: DatasetConfig,
 ) -> seqio.DatasetProviderBase:
-  """Imports `cfg.module` (if any) and returns the named Task or Mixture."""
+  """Imports `cfg.module` (if any) and returns the named Task or Mixture.
+
+  Raises:
+    errors.UserError: no Task or Mixture has that name (with close matches).
+  """
   if cfg.module:
     importlib.import_module(cfg.module)
-  return seqio.get_mixture_or_task(cfg.mixture_or_task_name)
+  return errors.get_mixture_or_task(cfg.mixture_or_task_name,
+                                    where="MIXTURE_OR_TASK_NAME")
 
 
 def _deterministic(ds: tf.data.Dataset) -> tf.data.Dataset:

@@ -14,28 +14,111 @@ in MODEL_DIR. After training, prints a loss-curve summary and (if
 `infer.show_predictions` is bound) decodes a few examples.
 """
 
-from typing import Sequence
+import importlib
+import os
+import shlex
+from typing import Any, Mapping, Optional, Sequence
 
 from absl import app
 import gin
+import seqio
 import tensorflow as tf
 
+from crs_tasks import cli
+from crs_tasks import errors
 from train import gin_flags
 from train import infer
+from train import input_pipeline
 from train import summaries
 from train import trainer as trainer_lib
 
 train_using_gin = gin.configurable(trainer_lib.train)
 show_predictions_using_gin = gin.configurable(infer.show_predictions)
 
+_SAMPLE_DATA = os.path.join(gin_flags.REPO_ROOT, "crs_tasks", "sample_data")
+
+
+def _macro(name: str) -> Any:
+  """The value of gin macro `name`, or None when the config has none."""
+  try:
+    return gin.query_parameter(f"%{name}")
+  except ValueError:
+    return None
+
+
+def check_config() -> None:
+  """Fails fast, before any work, on what the macros say.
+
+  Checks TASK_FEATURE_LENGTHS (each length > 0) and MIXTURE_OR_TASK_NAME
+  (registered; close matches otherwise). Bindings that bypass the macros
+  are checked again by `input_pipeline` and the trainer.
+
+  Raises:
+    errors.UserError: the first problem found.
+  """
+  lengths = _macro("TASK_FEATURE_LENGTHS")
+  if isinstance(lengths, Mapping) or isinstance(lengths, (int, float, str)):
+    input_pipeline.check_feature_lengths(lengths)
+  name = _macro("MIXTURE_OR_TASK_NAME")
+  if isinstance(name, str):
+    module = _macro("MIXTURE_OR_TASK_MODULE")
+    if isinstance(module, str) and module:
+      importlib.import_module(module)
+    errors.get_mixture_or_task(name, where="MIXTURE_OR_TASK_NAME")
+
+
+def _quote(value: str) -> str:
+  """A gin string literal as one shell word: "'value'"."""
+  return shlex.quote(repr(value)) if "'" in value else f"\"'{value}'\""
+
+
+def next_commands(model_dir: str, mixture_or_task_name: Optional[str],
+                  lengths: Optional[Mapping[str, int]]) -> list[str]:
+  """The commands to run after training: evaluation and chat.
+
+  The evaluation runs on the mixture's ReDial task; on the bundled sample
+  (`crs_sample_*`) it also gets the bundled movie list and probes.
+  """
+  task = mixture_or_task_name
+  if isinstance(task, str) and task in seqio.MixtureRegistry.names():
+    names = [t.name for t in seqio.get_mixture_or_task(task).tasks]
+    task = next((n for n in names if "redial" in n), names[0])
+  parts = ["python -m eval.main --gin_file=gin/runs/eval.gin",
+           f"--gin.CHECKPOINT_PATH={_quote(model_dir)}"]
+  if isinstance(task, str):
+    parts.append(f"--gin.MIXTURE_OR_TASK_NAME={_quote(task)}")
+  if isinstance(lengths, Mapping):
+    parts.append("--gin.TASK_FEATURE_LENGTHS=\"" + repr(
+        {k: lengths[k] for k in ("inputs", "targets") if k in lengths}) + "\"")
+  if isinstance(task, str) and task.startswith("crs_sample_"):
+    parts += [
+        "--gin.NUM_EXAMPLES=100",
+        "--gin.MOVIE_LIST=" + _quote(os.path.relpath(os.path.join(
+            _SAMPLE_DATA, "redial", "movies_with_mentions.csv"))),
+        "--gin.PROBE_DIR=" + _quote(os.path.relpath(
+            os.path.join(_SAMPLE_DATA, "probes")))]
+  return [" ".join(parts),
+          f"python -m eval.chat --checkpoint_path={shlex.quote(model_dir)}"]
+
 
 def run() -> trainer_lib.TrainResult:
   """Trains with the parsed gin config, then reports on the run."""
+  check_config()
+  model_dir = _macro("MODEL_DIR")
+  log = cli.log_to(model_dir if isinstance(model_dir, str) else None)
   result = train_using_gin(gin_config_str=gin.config_str())
-  losses = [result.losses[s] for s in sorted(result.losses)]
+  steps = sorted(result.losses)
+  losses = [result.losses[s] for s in steps]
   print(f"Trained {result.model_dir} to step {result.step}.")
-  print(summaries.loss_curve_summary(losses), flush=True)
+  print(summaries.loss_curve_summary(
+      losses, first_step=steps[0] if steps else 1), flush=True)
   show_predictions_using_gin(result.model, result.params)
+  print(f"\nOutputs in {result.model_dir}: checkpoints/ (latest step "
+        f"{result.step}), config.gin, TensorBoard summaries (tensorboard "
+        f"--logdir={result.model_dir})" + (f"; log: {log}" if log else ""))
+  print(cli.next_command(*next_commands(
+      result.model_dir, _macro("MIXTURE_OR_TASK_NAME"),
+      _macro("TASK_FEATURE_LENGTHS"))), flush=True)
   return result
 
 
@@ -48,4 +131,4 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=gin_flags.flags_parser)
+  cli.run(main, name="train", flags_parser=gin_flags.flags_parser)

@@ -115,13 +115,24 @@ def sparkline(values: list[float], width: int = 60) -> str:
   )
 
 
-def loss_curve_summary(losses: list[float]) -> str:
-  """First/last/min loss and a sparkline of a training run's losses."""
+def loss_curve_summary(losses: list[float], first_step: int = 1) -> str:
+  """First/last/min loss and a sparkline of a training run's losses.
+
+  Args:
+    losses: the loss of each step run, in order.
+    first_step: the global step of `losses[0]` (after a resume from step
+      k, k + 1), so the minimum is reported at its global step.
+
+  Returns:
+    Two lines, e.g. `loss first 9.1000  last 8.2000  min 8.1000 (step 146)
+    over 50 steps` and the sparkline.
+  """
   if not losses:
     return "no training steps were run"
   best = min(range(len(losses)), key=losses.__getitem__)
   return (
       f"loss first {losses[0]:.4f}  last {losses[-1]:.4f}  "
-      f"min {losses[best]:.4f} (step {best + 1})  over {len(losses)} steps\n"
+      f"min {losses[best]:.4f} (step {first_step + best})  "
+      f"over {len(losses)} steps\n"
       f"  {sparkline(losses)}"
   )

@@ -460,6 +460,8 @@ def train(
       kept; nothing after it is saved).
   """
   # ------------------------------ Setup ------------------------------------
+  # A wrong task name fails here, before anything is written to MODEL_DIR.
+  input_pipeline.get_provider(train_dataset_cfg)
   os.makedirs(model_dir, exist_ok=True)
   checkpointing.save_model_files(model_dir, model)
   if gin_config_str is not None:

@@ -7,7 +7,8 @@ Build (MovieLens folder; reviews optional, else no description probe):
 
 Score a checkpoint (`train.checkpointing.load_model`) on built probes:
 
-  python -m eval.probes.main --probe_dir=/tmp/probes --model_dir=/tmp/t5cr \
+  python -m eval.probes.main --probe_dir=/tmp/probes \
+      --checkpoint_path=/tmp/t5cr \
       --output=/tmp/t5cr/probes.json
 
 The bundled sample probes (`crs_tasks/sample_data/probes`) are rebuilt with
@@ -22,11 +23,13 @@ negatives are popular movies):
 import dataclasses
 import json
 import os
+import sys
 from typing import Optional, Sequence
 
 from absl import app
 from absl import flags
 
+from crs_tasks import cli
 from eval import baselines
 from eval.probes import builders
 from eval.probes import probe_lib
@@ -40,7 +43,12 @@ _PROBES = flags.DEFINE_list("probes", list(builders.PROBE_NAMES), "Probes.")
 _SEED = flags.DEFINE_integer("seed", 1, "Seed of the negative draws.")
 _MAX_PAIRS = flags.DEFINE_integer("max_pairs", None, "Pairs kept per probe.")
 _PROBE_DIR = flags.DEFINE_string("probe_dir", None, "Built probes to score.")
-_MODEL_DIR = flags.DEFINE_string("model_dir", None, "Checkpoint to score.")
+_CHECKPOINT_PATH = flags.DEFINE_string(
+    "checkpoint_path", None,
+    "Checkpoint to score: a training run dir (MODEL_DIR) or one of its "
+    "checkpoints/<step>.")
+_MODEL_DIR = flags.DEFINE_string(
+    "model_dir", None, "Deprecated: --checkpoint_path.")
 _STEP = flags.DEFINE_integer("step", None, "Checkpoint step (None: latest).")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Pairs per batch.")
 _OUTPUT = flags.DEFINE_string("output", None, "Metrics JSON path.")
@@ -91,9 +99,18 @@ def score(
 def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  if not (_BUILD_DIR.value or _MODEL_DIR.value or _POPULARITY_BASELINE.value):
+  checkpoint_path = _CHECKPOINT_PATH.value
+  if _MODEL_DIR.value:
+    print("warning: --model_dir is deprecated; use --checkpoint_path",
+          file=sys.stderr, flush=True)
+    checkpoint_path = checkpoint_path or _MODEL_DIR.value
+  if not (_BUILD_DIR.value or checkpoint_path or _POPULARITY_BASELINE.value):
     raise app.UsageError(
-        "pass --build_dir, --model_dir and/or --popularity_baseline")
+        "pass --build_dir, --checkpoint_path and/or --popularity_baseline")
+  log_dir = _BUILD_DIR.value or (
+      os.path.dirname(os.path.abspath(_OUTPUT.value)) if _OUTPUT.value
+      else None)
+  cli.log_to(log_dir)
   if _BUILD_DIR.value:
     config = builders.SAMPLE_CONFIG if _SAMPLE.value else builders.ProbeConfig()
     config = dataclasses.replace(config, seed=_SEED.value)
@@ -121,10 +138,10 @@ def main(argv: Sequence[str]) -> None:
         movielens_dir=_MOVIELENS_DIR.value, probes=_PROBES.value)
     for name in sorted(metrics):
       print(f"popularity {name}: {metrics[name]:.4f}")
-  if _MODEL_DIR.value:
+  if checkpoint_path:
     metrics = score(
         probe_dir=_PROBE_DIR.value or _BUILD_DIR.value,
-        model_dir=_MODEL_DIR.value, step=_STEP.value, probes=_PROBES.value,
+        model_dir=checkpoint_path, step=_STEP.value, probes=_PROBES.value,
         batch_size=_BATCH_SIZE.value,
     )
     for name in sorted(metrics):
@@ -135,4 +152,4 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main, name="probes")

@@ -101,7 +101,7 @@ def test_cli_session_with_tiny_random_model(tiny_model_dir):
   model_dir = tiny_model_dir(step=2)
   root = pathlib.Path(__file__).resolve().parents[2]
   proc = subprocess.run(
-      [sys.executable, "-m", "eval.chat", f"--checkpoint={model_dir}",
+      [sys.executable, "-m", "eval.chat", f"--checkpoint_path={model_dir}",
        "--max_decode_length=6", "--inputs_length=64"],
       input="I loved The Matrix 1999\n/reset\nany comedy?\n/quit\nignored\n",
       cwd=root, capture_output=True, text=True, timeout=300, check=False,

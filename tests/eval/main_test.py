@@ -14,6 +14,7 @@ import pytest
 import seqio
 import tensorflow as tf
 
+from crs_tasks import errors
 from crs_tasks import features
 from crs_tasks import postprocessors
 from eval import evaluation
@@ -87,7 +88,21 @@ class FakeModel:
     return np.zeros((len(encoder_input_tokens), len(candidate_tokens)))
 
 
-def test_main_with_gin_overrides(tmp_path, toy_task, monkeypatch, capsys):
+def _bindings(spelling, model_dir, toy_task, output_dir):
+  if spelling == "t5x":
+    return [f"CHECKPOINT_PATH='{model_dir}'",
+            f"MIXTURE_OR_TASK_NAME='{toy_task}'",
+            "TASK_FEATURE_LENGTHS={'inputs': 32, 'targets': 8}",
+            f"EVAL_OUTPUT_DIR='{output_dir}'"]
+  # The deprecated spellings of the same run.
+  return [f"MODEL_DIR='{model_dir}'", f"TASKS=['{toy_task}']",
+          "INPUTS_LENGTH=32", "TARGETS_LENGTH=8",
+          f"EVAL_OUTPUT_DIR='{output_dir}'"]
+
+
+@pytest.mark.parametrize("spelling", ["t5x", "deprecated"])
+def test_main_with_gin_overrides(tmp_path, toy_task, monkeypatch, capsys,
+                                 spelling):
   model = FakeModel()
   loaded = []
 
@@ -100,11 +115,10 @@ def test_main_with_gin_overrides(tmp_path, toy_task, monkeypatch, capsys):
   movie_csv = tmp_path / "movies_with_mentions.csv"
   movie_csv.write_text("movieId,movieName,nbMentions\n1,Heat (1995),5\n"
                        "2,Alien (1979),3\n")
-  bindings = [
-      f"MODEL_DIR='{model_dir}'", f"TASKS=['{toy_task}']", "NUM_EXAMPLES=1",
-      "DECODE_METHOD='beam'", "NUM_BEAMS=2", "INPUTS_LENGTH=32",
-      "TARGETS_LENGTH=8", "BATCH_SIZE=4", f"MOVIE_LIST='{movie_csv}'",
-      "RANKING_KS=(1, 10)",
+  output_dir = str(tmp_path / "eval_out")
+  bindings = _bindings(spelling, model_dir, toy_task, output_dir) + [
+      "NUM_EXAMPLES=1", "DECODE_METHOD='beam'", "NUM_BEAMS=2",
+      "BATCH_SIZE=4", f"MOVIE_LIST='{movie_csv}'", "RANKING_KS=(1, 10)",
   ]
   gin.clear_config()
   try:
@@ -115,7 +129,7 @@ def test_main_with_gin_overrides(tmp_path, toy_task, monkeypatch, capsys):
   assert model.calls[0]["decode_method"] == "beam"
   assert model.calls[0]["num_beams"] == 2
   assert model.calls[0]["max_decode_length"] == 8
-  out_dir = os.path.join(model_dir, "eval", "42")
+  out_dir = os.path.join(output_dir, "42")
   with open(os.path.join(out_dir, "metrics.json")) as f:
     saved = json.load(f)
   # One example (NUM_EXAMPLES=1), answered right: exact match 100.
@@ -131,17 +145,41 @@ def test_main_with_gin_overrides(tmp_path, toy_task, monkeypatch, capsys):
     assert [json.loads(l)["prediction"] for l in f] == [REPLY]
   assert "DECODE_METHOD = 'beam'" in open(
       os.path.join(out_dir, "config.gin")).read()
-  assert tf.io.gfile.glob(os.path.join(model_dir, "eval", "events.out.*"))
-  assert "gen/exact_match: 100.0000" in capsys.readouterr().out
+  assert tf.io.gfile.glob(os.path.join(output_dir, "events.out.*"))
+  captured = capsys.readouterr()
+  assert "gen/exact_match: 100.0000" in captured.out
+  warnings = [l for l in captured.err.splitlines() if "deprecated" in l]
+  if spelling == "t5x":
+    assert not warnings
+  else:  # One line per deprecated macro.
+    assert [w.split()[3] for w in warnings] == [
+        "MODEL_DIR", "TASKS", "INPUTS_LENGTH", "TARGETS_LENGTH"]
+    assert warnings[0] == (
+        f"warning: gin macro MODEL_DIR is deprecated; use CHECKPOINT_PATH "
+        f"(read --gin.MODEL_DIR='{model_dir}' as "
+        f"CHECKPOINT_PATH='{model_dir}')")
 
 
-def test_gin_file_requires_model_dir():
+def test_gin_file_requires_checkpoint_path():
   gin.clear_config()
   try:
-    gin.add_config_file_search_path(str(ROOT))
-    gin.parse_config_file("gin/runs/eval.gin")
-    with pytest.raises(ValueError, match="MODEL_DIR is required"):
-      main_lib.evaluate_checkpoint()
+    with pytest.raises(errors.UserError,
+                       match="gin macro CHECKPOINT_PATH is required"):
+      main_lib.run(["gin/runs/eval.gin"], [])
+  finally:
+    gin.clear_config()
+
+
+def test_unknown_task_fails_before_loading(tmp_path, monkeypatch):
+  monkeypatch.setattr(main_lib.checkpointing, "load_model",
+                      lambda *a, **k: pytest.fail("loaded a checkpoint"))
+  gin.clear_config()
+  try:
+    with pytest.raises(errors.UserError,
+                       match="did you mean crs_sample_redial_v001"):
+      main_lib.run(["gin/runs/eval.gin"],
+                   [f"CHECKPOINT_PATH='{tmp_path}'",
+                    "MIXTURE_OR_TASK_NAME='crs_sample_redail_v001'"])
   finally:
     gin.clear_config()
 
@@ -160,11 +198,13 @@ def test_cli_on_tiny_random_checkpoint(tiny_model_dir):
   model_dir = tiny_model_dir()
   movie_list = ROOT / "crs_tasks/sample_data/redial/movies_with_mentions.csv"
   env = dict(os.environ, CUDA_VISIBLE_DEVICES="", JAX_PLATFORMS="cpu")
+  # CHECKPOINT_PATH names one checkpoint, as in t5x.
   proc = subprocess.run(
       [sys.executable, "-m", "eval.main", "--gin_file=gin/runs/eval.gin",
-       f"--gin.MODEL_DIR='{model_dir}'",
-       "--gin.TASKS=['crs_sample_redial_v001']", "--gin.NUM_EXAMPLES=3",
-       "--gin.INPUTS_LENGTH=64", "--gin.TARGETS_LENGTH=8",
+       f"--gin.CHECKPOINT_PATH='{model_dir}/checkpoints/3'",
+       "--gin.MIXTURE_OR_TASK_NAME='crs_sample_redial_v001'",
+       "--gin.NUM_EXAMPLES=3",
+       "--gin.TASK_FEATURE_LENGTHS={'inputs': 64, 'targets': 8}",
        "--gin.BATCH_SIZE=4", f"--gin.MOVIE_LIST='{movie_list}'",
        "--gin.RANKING_KS=(1, 10)", "--gin.DECODE_METHOD='beam'",
        "--gin.NUM_BEAMS=2",
@@ -196,3 +236,11 @@ def test_cli_on_tiny_random_checkpoint(tiny_model_dir):
   assert tf.io.gfile.glob(os.path.join(model_dir, "eval", "events.out.*"))
   assert "crs_sample_redial_v001: 100%" in proc.stderr  # The progress bar.
   assert "rank/recall@1:" in proc.stdout
+  # Quiet: the third-party log lines are in EVAL_OUTPUT_DIR/logs/eval.log.
+  for noise in ("cuInit", "checkpoint_manager", "I0000", "absl::"):
+    assert noise not in proc.stderr and noise not in proc.stdout, noise
+  assert os.path.exists(os.path.join(model_dir, "eval", "logs", "eval.log"))
+  assert f"Outputs in {out_dir}: metrics.json" in proc.stdout
+  assert proc.stdout.rstrip().splitlines()[-1] == (
+      f"next: python -m eval.report --model_dirs={model_dir} "
+      f"--output_dir={model_dir}/report")

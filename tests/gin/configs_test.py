@@ -178,5 +178,17 @@ def test_sample_tiny_command_line(tmp_path):
   assert "step 2/2 loss" in proc.stdout
   assert "Predictions on crs_sample_redial_v001/test:" in proc.stdout
   assert proc.stdout.count("prediction:") == 4
+  # Quiet: third-party log lines are in MODEL_DIR/logs/train.log, not on
+  # the terminal; the run ends with where its outputs are and what next.
+  assert (tmp_path / "logs" / "train.log").exists(), proc.stdout[-800:]
+  log = (tmp_path / "logs" / "train.log").read_text()
+  assert "checkpoint_manager" in log
+  for noise in ("cuInit", "checkpoint_manager", "orbax", "I0000", "W0000",
+                "absl::InitializeLog"):
+    assert noise not in proc.stdout and noise not in proc.stderr, noise
+  assert proc.stderr == ""
+  assert f"log: {tmp_path}/logs/train.log" in proc.stdout
+  assert proc.stdout.rstrip().splitlines()[-1] == (
+      f"next: python -m eval.chat --checkpoint_path={tmp_path}")
   assert (tmp_path / "checkpoints" / "2").is_dir()
   assert (tmp_path / "training_eval" / "crs_sample_redial_v001").is_dir()

@@ -11,6 +11,7 @@ import optax
 import pytest
 import seqio.test_utils
 
+from crs_tasks import errors
 from train import checkpointing
 from train import models
 from train import network
@@ -154,3 +155,20 @@ def test_load_model_rebuilds_model_and_params(tmp_path):
   _, old_params, step = checkpointing.load_model(str(tmp_path), step=4)
   assert step == 4
   jax.tree.map(np.testing.assert_array_equal, old_params, params)
+
+
+def test_split_checkpoint_path(tmp_path):
+  run = tmp_path / "run"
+  (run / "checkpoints" / "7").mkdir(parents=True)
+  (run / "model_config.json").write_text("{}")
+  assert checkpointing.split_checkpoint_path(str(run)) == (str(run), None)
+  assert checkpointing.split_checkpoint_path(
+      str(run / "checkpoints" / "7")) == (str(run), 7)
+  assert checkpointing.split_checkpoint_path(
+      str(run / "checkpoints")) == (str(run), None)
+  with pytest.raises(errors.UserError, match="names step 7"):
+    checkpointing.split_checkpoint_path(str(run / "checkpoints" / "7"), 5)
+  with pytest.raises(errors.UserError, match="no model_config.json"):
+    checkpointing.split_checkpoint_path(str(tmp_path))
+  with pytest.raises(errors.UserError, match="no such directory"):
+    checkpointing.split_checkpoint_path(str(tmp_path / "nope"))

@@ -10,18 +10,25 @@ printed report.
 import contextlib
 import io
 import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
 
 import gin
 import jax
 import numpy as np
 import pytest
 
+from crs_tasks import errors
 from train import checkpointing
 from train import gin_flags
 from train import main as main_lib
 from train import summaries
 
 TINY_MODEL_GIN = "models/t5_1_1_tiny.gin"
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(name="tiny_run", scope="module")
@@ -93,3 +100,97 @@ def test_tiny_run_prints_progress_loss_summary_and_predictions(tiny_run):
   assert "step 2/2 loss" in out
   assert "loss first" in out and "over 2 steps" in out
   assert out.count("prediction:") == 2
+
+
+def test_tiny_run_ends_with_outputs_and_next_commands(tiny_run, toy_task):
+  _, model_dir, out = tiny_run
+  assert f"Outputs in {model_dir}: checkpoints/ (latest step 2)" in out
+  assert (f"next: python -m eval.main --gin_file=gin/runs/eval.gin "
+          f"--gin.CHECKPOINT_PATH=\"'{model_dir}'\" "
+          f"--gin.MIXTURE_OR_TASK_NAME=\"'{toy_task}'\"") in out
+  assert out.rstrip().splitlines()[-1] == (
+      f"next: python -m eval.chat --checkpoint_path={model_dir}")
+
+
+def test_resumed_run_reports_the_min_loss_at_its_global_step(
+    tiny_run, toy_task, tmp_path, capsys):
+  """Resumed from step 2 to 4: the minimum is at step 3 or 4, not 1 or 2."""
+  _, model_dir, _ = tiny_run
+  run_dir = tmp_path / "run"
+  shutil.copytree(model_dir, run_dir)
+  gin.clear_config()
+  try:
+    gin_flags.parse_gin(
+        [TINY_MODEL_GIN, "runs/train.gin", "overlays/local_tiny.gin"],
+        [f"MIXTURE_OR_TASK_NAME = '{toy_task}'",
+         "MIXTURE_OR_TASK_MODULE = None",
+         "TASK_FEATURE_LENGTHS = {'inputs': 12, 'targets': 7}",
+         "TRAIN_STEPS = 4", "EVAL_PERIOD = 0", f"MODEL_DIR = '{run_dir}'"],
+        finalize=False)
+    resumed = main_lib.run()
+  finally:
+    gin.clear_config()
+  assert sorted(resumed.losses) == [3, 4]
+  best = min(resumed.losses, key=resumed.losses.get)
+  assert f"(step {best})  over 2 steps" in capsys.readouterr().out
+
+
+@pytest.fixture(name="parsed_gin")
+def _parsed_gin():
+  gin.clear_config()
+  yield
+  gin.clear_config()
+
+
+def _parse_tiny(tmp_path, *bindings):
+  gin_flags.parse_gin(
+      [TINY_MODEL_GIN, "runs/train.gin", "overlays/local_tiny.gin"],
+      ["MIXTURE_OR_TASK_NAME = 'crs_sample_t5cr_v001'",
+       f"MODEL_DIR = '{tmp_path / 'run'}'", *bindings],
+      finalize=False)
+
+
+def test_unknown_task_suggests_and_leaves_model_dir_untouched(
+    tmp_path, parsed_gin):
+  del parsed_gin
+  _parse_tiny(tmp_path, "MIXTURE_OR_TASK_NAME = 'crs_sample_t5cr_v01'")
+  with pytest.raises(errors.UserError) as info:
+    main_lib.run()
+  assert "unknown task or mixture crs_sample_t5cr_v01; did you mean " \
+      "crs_sample_t5cr_v001" in str(info.value)
+  assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("lengths, message", [
+    ("{'inputs': -128, 'targets': 32}",
+     "TASK_FEATURE_LENGTHS: the 'inputs' length must be a positive integer, "
+     "got -128"),
+    ("{'inputs': 128, 'targets': 0}",
+     "TASK_FEATURE_LENGTHS: the 'targets' length must be a positive "
+     "integer, got 0"),
+    ("{'inputs': 128}", "TASK_FEATURE_LENGTHS: no length for 'targets'"),
+])
+def test_bad_feature_lengths_name_the_macro(tmp_path, parsed_gin, lengths,
+                                            message):
+  del parsed_gin
+  _parse_tiny(tmp_path, f"TASK_FEATURE_LENGTHS = {lengths}")
+  with pytest.raises(errors.UserError) as info:
+    main_lib.run()
+  assert str(info.value).startswith(message)
+  assert not (tmp_path / "run").exists()
+
+
+def test_cli_macro_typo_exits_2_with_one_line(tmp_path):
+  """`python -m train.main` with a typo: one line, exit 2, nothing run."""
+  proc = subprocess.run(
+      [sys.executable, "-m", "train.main",
+       "--gin_file=gin/experiments/sample_tiny.gin",
+       f"--gin.MODEL_DIR='{tmp_path / 'run'}'", "--gin.TRAIN_STEPZ=5"],
+      cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
+      env=dict(os.environ, JAX_PLATFORMS="cpu"))
+  assert proc.returncode == 2
+  assert proc.stderr == (
+      "error: unknown gin macro TRAIN_STEPZ (from --gin.TRAIN_STEPZ=5); did "
+      "you mean TRAIN_STEPS?\n")
+  assert proc.stdout == ""
+  assert not (tmp_path / "run").exists()

@@ -43,3 +43,11 @@ def test_loss_curve_summary():
   assert text.startswith(
       "loss first 3.0000  last 2.5000  min 2.0000 (step 2)  over 3 steps")
   assert summaries.loss_curve_summary([]) == "no training steps were run"
+
+
+def test_loss_curve_summary_uses_global_steps_after_a_resume():
+  # Resumed at step 100: losses of steps 101..150, the minimum at step 146.
+  losses = [5.0] * 50
+  losses[45] = 1.0
+  text = summaries.loss_curve_summary(losses, first_step=101)
+  assert "min 1.0000 (step 146)  over 50 steps" in text

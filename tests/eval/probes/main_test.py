@@ -52,7 +52,7 @@ def test_score_writes_metrics(tmp_path, monkeypatch, capsys):
   output = tmp_path / "probes.json"
   _run(
       probe_dir=probes.SAMPLE_PROBES_DIR,
-      model_dir=str(tmp_path),
+      checkpoint_path=str(tmp_path),
       probes=["attribute", "description"],
       output=str(output),
   )
@@ -76,7 +76,7 @@ def test_score_writes_metrics(tmp_path, monkeypatch, capsys):
 
 
 def test_needs_an_action():
-  with pytest.raises(Exception, match="--build_dir, --model_dir and/or"):
+  with pytest.raises(Exception, match="--build_dir, --checkpoint_path and/or"):
     _run()
 
 

@@ -1,0 +1,173 @@
+"""Tests for crs_tasks/cli.py: one line and exit code 2 for user errors."""
+
+import logging
+import os
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging as absl_logging
+import pytest
+
+from crs_tasks import cli
+from crs_tasks import errors
+
+
+def _exit(main, argv=("prog",)):
+  """Runs `cli.wrap_main(main)`; returns the SystemExit code."""
+  with pytest.raises(SystemExit) as info:
+    cli.wrap_main(main)(list(argv))
+  return info.value.code
+
+
+def _raise(exc):
+  def main(argv):
+    del argv
+    raise exc
+  return main
+
+
+def test_user_error_is_one_line_and_exit_code_2(capsys, monkeypatch):
+  monkeypatch.delenv(cli.TRACEBACK_ENV, raising=False)
+  code = _exit(_raise(errors.UserError(
+      "rating 'four' is not a number", where="ratings.csv:12:rating",
+      fix="fix or delete that line")))
+  err = capsys.readouterr().err
+  assert code == 2
+  assert err == ("error: ratings.csv:12:rating: rating 'four' is not a "
+                 "number. Fix: fix or delete that line\n")
+
+
+@pytest.mark.parametrize("exc, line", [
+    (app.UsageError("--checkpoint_path is required"),
+     "error: --checkpoint_path is required"),
+    (FileNotFoundError(2, "No such file or directory", "/data/x.csv"),
+     "error: No such file or directory: /data/x.csv"),
+    (PermissionError(13, "Permission denied", "/ro/run"),
+     "error: Permission denied: /ro/run"),
+    # gin's context lines are folded into the one line.
+    (errors.UserError("no macro X\n  In file a.gin, line 3"),
+     "error: no macro X In file a.gin, line 3"),
+])
+def test_user_errors_of_other_types(exc, line, capsys, monkeypatch):
+  monkeypatch.delenv(cli.TRACEBACK_ENV, raising=False)
+  assert _exit(_raise(exc)) == 2
+  err = capsys.readouterr().err
+  assert err == line + "\n"
+  assert "Traceback" not in err
+
+
+def test_programming_errors_still_raise(monkeypatch):
+  monkeypatch.delenv(cli.TRACEBACK_ENV, raising=False)
+  with pytest.raises(ZeroDivisionError):
+    cli.wrap_main(_raise(ZeroDivisionError("bug")))(["prog"])
+
+
+def test_traceback_env_var_reraises_user_errors(monkeypatch):
+  monkeypatch.setenv(cli.TRACEBACK_ENV, "1")
+  with pytest.raises(errors.UserError):
+    cli.wrap_main(_raise(errors.UserError("bad")))(["prog"])
+
+
+def test_gin_wrapped_user_error_keeps_its_own_message(capsys, monkeypatch):
+  """gin appends "In call to configurable ..." to exceptions it re-raises."""
+  monkeypatch.delenv(cli.TRACEBACK_ENV, raising=False)
+  import gin  # pylint: disable=g-import-not-at-top
+
+  @gin.configurable("cli_test_fn")
+  def fn():
+    raise errors.UserError("bad length", where="TASK_FEATURE_LENGTHS")
+
+  assert _exit(lambda argv: fn()) == 2
+  assert capsys.readouterr().err == (
+      "error: TASK_FEATURE_LENGTHS: bad length\n")
+
+
+def test_bad_flag_is_one_line(capsys):
+  values = flags.FlagValues()
+  flags.DEFINE_string("redial_dir", None, "dir", flag_values=values)
+  parser = cli.wrap_flags_parser(values)
+  with pytest.raises(SystemExit) as info:
+    parser(["prog", "--redial_dirr=/x"])
+  assert info.value.code == 2
+  err = capsys.readouterr().err
+  assert err.startswith("error: Unknown command line flag 'redial_dirr'")
+  assert "redial_dir" in err and err.count("\n") == 1
+
+
+def test_verbose_argv():
+  assert cli._verbose_argv(["p", "--verbosity=1"])
+  assert cli._verbose_argv(["p", "-v", "2"])
+  assert not cli._verbose_argv(["p", "--verbosity=0", "--x=1"])
+
+
+def test_module_run_as_main(monkeypatch):
+  monkeypatch.setattr(sys, "orig_argv",
+                      ["python", "-m", "train.main", "--gin_file=a"],
+                      raising=False)
+  assert cli._module_run_as_main() == "train.main"
+  monkeypatch.setattr(sys, "orig_argv", ["python", "-m", "pytest", "-q"],
+                      raising=False)
+  assert cli._module_run_as_main() == "pytest"
+  assert cli.ENTRY_POINTS.get("pytest") is None
+  monkeypatch.setattr(sys, "orig_argv", ["python", "script.py", "-m", "x"],
+                      raising=False)
+  assert cli._module_run_as_main() is None
+
+
+def test_log_capture_sends_fd2_and_logging_to_the_file(tmp_path, capfd):
+  flags.FLAGS.mark_as_parsed()  # As under app.run: absl logs to its stream.
+  logger = logging.getLogger("cli_test_orbax")
+  logger.propagate = False
+  logger.addHandler(absl_logging.get_absl_handler())
+  capture = cli.LogCapture("unit")
+  try:
+    os.write(2, b"E0000 cuda_platform.cc:52] failed call to cuInit\n")
+    logger.warning("checkpoint_manager noise")
+    sys.stderr.write("progress 50%\n")
+    moved = capture.move_to(str(tmp_path))
+    os.write(2, b"after the move\n")
+  finally:
+    capture.close()
+    logger.removeHandler(absl_logging.get_absl_handler())
+  err = capfd.readouterr().err
+  assert "progress 50%" in err
+  assert "cuInit" not in err and "noise" not in err and "after" not in err
+  assert moved == str(tmp_path / "logs" / "unit.log")
+  text = (tmp_path / "logs" / "unit.log").read_text()
+  assert "cuInit" in text and "after the move" in text
+  assert "checkpoint_manager noise" in text
+
+
+def test_close_matches():
+  assert errors.close_matches(
+      "TRAIN_STEPZ", ["TRAIN_STEPS", "BATCH_SIZE", "EVAL_STEPS"]) == [
+          "TRAIN_STEPS"]
+  assert errors.did_you_mean("crs_redail_v001", ["crs_redial_v001"]) == (
+      "did you mean crs_redial_v001?")
+  assert errors.did_you_mean("zzz", ["crs_redial_v001"]) is None
+
+
+def test_unknown_task_name_suggests_close_matches():
+  import crs_tasks  # pylint: disable=g-import-not-at-top,unused-import
+  with pytest.raises(errors.UserError) as info:
+    errors.get_mixture_or_task("crs_sample_t5cr_v01",
+                               where="MIXTURE_OR_TASK_NAME")
+  text = str(info.value)
+  assert text.startswith("MIXTURE_OR_TASK_NAME: unknown task or mixture "
+                         "crs_sample_t5cr_v01; did you mean "
+                         "crs_sample_t5cr_v001")
+
+
+def test_log_kept_only_when_moved_or_after_a_failure(tmp_path):
+  unmoved = cli.LogCapture("unit")
+  unmoved.close(keep=False)  # A successful command that never moved it.
+  assert not os.path.exists(unmoved.path)
+  failed = cli.LogCapture("unit")
+  failed.close(keep=True)
+  assert os.path.exists(failed.path)
+  os.remove(failed.path)
+  moved = cli.LogCapture("unit")
+  path = moved.move_to(str(tmp_path))
+  moved.close(keep=False)
+  assert os.path.exists(path)
