@@ -68,9 +68,11 @@ for mixture in $MIXTURES; do
                  --gin.RANKING_EXAMPLES="$RANK_EXAMPLES")
       fi
       python -m eval.main --gin_file=gin/runs/eval.gin \
-        --gin.MODEL_DIR="'$dir'" --gin.TASKS="['crs_redial_v001']" \
-        --gin.NUM_EXAMPLES="$EVAL_EXAMPLES" --gin.INPUTS_LENGTH=128 \
-        --gin.TARGETS_LENGTH=32 --gin.BATCH_SIZE=32 \
+        --gin.CHECKPOINT_PATH="'$dir'" \
+        --gin.MIXTURE_OR_TASK_NAME="'crs_redial_v001'" \
+        --gin.NUM_EXAMPLES="$EVAL_EXAMPLES" \
+        --gin.TASK_FEATURE_LENGTHS="{'inputs': 128, 'targets': 32}" \
+        --gin.BATCH_SIZE=32 \
         --gin.PROBE_DIR="'$OUT/probes'" "${ranking[@]}" 2>"$dir.eval.log"
     fi
   done

@@ -97,3 +97,19 @@ def test_popularity_baseline_on_the_sample(capsys):
   expected = 100 * np.mean(right)
   assert f"popularity probe/recommendation/accuracy: {expected:.4f}" in out
   assert expected < 50.0  # negatives are popular movies
+
+
+def test_deprecated_model_dir_flag_still_scores(tmp_path, monkeypatch,
+                                                capsys):
+  loaded = []
+  monkeypatch.setattr(
+      main.checkpointing, "load_model",
+      lambda path, step=None: loaded.append(path) or (
+          _ShortTargetModel(), {}, 7))
+  _run(probe_dir=probes.SAMPLE_PROBES_DIR, model_dir=str(tmp_path),
+       probes=["attribute"])
+  assert loaded == [str(tmp_path)]
+  captured = capsys.readouterr()
+  assert captured.err == (
+      "warning: --model_dir is deprecated; use --checkpoint_path\n")
+  assert "probe/attribute/accuracy" in captured.out
