@@ -71,7 +71,9 @@ def error_line(exc: BaseException) -> str:
   elif isinstance(exc, OSError) and exc.filename:
     text = f"{exc.strerror or type(exc).__name__}: {exc.filename}"
   else:
-    text = str(exc) or type(exc).__name__
+    # gin appends "In call to configurable ..." to what it re-raises.
+    text = str(exc).split("\n  In call to configurable")[0]
+    text = text or type(exc).__name__
   return "error: " + " ".join(text.split())
 
 

@@ -324,6 +324,19 @@ def split_checkpoint_path(
         f"not a training run directory (no {MODEL_CONFIG_FILE})", where=path,
         fix="give the MODEL_DIR of a train.main run, or one of its "
         "checkpoints/<step> directories")
+  ckpt_dir = os.path.join(norm, CHECKPOINTS_DIR)
+  steps = sorted(int(n) for n in (
+      os.listdir(ckpt_dir) if os.path.isdir(ckpt_dir) else ()) if n.isdigit())
+  if not steps:
+    raise errors.UserError(
+        f"the run has no checkpoint (nothing in {ckpt_dir})", where=path,
+        fix="train it first (python -m train.main ... --gin.MODEL_DIR=...)")
+  if step is not None and int(step) not in steps:
+    raise errors.UserError(
+        f"no checkpoint at step {step}; the run has steps "
+        f"{', '.join(map(str, steps))}", where=path,
+        fix=f"use one of them (the latest is {steps[-1]}), or name no step "
+        "for the latest")
   return norm, step
 
 

@@ -48,6 +48,10 @@ def test_user_error_is_one_line_and_exit_code_2(capsys, monkeypatch):
     # gin's context lines are folded into the one line.
     (errors.UserError("no macro X\n  In file a.gin, line 3"),
      "error: no macro X In file a.gin, line 3"),
+    # What gin re-raises from a configurable loses OSError.filename.
+    (FileNotFoundError("[Errno 2] No such file: '/x'\n  In call to "
+                       "configurable 'train' (<function train>)"),
+     "error: [Errno 2] No such file: '/x'"),
 ])
 def test_user_errors_of_other_types(exc, line, capsys, monkeypatch):
   monkeypatch.delenv(cli.TRACEBACK_ENV, raising=False)

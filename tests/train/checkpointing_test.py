@@ -168,6 +168,12 @@ def test_split_checkpoint_path(tmp_path):
       str(run / "checkpoints")) == (str(run), None)
   with pytest.raises(errors.UserError, match="names step 7"):
     checkpointing.split_checkpoint_path(str(run / "checkpoints" / "7"), 5)
+  with pytest.raises(errors.UserError,
+                     match="no checkpoint at step 9; the run has steps 7"):
+    checkpointing.split_checkpoint_path(str(run / "checkpoints" / "9"))
+  (run / "checkpoints" / "7").rmdir()
+  with pytest.raises(errors.UserError, match="the run has no checkpoint"):
+    checkpointing.split_checkpoint_path(str(run))
   with pytest.raises(errors.UserError, match="no model_config.json"):
     checkpointing.split_checkpoint_path(str(tmp_path))
   with pytest.raises(errors.UserError, match="no such directory"):
