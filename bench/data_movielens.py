@@ -28,16 +28,17 @@ import seqio  # pylint: disable=g-import-not-at-top
 import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
 
 import crs_tasks  # pylint: disable=g-import-not-at-top,unused-import
-from crs_tasks import movielens_utils  # pylint: disable=g-import-not-at-top
+from crs_tasks import movielens_data  # pylint: disable=g-import-not-at-top
+from crs_tasks import movielens_matching  # pylint: disable=g-import-not-at-top
 from crs_tasks.tfds_builders import movielens as builder_lib  # pylint: disable=g-import-not-at-top
 
 
 def match_rate(shared_data: str) -> None:
   redial_csv = os.path.join(shared_data, "redial", "movies_with_mentions.csv")
   ml_dir = os.path.join(shared_data, "movielens", "ml-latest-small")
-  movies = movielens_utils.load_movies(os.path.join(ml_dir, "movies.csv"))
-  titles = movielens_utils.load_redial_movies(redial_csv)
-  matches, counts = movielens_utils.match_redial_to_movielens(titles, movies)
+  movies = movielens_data.load_movies(os.path.join(ml_dir, "movies.csv"))
+  titles = movielens_matching.load_redial_movies(redial_csv)
+  matches, counts = movielens_matching.match_redial_to_movielens(titles, movies)
   mentions = {}
   with open(redial_csv, encoding="utf-8") as f:
     for row in csv.DictReader(f):

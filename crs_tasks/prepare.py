@@ -13,7 +13,7 @@ r"""Prepares the full TFDS datasets behind the `crs_*` (non-sample) tasks.
   `--movielens_dir`, `--download_movielens` fetches the official zip.
 * `--sample` also prepares the bundled-sample configs (`crs_redial/sample`,
   `crs_movielens/*_sample`), e.g. before caching `crs_sample_*` with Beam.
-* `--reviews_csv` (format: `movielens_utils.REVIEWS_CSV_FORMAT`) builds
+* `--reviews_csv` (format: `movielens_reviews.REVIEWS_CSV_FORMAT`) builds
   `crs_movielens/reviews_full`.
 
 Point seqio at the same directory when training
@@ -30,7 +30,7 @@ from absl import logging
 import tensorflow_datasets as tfds
 
 from crs_tasks import cli
-from crs_tasks import movielens_utils
+from crs_tasks import movielens_data
 from crs_tasks.tfds_builders import movielens as movielens_builder  # pylint: disable=unused-import
 
 _SUFFIX = {"ml-25m": "full", "ml-latest-small": "small"}
@@ -88,7 +88,7 @@ def prepare(
       root = movielens_dir
       if os.path.isdir(os.path.join(root, movielens_source)):
         root = os.path.join(root, movielens_source)
-      files = movielens_utils.find_movielens_files(root)
+      files = movielens_data.find_movielens_files(root)
       needed = ["movies", "ratings"] + (
           ["genome_scores", "genome_tags"] if suffix == "full" else ["tags"]
       )

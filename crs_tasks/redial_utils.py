@@ -44,6 +44,8 @@ from typing import Any, Iterable, Iterator, Mapping, Optional
 
 from absl import logging
 
+from crs_tasks import titles as titles_lib
+
 USER_TAG = "[User]"
 ASSISTANT_TAG = "[Assistant]"
 MENTION_RE = re.compile(r"@(\d+)")
@@ -109,33 +111,6 @@ class ParseSummary:
         for f in dataclasses.fields(self)
         if f.type == "int" or f.type is int
     }
-
-
-def normalize_text(text: str) -> str:
-  """Unescapes HTML entities and collapses whitespace.
-
-  Args:
-    text: raw text, e.g. `"Police Academy  (1984)"` or `"I &quot;loved&quot;
-      it"`.
-
-  Returns:
-    The text with single spaces, no leading or trailing space, e.g.
-    `"Police Academy (1984)"`, `'I "loved" it'`.
-  """
-  return " ".join(html.unescape(text).split())
-
-
-def normalize_title(title: str) -> str:
-  """Normalizes a ReDial title: `"American Pie  (1999) "` -> `"American Pie
-  (1999)"`.
-
-  Args:
-    title: a title from `movieMentions` or `movies_with_mentions.csv`.
-
-  Returns:
-    The title with HTML entities unescaped and single spaces.
-  """
-  return normalize_text(title)
 
 
 def load_movie_titles(path: str) -> dict[str, str]:
@@ -236,7 +211,7 @@ class _Titles:
     self._summary = summary
 
   def _normalize(self, raw: str) -> str:
-    title = normalize_title(raw)
+    title = titles_lib.clean_text(raw)
     summary = self._summary
     if raw not in summary._seen_titles:  # pylint: disable=protected-access
       summary._seen_titles.add(raw)  # pylint: disable=protected-access
@@ -348,7 +323,7 @@ def dialogue_to_examples(
   # Merge consecutive messages of one speaker into turns.
   turns = []  # [(is_seeker, text, titles)]
   for message in dialogue["messages"]:
-    text = normalize_text(str(message.get("text") or ""))
+    text = titles_lib.clean_text(str(message.get("text") or ""))
     if html.unescape(str(message.get("text") or "")) != message.get("text"):
       summary.html_entities += 1
     text, found = _replace_mentions(text, titles, summary)

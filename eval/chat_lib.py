@@ -24,10 +24,10 @@ import difflib
 import re
 from typing import Callable, Iterable, Optional, Sequence, TextIO
 
-from crs_tasks import movielens_utils
 from crs_tasks import postprocessors
 from crs_tasks import preprocessors
 from crs_tasks import redial_utils
+from crs_tasks import titles as titles_lib
 
 INPUT_PREFIX = preprocessors.REDIAL_PREFIX  # "redial conversation: "
 SPEAKER_TAGS = {
@@ -77,21 +77,8 @@ class Movie:
     return f"{self.name} ({self.year})" if self.year else self.name
 
 
-def split_year(title: str) -> tuple[str, Optional[str]]:
-  """`"Matrix, The  (1999)"` -> `("The Matrix", "1999")`.
-
-  Args:
-    title: a title, with or without a trailing `(YYYY)`.
-
-  Returns:
-    The whitespace-normalised, HTML-unescaped name (trailing article moved
-    to the front) and the year (or None).
-  """
-  return movielens_utils.split_redial_title(title)
-
-
 def name_key(name: str) -> str:
-  """`movielens_utils.match_key` without a leading English article.
+  """`titles.match_key` without a leading English article.
 
   `"The Matrix"`, `"matrix"` and `"Matrix, The"` all give `"matrix"`.
 
@@ -101,7 +88,7 @@ def name_key(name: str) -> str:
   Returns:
     The key (may be empty).
   """
-  words = movielens_utils.match_key(movielens_utils.flip_article(name)).split()
+  words = titles_lib.match_key(titles_lib.flip_article(name)).split()
   if len(words) > 1 and words[0] in _ARTICLES:
     words = words[1:]
   return " ".join(words)
@@ -150,7 +137,7 @@ class Catalogue:
       The film with that name and year; without a year, the most popular
       film of that name; None when nothing matches.
     """
-    name, year = split_year(typed.strip().strip("@").strip())
+    name, year = titles_lib.split_title(typed.strip().strip("@").strip())
     if year is None:
       match = re.match(r"^(.*\S)\s+(\d{4})$", name)  # "the matrix 1999"
       if match and name_key(match.group(1)) in self._by_key:
@@ -246,9 +233,9 @@ def load_catalogue(paths: Sequence[str]) -> Catalogue:
           )
         aliases = ()
         if is_movielens:
-          name, aliases, year = movielens_utils.parse_ml_title(row[field])
+          name, aliases, year = titles_lib.parse_ml_title(row[field])
         else:
-          name, year = split_year(row[field])
+          name, year = titles_lib.split_title(row[field])
         mentions = (row.get("nbMentions") or "0").strip()
         popularity = int(mentions) if mentions.isdigit() else 0
         movies.append(Movie(name, year, popularity, aliases))

@@ -19,7 +19,7 @@ from typing import Any, Callable, Mapping, Optional, Protocol, Sequence, Union
 import numpy as np
 
 from crs_tasks import postprocessors
-from crs_tasks import redial_utils
+from crs_tasks import titles as titles_lib
 from eval import metrics as metrics_lib
 
 Array = Any  # jax.Array or np.ndarray.
@@ -54,7 +54,7 @@ class MovieList:
 def load_movie_list(path: str, *, lowercase: bool = True) -> MovieList:
   """Reads `movies_with_mentions.csv` (movieId,movieName,nbMentions).
 
-  Titles are normalised as the task text (`redial_utils.normalize_title`,
+  Titles are normalised as the task text (`titles.clean_text`,
   lower-cased when `lowercase`); equal titles are merged, mentions summed.
 
   Args:
@@ -87,7 +87,7 @@ def load_movie_list(path: str, *, lowercase: bool = True) -> MovieList:
         raise ValueError(f"{path}:{line}: field 'nbMentions' is not an "
                          f"integer: {count!r}") from None
       num_rows += 1
-      title = redial_utils.normalize_title(name)
+      title = titles_lib.clean_text(name)
       if lowercase:
         title = title.lower()
       key = metrics_lib.normalize_title(title)

@@ -8,7 +8,7 @@ bundled ReDial sample mentions:
    `@<movieId>` in message text and every `movieMentions` key, looked up in
    `redial/movies_with_mentions.csv`.
 2. Those titles are matched to ml-latest-small with
-   `movielens_utils.TitleMatcher`; `movies.csv` and `links.csv` keep the
+   `movielens_matching.TitleMatcher`; `movies.csv` and `links.csv` keep the
    matched movies, `tags.csv` every user tag of them.
 3. `ratings.csv` keeps, for the first `NUM_USERS` users (by userId) with at
    least 10 ratings >= 4.0 on matched movies, all their ratings of matched
@@ -36,7 +36,8 @@ import sys
 sys.path.insert(
     0, os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
 )
-from crs_tasks import movielens_utils  # pylint: disable=g-import-not-at-top
+from crs_tasks import movielens_data  # pylint: disable=g-import-not-at-top
+from crs_tasks import movielens_matching  # pylint: disable=g-import-not-at-top
 
 NUM_TRAIN_DIALOGUES = 200
 NUM_TEST_DIALOGUES = 50
@@ -94,13 +95,13 @@ def main(argv=None):
   ml_dir = os.path.join(args.shared_data, "movielens", "ml-latest-small")
   os.makedirs(args.out_dir, exist_ok=True)
 
-  redial_titles = movielens_utils.load_redial_movies(
+  redial_titles = movielens_matching.load_redial_movies(
       os.path.join(redial_dir, "movies_with_mentions.csv")
   )
   wanted = redial_sample_movie_ids(redial_dir)
   sample_titles = {i: redial_titles[i] for i in wanted if i in redial_titles}
-  movies = movielens_utils.load_movies(os.path.join(ml_dir, "movies.csv"))
-  matches, counts = movielens_utils.match_redial_to_movielens(
+  movies = movielens_data.load_movies(os.path.join(ml_dir, "movies.csv"))
+  matches, counts = movielens_matching.match_redial_to_movielens(
       sample_titles, movies
   )
   matched = set(matches.values())

@@ -17,8 +17,9 @@ Each config is one derived dataset from one source, named
 Splits are `train` and `validation` (80/20 by user for sequences, by movie
 for tags and reviews). All cross-example work (user histories, popularity
 down-sampling, tag subsets, review sentence contexts) happens here, offline
-and with fixed seeds (`SEED`), in `crs_tasks.movielens_utils`; the seqio
-preprocessors only format single examples.
+and with fixed seeds (`SEED`), in `crs_tasks.movielens_sequences`,
+`movielens_tags` and `movielens_reviews`; the seqio preprocessors only format
+single examples.
 
 Downloads: the official zips are
 https://files.grouplens.org/datasets/movielens/ml-25m.zip (261,978,986 bytes,
@@ -49,7 +50,10 @@ from etils import epath
 import numpy as np
 import tensorflow_datasets as tfds
 
-from crs_tasks import movielens_utils
+from crs_tasks import movielens_data
+from crs_tasks import movielens_reviews
+from crs_tasks import movielens_sequences
+from crs_tasks import movielens_tags
 
 SEED = 42
 SAMPLE_DIR = os.path.join(
@@ -126,7 +130,7 @@ class CrsMovielens(tfds.core.GeneratorBasedBuilder):
   (or `ml-latest-small/` for the *_small configs) in manual_dir, otherwise
   the official zip is downloaded.
   reviews_full: required; put `reviews.csv` in manual_dir (format in
-  crs_tasks.movielens_utils.REVIEWS_CSV_FORMAT).
+  crs_tasks.movielens_reviews.REVIEWS_CSV_FORMAT).
   """
 
   @tfds.core.utils.classproperty
@@ -180,7 +184,7 @@ class CrsMovielens(tfds.core.GeneratorBasedBuilder):
   def _movielens_files(self, dl_manager) -> dict[str, str]:
     source = self.builder_config.source
     if source == "sample":
-      return movielens_utils.find_movielens_files(
+      return movielens_data.find_movielens_files(
           os.path.join(SAMPLE_DIR, "movielens")
       )
     root = self._manual_dir(dl_manager)
@@ -188,7 +192,7 @@ class CrsMovielens(tfds.core.GeneratorBasedBuilder):
       root = os.fspath(dl_manager.download_and_extract(URLS[source]))
     if os.path.isdir(os.path.join(root, source)):
       root = os.path.join(root, source)
-    return movielens_utils.find_movielens_files(root)
+    return movielens_data.find_movielens_files(root)
 
   def _split_generators(self, dl_manager):
     config = self.builder_config
@@ -202,16 +206,16 @@ class CrsMovielens(tfds.core.GeneratorBasedBuilder):
         if root is None or not os.path.exists(path):
           raise FileNotFoundError(
               f"reviews_full needs reviews.csv in manual_dir ({root}).\n"
-              + movielens_utils.REVIEWS_CSV_FORMAT
+              + movielens_reviews.REVIEWS_CSV_FORMAT
           )
-      splits = movielens_utils.build_review_examples(
+      splits = movielens_reviews.build_review_examples(
           path, seed=SEED, stats=stats
       )
     else:
       files = self._movielens_files(dl_manager)
-      movies = movielens_utils.load_movies(files["movies"])
+      movies = movielens_data.load_movies(files["movies"])
       if config.dataset == "sequences":
-        splits = movielens_utils.build_sequence_examples(
+        splits = movielens_sequences.build_sequence_examples(
             movies,
             files["ratings"],
             t=config.downsample_t,
@@ -220,12 +224,12 @@ class CrsMovielens(tfds.core.GeneratorBasedBuilder):
         )
       else:
         if "genome_scores" in files and "genome_tags" in files:
-          tags = movielens_utils.load_genome_tags(
+          tags = movielens_tags.load_genome_tags(
               files["genome_scores"], files["genome_tags"]
           )
         else:
-          tags = movielens_utils.load_user_tags(files["tags"])
-        splits = movielens_utils.build_tag_examples(movies, tags, seed=SEED)
+          tags = movielens_tags.load_user_tags(files["tags"])
+        splits = movielens_tags.build_tag_examples(movies, tags, seed=SEED)
     logging.info(
         "crs_movielens/%s: %s; %s",
         config.name,

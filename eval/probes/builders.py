@@ -35,7 +35,7 @@ lower-cased context and `targets` / `negative_targets` are lower-cased; the
 metadata (`query_movie`, `positive_movie`, `negative_movie`, `tag`) uses the
 same casing as the text, titles without the `@` markers.
 
-Popularity and relatedness. Sequences are `movielens_utils.liked_sequences`
+Popularity and relatedness. Sequences are `movielens_sequences.liked_sequences`
 (rating >= 4.0; the latest `max_len` liked movies of users with >=
 `min_liked` likes; the `crs_ml_sequences` defaults). popularity(x) = number
 of sequences containing x; co(x, y) = number containing both;
@@ -67,7 +67,10 @@ from typing import Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 
-from crs_tasks import movielens_utils
+from crs_tasks import movielens_data
+from crs_tasks import movielens_reviews
+from crs_tasks import movielens_sequences
+from crs_tasks import movielens_tags
 from crs_tasks import preprocessors
 from crs_tasks import probe_io
 
@@ -137,7 +140,7 @@ class ProbeConfig:
 # files built from them: the sample has 4 reviewed movies, so 2 are held out
 # to give the description probe negatives; 100 pairs keep the files small.
 SAMPLE_DATA_DIR = os.path.join(
-    os.path.dirname(movielens_utils.__file__), "sample_data"
+    os.path.dirname(movielens_data.__file__), "sample_data"
 )
 SAMPLE_CONFIG = ProbeConfig(review_test_fraction=0.5, max_pairs=100)
 
@@ -317,14 +320,14 @@ class ProbeData:
   """Inputs of the builders (all plain Python).
 
   Attributes:
-    movies: movieId -> `movielens_utils.Movie`.
+    movies: movieId -> `movielens_data.Movie`.
     sequences: liked-movie sequences (lists of movieIds).
     tags: movieId -> tags (genome or user tags, plus genres), may be empty.
-    reviews: `(title, review)` pairs (`movielens_utils.load_reviews`), or
+    reviews: `(title, review)` pairs (`movielens_reviews.load_reviews`), or
       None when there is no reviews file.
   """
 
-  movies: Mapping[int, movielens_utils.Movie]
+  movies: Mapping[int, movielens_data.Movie]
   sequences: Sequence[Sequence[int]]
   tags: Mapping[int, Sequence[str]] = dataclasses.field(default_factory=dict)
   reviews: Optional[Sequence[tuple[str, str]]] = None
@@ -482,8 +485,8 @@ class ProbeBuilder:
     """Title -> snippets of the held-out reviews (validation movies)."""
     config = self.config
     reviews = self.data.reviews or ()
-    titles = {t for t, r in reviews if movielens_utils.split_sentences(r)}
-    _, held_out = movielens_utils.split_keys(
+    titles = {t for t, r in reviews if movielens_reviews.split_sentences(r)}
+    _, held_out = movielens_data.split_keys(
         titles,
         test_fraction=config.review_test_fraction,
         seed=config.review_split_seed,
@@ -494,7 +497,7 @@ class ProbeBuilder:
         continue
       if len(out[title]) >= config.max_reviews_per_movie:
         continue
-      sentences = movielens_utils.split_sentences(review)
+      sentences = movielens_reviews.split_sentences(review)
       if sentences:
         out[title].append(" ".join(sentences[: config.review_sentences]))
     return dict(sorted(out.items()))
@@ -566,17 +569,17 @@ def load_probe_data(
     movielens_dir: a folder with movies.csv and ratings.csv (or one level
       above it); tags from the tag genome (relevance > 0.8) when
       genome-*.csv exist, else from tags.csv; genres are added.
-    reviews_csv: reviews in `movielens_utils.REVIEWS_CSV_FORMAT`, or None.
+    reviews_csv: reviews in `movielens_reviews.REVIEWS_CSV_FORMAT`, or None.
     config: sequence settings (`min_rating`, `min_liked`, `max_len`).
 
   Returns:
     The `ProbeData`.
   """
-  files = movielens_utils.find_movielens_files(movielens_dir)
+  files = movielens_data.find_movielens_files(movielens_dir)
   if "ratings" not in files:
     raise FileNotFoundError(f"no ratings.csv beside {files['movies']}")
-  movies = movielens_utils.load_movies(files["movies"])
-  sequences = movielens_utils.liked_sequences(
+  movies = movielens_data.load_movies(files["movies"])
+  sequences = movielens_sequences.liked_sequences(
       files["ratings"],
       min_rating=config.min_rating,
       min_liked=config.min_liked,
@@ -584,17 +587,17 @@ def load_probe_data(
       known_movies=movies.keys(),
   )
   if "genome_scores" in files and "genome_tags" in files:
-    tags = movielens_utils.load_genome_tags(
+    tags = movielens_tags.load_genome_tags(
         files["genome_scores"], files["genome_tags"]
     )
   elif "tags" in files:
-    tags = movielens_utils.load_user_tags(files["tags"])
+    tags = movielens_tags.load_user_tags(files["tags"])
   else:
     tags = {}
-  tags = movielens_utils.movie_tags(movies, tags, add_genres=True)
+  tags = movielens_tags.movie_tags(movies, tags, add_genres=True)
   reviews = None
   if reviews_csv:
-    reviews = movielens_utils.load_reviews(reviews_csv)
+    reviews = movielens_reviews.load_reviews(reviews_csv)
   return ProbeData(movies, list(sequences.values()), tags, reviews)
 
 

@@ -13,7 +13,10 @@ import tensorflow as tf
 
 import crs_tasks  # pylint: disable=unused-import
 from crs_tasks import features
-from crs_tasks import movielens_utils
+from crs_tasks import movielens_data
+from crs_tasks import movielens_reviews
+from crs_tasks import movielens_sequences
+from crs_tasks import movielens_tags
 from crs_tasks import preprocessors
 from crs_tasks.tfds_builders import movielens as builder_lib
 
@@ -213,8 +216,8 @@ def test_registered_task_on_literal_example(prefix, task, raw, inputs,
 
 def _expected_sequences(split):
   sample = os.path.join(builder_lib.SAMPLE_DIR, "movielens")
-  movies = movielens_utils.load_movies(os.path.join(sample, "movies.csv"))
-  splits = movielens_utils.build_sequence_examples(
+  movies = movielens_data.load_movies(os.path.join(sample, "movies.csv"))
+  splits = movielens_sequences.build_sequence_examples(
       movies, os.path.join(sample, "ratings.csv"), t=1e-2, seed=42
   )
   return [
@@ -250,12 +253,12 @@ def test_sample_counts(tfds_dir):
                                     use_cached=False)
     )
   sample = os.path.join(builder_lib.SAMPLE_DIR, "movielens")
-  movies = movielens_utils.load_movies(os.path.join(sample, "movies.csv"))
-  tags = movielens_utils.build_tag_examples(
-      movies, movielens_utils.load_user_tags(os.path.join(sample, "tags.csv")),
+  movies = movielens_data.load_movies(os.path.join(sample, "movies.csv"))
+  tags = movielens_tags.build_tag_examples(
+      movies, movielens_tags.load_user_tags(os.path.join(sample, "tags.csv")),
       seed=42,
   )
-  reviews = movielens_utils.build_review_examples(
+  reviews = movielens_reviews.build_review_examples(
       os.path.join(builder_lib.SAMPLE_DIR, "reviews", "reviews.csv"), seed=42
   )
   assert counts == {

@@ -5,7 +5,10 @@ import os
 import pytest
 import tensorflow_datasets as tfds
 
-from crs_tasks import movielens_utils
+from crs_tasks import movielens_data
+from crs_tasks import movielens_reviews
+from crs_tasks import movielens_sequences
+from crs_tasks import movielens_tags
 from crs_tasks import prepare
 from crs_tasks.tfds_builders import movielens as builder_lib
 
@@ -20,22 +23,22 @@ def test_prepare_small_and_reviews(tmp_path):
       movielens_source="ml-latest-small",
       reviews_csv=_REVIEWS,
   )
-  movies = movielens_utils.load_movies(os.path.join(_ML, "movies.csv"))
-  seqs = movielens_utils.build_sequence_examples(
+  movies = movielens_data.load_movies(os.path.join(_ML, "movies.csv"))
+  seqs = movielens_sequences.build_sequence_examples(
       movies, os.path.join(_ML, "ratings.csv"), t=1e-3, seed=42
   )
-  tags = movielens_utils.build_tag_examples(
-      movies, movielens_utils.load_user_tags(os.path.join(_ML, "tags.csv")),
+  tags = movielens_tags.build_tag_examples(
+      movies, movielens_tags.load_user_tags(os.path.join(_ML, "tags.csv")),
       seed=42,
   )
-  reviews = movielens_utils.build_review_examples(_REVIEWS, seed=42)
+  reviews = movielens_reviews.build_review_examples(_REVIEWS, seed=42)
   assert counts == {
       "crs_movielens/sequences_small": {
           k: len(v) for k, v in seqs.items()},
       "crs_movielens/tags_small": {k: len(v) for k, v in tags.items()},
       "crs_movielens/reviews_full": {k: len(v) for k, v in reviews.items()},
   }
-  # 26 review sentences (hand count in movielens_utils_test), 1 of 4 movies
+  # 26 review sentences (hand count in movielens_reviews_test), 1 of 4 movies
   # in validation.
   assert sum(counts["crs_movielens/reviews_full"].values()) == 26
   assert os.path.isdir(tmp_path / "crs_movielens" / "reviews_full" / "1.0.0")

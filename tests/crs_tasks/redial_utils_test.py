@@ -95,18 +95,6 @@ def _dialogue(messages, mentions=None, **kwargs):
   return d
 
 
-def test_normalize_title():
-  assert redial_utils.normalize_title(
-      "Police Academy  (1984)") == "Police Academy (1984)"
-  assert redial_utils.normalize_title(" American Pie ") == "American Pie"
-  assert redial_utils.normalize_title(
-      "Tom &amp; Jerry &quot;X&quot;") == 'Tom & Jerry "X"'
-
-
-def test_normalize_text_collapses_all_whitespace():
-  assert redial_utils.normalize_text("a\t b\n\nc &lt;3 ") == "a b c <3"
-
-
 @pytest.fixture(name="quirks", scope="module")
 def _quirks():
   """`(examples, summary)` of the quirks file, titles resolved by the CSV."""

@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from crs_tasks import movielens_utils
+from crs_tasks import movielens_reviews
 from crs_tasks import preprocessors
 from eval.probes import builders
 
@@ -224,10 +224,10 @@ def test_description_probe_by_hand(tiny_data):
 
 def test_held_out_reviews_match_reviews_task_split():
   path = f"{builders.SAMPLE_DATA_DIR}/reviews/reviews.csv"
-  reviews = movielens_utils.load_reviews(path)
+  reviews = movielens_reviews.load_reviews(path)
   data = builders.ProbeData(movies={}, sequences=[], reviews=reviews)
   held_out = builders.ProbeBuilder(data).held_out_reviews()
-  validation = movielens_utils.build_review_examples(path)["validation"]
+  validation = movielens_reviews.build_review_examples(path)["validation"]
   assert set(held_out) == {ex["title"] for ex in validation}
 
 
