@@ -9,15 +9,23 @@ r"""Prepares the full TFDS datasets behind the `crs_*` (non-sample) tasks.
 * `--movielens_dir` holds `ml-25m/` (or is it): builds
   `crs_movielens/sequences_full` and `tags_full`. With
   `--movielens_source=ml-latest-small` it builds `sequences_small` and
-  `tags_small` instead (the `crs_small_*` tasks and study mixtures). Without
-  `--movielens_dir`, `--download_movielens` fetches the official zip.
+  `tags_small` instead (the `crs_small_*` tasks and study mixtures).
+* `--download`: nothing is downloaded unless this is given. Then the
+  official zips of what has no folder given (ReDial without `--redial_dir`,
+  MovieLens without `--movielens_dir`) are downloaded, with their size and
+  expected time printed first and a progress bar (checksums pinned in
+  `tfds_builders/*checksums.tsv`). A folder that does not exist or lacks a
+  file is named at once, with what to do.
 * `--sample` also prepares the bundled-sample configs (`crs_redial/sample`,
   `crs_movielens/*_sample`), e.g. before caching `crs_sample_*` with Beam.
 * `--reviews_csv` (format: `movielens_reviews.REVIEWS_CSV_FORMAT`) builds
   `crs_movielens/reviews_full`.
 
 Point seqio at the same directory when training
-(`seqio.set_tfds_data_dir_override` or `TFDS_DATA_DIR`).
+(`seqio.set_tfds_data_dir_override` or `TFDS_DATA_DIR`). The command ends
+with a summary: examples per split, ReDial lines skipped as malformed and
+`@id` mentions found in neither `movieMentions` nor the movie CSV (dropped
+from the text; each warned with `file:line`), and the next command to run.
 """
 
 import os
@@ -30,19 +38,33 @@ from absl import logging
 import tensorflow_datasets as tfds
 
 from crs_tasks import cli
-from crs_tasks import movielens_data
-from crs_tasks.tfds_builders import movielens as movielens_builder  # pylint: disable=unused-import
+from crs_tasks import errors
+from crs_tasks.tfds_builders import movielens as movielens_builder
+from crs_tasks.tfds_builders import redial as redial_builder
+from crs_tasks.tfds_builders import sources
 
 _SUFFIX = {"ml-25m": "full", "ml-latest-small": "small"}
 
 
-def _build(name: str, data_dir: str, manual_dir: Optional[str]) -> dict:
+def _build(name: str, data_dir: str, manual_dir: Optional[str],
+           report: Optional[list[str]] = None) -> dict:
+  """Prepares one config; appends its parse summary to `report`."""
   builder = tfds.builder(name, data_dir=data_dir)
   builder.download_and_prepare(
       download_config=tfds.download.DownloadConfig(manual_dir=manual_dir)
   )
   counts = {k: v.num_examples for k, v in builder.info.splits.items()}
   logging.info("%s: %s", name, counts)
+  summary = getattr(builder, "parse_summary", None)
+  if report is not None and summary is not None:
+    report.append(
+        f"{name}: {summary.malformed_lines} malformed line(s) skipped, "
+        f"{summary.mentions_unresolved} @id mention(s) in neither "
+        "movieMentions nor the movie CSV (dropped from the text)")
+    shown = summary.malformed_locations + summary.unresolved_locations
+    report.extend(f"  {location}" for location in shown[:20])
+    if len(shown) > 20:
+      report.append(f"  ... and {len(shown) - 20} more (see the log)")
   return counts
 
 
@@ -55,6 +77,8 @@ def prepare(
     download_movielens: bool = False,
     reviews_csv: Optional[str] = None,
     sample: bool = False,
+    download: bool = False,
+    report: Optional[list[str]] = None,
 ) -> dict[str, dict[str, int]]:
   """Runs TFDS `download_and_prepare` for the requested full configs.
 
@@ -64,45 +88,61 @@ def prepare(
     movielens_dir: dir holding the MovieLens release, or None.
     movielens_source: "ml-25m" (`*_full` configs) or "ml-latest-small"
       (`*_small` configs).
-    download_movielens: without `movielens_dir`, download the official zip.
+    download_movielens: without `movielens_dir`, download the official
+      MovieLens zip (`download` does it for ReDial too).
     reviews_csv: reviews CSV, or None to skip `reviews_full`.
     sample: also prepare `crs_redial/sample` and `crs_movielens/*_sample`.
+    download: download the official zips of ReDial (without `redial_dir`)
+      and MovieLens (without `movielens_dir`); nothing is downloaded
+      otherwise.
+    report: gets the parse-summary lines (malformed lines, unresolved
+      `@id` mentions) when given.
 
   Returns:
     `{"<builder>/<config>": {split: num_examples}}` for what was built.
 
   Raises:
-    ValueError: if `movielens_dir` lacks the files the source needs.
+    errors.UserError: a folder or file does not exist or lacks a file (checked
+      for every input before anything is built).
   """
-  out = {}
-  if sample:
-    for name in ("crs_redial/sample",) + tuple(
-        f"crs_movielens/{d}_sample" for d in ("sequences", "tags", "reviews")
-    ):
-      out[name] = _build(name, data_dir, None)
+  suffix = _SUFFIX[movielens_source]
+  # Check every input first: a typo fails at once, not after ReDial is built.
   if redial_dir:
-    out["crs_redial/full"] = _build("crs_redial/full", data_dir, redial_dir)
-  if movielens_dir or download_movielens:
-    suffix = _SUFFIX[movielens_source]
-    if movielens_dir:
-      root = movielens_dir
-      if os.path.isdir(os.path.join(root, movielens_source)):
-        root = os.path.join(root, movielens_source)
-      files = movielens_data.find_movielens_files(root)
-      needed = ["movies", "ratings"] + (
-          ["genome_scores", "genome_tags"] if suffix == "full" else ["tags"]
-      )
-      missing = [k for k in needed if k not in files]
-      if missing:
-        raise ValueError(
-            f"{movielens_dir} lacks {missing} for {movielens_source}"
-        )
-    for dataset in ("sequences", "tags"):
-      name = f"crs_movielens/{dataset}_{suffix}"
-      out[name] = _build(name, data_dir, movielens_dir)
+    redial_builder.check_redial_dir(os.path.expanduser(redial_dir))
+  if movielens_dir:
+    needed = sorted({k for d in ("sequences", "tags")
+                     for k in movielens_builder.needed_files(
+                         movielens_source, d)})
+    movielens_builder.check_movielens_dir(
+        os.path.expanduser(movielens_dir), movielens_source, needed)
+  if reviews_csv and not os.path.isfile(reviews_csv):
+    raise errors.UserError(
+        "the reviews CSV does not exist", where=reviews_csv,
+        fix="check the path given as --reviews_csv")
+  fetch = []
+  if download and not redial_dir:
+    fetch.append(redial_builder.DOWNLOAD)
+  if (download or download_movielens) and not movielens_dir:
+    fetch.append(movielens_builder.DOWNLOADS[movielens_source])
+  for item in fetch:
+    print(f"Will download {item.url}: {sources.describe(item)}.", flush=True)
+
+  out = {}
+  with sources.allow_downloads(bool(fetch)):
+    if sample:
+      for name in ("crs_redial/sample",) + tuple(
+          f"crs_movielens/{d}_sample"
+          for d in ("sequences", "tags", "reviews")
+      ):
+        out[name] = _build(name, data_dir, None, report)
+    if redial_dir or download:
+      out["crs_redial/full"] = _build(
+          "crs_redial/full", data_dir, redial_dir, report)
+    if movielens_dir or download or download_movielens:
+      for dataset in ("sequences", "tags"):
+        name = f"crs_movielens/{dataset}_{suffix}"
+        out[name] = _build(name, data_dir, movielens_dir)
   if reviews_csv:
-    if not os.path.exists(reviews_csv):
-      raise FileNotFoundError(reviews_csv)
     with tempfile.TemporaryDirectory() as manual:
       os.symlink(os.path.abspath(reviews_csv),
                  os.path.join(manual, "reviews.csv"))
@@ -124,8 +164,13 @@ def _define_flags() -> None:
       "Which MovieLens release --movielens_dir holds.",
   )
   flags.DEFINE_bool(
+      "download", False,
+      "Download the official zips of ReDial (without --redial_dir) and "
+      "MovieLens (without --movielens_dir). Nothing is downloaded otherwise.",
+  )
+  flags.DEFINE_bool(
       "download_movielens", False,
-      "Without --movielens_dir, download the official zip.",
+      "Without --movielens_dir, download the official MovieLens zip only.",
   )
   flags.DEFINE_string("reviews_csv", None, "Reviews CSV file.")
   flags.DEFINE_bool(
@@ -138,18 +183,31 @@ def _define_flags() -> None:
 def main(argv):
   del argv
   args = flags.FLAGS
-  cli.log_to(os.path.expanduser(args.data_dir))
+  data_dir = os.path.expanduser(args.data_dir)
+  cli.log_to(data_dir)
+  report = []
   counts = prepare(
-      data_dir=os.path.expanduser(args.data_dir),
+      data_dir=data_dir,
       redial_dir=args.redial_dir,
       movielens_dir=args.movielens_dir,
       movielens_source=args.movielens_source,
       download_movielens=args.download_movielens,
       reviews_csv=args.reviews_csv,
       sample=args.sample,
+      download=args.download,
+      report=report,
   )
+  if not counts:
+    raise errors.UserError(
+        "nothing to prepare", fix="give --redial_dir, --movielens_dir, "
+        "--reviews_csv, --sample or --download")
+  print(f"Prepared in {data_dir}:")
   for name, splits in counts.items():
-    print(f"{name}: {splits}")
+    print(f"  {name}: {splits}")
+  for line in report:
+    print(line)
+  print(f"Next: TFDS_DATA_DIR={data_dir} python -m crs_tasks.inspect_task "
+        "--task=<task, e.g. crs_redial_v001> --n=2")
 
 
 if __name__ == "__main__":

@@ -15,8 +15,11 @@ dialogue into one example per recommender turn, as T5-CR does
   original; the recommender's final turn gives an example too (the original
   flushes it with a dummy seeker message).
 * `@<movieId>` becomes `@ Title (Year) @`; the title comes from the
-  dialogue's `movieMentions`, else `movies_with_mentions.csv`; a mention found
-  in neither stays as the text `@<movieId>` and is counted.
+  dialogue's `movieMentions`, else `movies_with_mentions.csv`. A mention
+  found in neither is dropped from the text (the model never sees a raw
+  `@<movieId>`, which would teach it to write ids), counted in
+  `ParseSummary.mentions_unresolved` and warned about with `file:line`
+  (`ParseSummary.unresolved_locations`).
 
 Unlike the original, punctuation glued to a mention (`@123.`) is kept, HTML
 entities are unescaped (`&quot;` -> `"`) and all whitespace is collapsed (the
@@ -44,12 +47,14 @@ from typing import Any, Iterable, Iterator, Mapping, Optional
 
 from absl import logging
 
+from crs_tasks import errors
 from crs_tasks import titles as titles_lib
 
 USER_TAG = "[User]"
 ASSISTANT_TAG = "[Assistant]"
 MENTION_RE = re.compile(r"@(\d+)")
 _YEAR_RE = re.compile(r"\(\d{4}\)$")
+_MAX_WARNINGS = 20  # Further unresolved mentions are only counted.
 _REQUIRED_FIELDS = (
     "conversationId",
     "initiatorWorkerId",
@@ -79,7 +84,10 @@ class ParseSummary:
     mentions: `@<movieId>` mentions in message text.
     mentions_from_csv: mentions missing from `movieMentions` that
       `movies_with_mentions.csv` resolved.
-    mentions_unresolved: mentions found nowhere, kept as `@<movieId>`.
+    mentions_unresolved: mentions found nowhere, dropped from the text.
+    unresolved_locations: `file:line: @<movieId>` of each of them.
+    location: `file:line` of the dialogue being parsed (set by
+      `read_dialogues`; empty for dialogues given directly).
     recommender_first: dialogues where the recommender speaks first.
     merged_messages: messages merged into the previous one of their speaker.
     empty_messages: messages with no text after cleaning (dropped).
@@ -97,6 +105,8 @@ class ParseSummary:
   mentions: int = 0
   mentions_from_csv: int = 0
   mentions_unresolved: int = 0
+  unresolved_locations: list[str] = dataclasses.field(default_factory=list)
+  location: str = ""
   recommender_first: int = 0
   merged_messages: int = 0
   empty_messages: int = 0
@@ -123,21 +133,24 @@ def load_movie_titles(path: str) -> dict[str, str]:
     `{movieId: raw movieName}` (not normalized).
 
   Raises:
-    ValueError: naming the file and line of a row without the two columns.
+    errors.UserError: naming the file and line of a bad header or of a row
+      without the two columns.
   """
   titles = {}
   with open(path, encoding="utf-8", newline="") as f:
     reader = csv.reader(f)
     header = next(reader, None)
     if not header or header[:2] != ["movieId", "movieName"]:
-      raise ValueError(
-          f"{path}:1: expected header movieId,movieName,..., got {header}"
-      )
+      raise errors.UserError(
+          f"expected the header movieId,movieName,..., got {header}",
+          where=f"{path}:1",
+          fix="give ReDial's movies_with_mentions.csv (movieId,movieName,"
+          "nbMentions)")
     for row in reader:
       if len(row) < 2 or not row[0].strip().isdigit():
-        raise ValueError(
-            f"{path}:{reader.line_num}: field movieId/movieName: bad row {row}"
-        )
+        raise errors.UserError(
+            f"field movieId/movieName: bad row {row}",
+            where=f"{path}:{reader.line_num}", fix="fix or delete that line")
       titles[row[0].strip()] = row[1]
   return titles
 
@@ -184,6 +197,7 @@ def read_dialogues(
         summary.malformed_lines += 1
         summary.malformed_locations.append(location)
         continue
+      summary.location = f"{name}:{line_number}"
       yield dialogue
 
 
@@ -248,7 +262,13 @@ def _replace_mentions(
     summary.mentions += 1
     title = titles.get(match.group(1), count=True)
     if title is None:
-      return match.group(0)
+      location = f"{summary.location or '<dialogue>'}: {match.group(0)}"
+      summary.unresolved_locations.append(location)
+      if len(summary.unresolved_locations) <= _MAX_WARNINGS:
+        logging.warning(
+            "Dropping %s: in neither movieMentions nor the movie CSV",
+            location)
+      return " "
     found.append(title)
     start = match.start()
     space = " " if start > 0 and not text[start - 1].isspace() else ""

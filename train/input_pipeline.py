@@ -111,6 +111,30 @@ def get_provider(
                                     where="MIXTURE_OR_TASK_NAME")
 
 
+def check_prepared(cfg: DatasetConfig) -> None:
+  """Fails at once when a TFDS dataset behind `cfg` can not be prepared.
+
+  Builders that know their inputs (crs_tasks' `check_inputs`, which raises
+  a `UserError` with the `prepare` command) are asked before any work, so a
+  run on an unprepared task stops in seconds instead of after compiling, or
+  after minutes of download retries. Prepared datasets and other builders
+  are not touched.
+
+  Args:
+    cfg: the dataset config about to be read.
+  """
+  if cfg.use_cached:
+    return
+  for task in seqio.get_subtasks(get_provider(cfg)):
+    source = task.source
+    if not isinstance(source, seqio.TfdsDataSource):
+      continue
+    builder = source.tfds_dataset.builder
+    check = getattr(builder, "check_inputs", None)
+    if check is not None and not builder.data_path.exists():
+      check(None)
+
+
 def _deterministic(ds: tf.data.Dataset) -> tf.data.Dataset:
   options = tf.data.Options()
   options.deterministic = True

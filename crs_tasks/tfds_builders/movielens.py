@@ -43,17 +43,19 @@ Bump `VERSION` whenever the generated examples change.
 import collections
 import dataclasses
 import os
-from typing import Optional
+from typing import Optional, Sequence
 
 from absl import logging
 from etils import epath
 import numpy as np
 import tensorflow_datasets as tfds
 
+from crs_tasks import errors
 from crs_tasks import movielens_data
 from crs_tasks import movielens_reviews
 from crs_tasks import movielens_sequences
 from crs_tasks import movielens_tags
+from crs_tasks.tfds_builders import sources
 
 SEED = 42
 SAMPLE_DIR = os.path.join(
@@ -68,6 +70,81 @@ URLS = {
         "https://files.grouplens.org/datasets/movielens/ml-latest-small.zip"
     ),
 }
+DOWNLOADS = {
+    "ml-25m": sources.Download(
+        URLS["ml-25m"], size="262 MB (1.1 GB unpacked)",
+        minutes="about 4 minutes"),
+    "ml-latest-small": sources.Download(
+        URLS["ml-latest-small"], size="1 MB", minutes="a few seconds"),
+}
+_PREPARE_FLAGS = {
+    "ml-25m": "--movielens_dir=<dir>",
+    "ml-latest-small": "--movielens_dir=<dir> "
+                       "--movielens_source=ml-latest-small",
+}
+
+
+def needed_files(source: str, dataset: str) -> list[str]:
+  """`find_movielens_files` keys a config needs: e.g. `["movies", "ratings"]`.
+
+  Args:
+    source: "ml-25m" or "ml-latest-small".
+    dataset: "sequences" or "tags".
+
+  Returns:
+    The keys; ml-25m tags read the tag genome, the others the user tags.
+  """
+  if dataset == "sequences":
+    return ["movies", "ratings"]
+  if source == "ml-25m":
+    return ["movies", "genome_scores", "genome_tags"]
+  return ["movies", "tags"]
+
+
+_FILE_NAMES = {
+    "movies": "movies.csv", "ratings": "ratings.csv", "tags": "tags.csv",
+    "genome_scores": "genome-scores.csv", "genome_tags": "genome-tags.csv",
+}
+
+
+def check_movielens_dir(root: str, source: str,
+                        keys: Sequence[str]) -> dict[str, str]:
+  """The MovieLens files under `root`, or a `UserError` naming what is missing.
+
+  Args:
+    root: the folder given as `manual_dir` / `--movielens_dir`.
+    source: "ml-25m" or "ml-latest-small" (a sub-folder of that name is
+      looked into).
+    keys: the `find_movielens_files` keys that must be present.
+
+  Returns:
+    `find_movielens_files` of the folder.
+
+  Raises:
+    errors.UserError: `root` does not exist or lacks a file.
+  """
+  if not os.path.isdir(root):
+    raise errors.UserError(
+        "the MovieLens directory does not exist", where=root,
+        fix=f"check the path given as --movielens_dir (it must hold "
+        f"{source}/ or its CSV files)")
+  if os.path.isdir(os.path.join(root, source)):
+    root = os.path.join(root, source)
+  try:
+    files = movielens_data.find_movielens_files(root)
+  except FileNotFoundError:
+    files = {}
+  missing = [_FILE_NAMES[k] for k in keys if k not in files]
+  if missing:
+    raise errors.UserError(
+        f"the MovieLens directory lacks {', '.join(missing)} (needed for "
+        f"{source})", where=root,
+        fix=f"put the extracted {source} release there, pass "
+        "--movielens_source=ml-latest-small for that release, or run "
+        "`python -m crs_tasks.prepare --data_dir=<dir> --download` without "
+        "--movielens_dir to fetch the official zip")
+  return files
+
 
 _CITATION = """
 @article{harper2015movielens,
@@ -174,25 +251,64 @@ class CrsMovielens(tfds.core.GeneratorBasedBuilder):
         citation=_CITATION,
     )
 
+  def download_and_prepare(self, **kwargs):  # pylint: disable=arguments-differ
+    """TFDS's, after checking the inputs (no surprise download)."""
+    sources.guarded_download_and_prepare(
+        self, super().download_and_prepare, self.check_inputs, **kwargs)
+
+  def check_inputs(self, download_config) -> None:
+    """Raises `UserError` at once when the files are missing (no consent)."""
+    config = self.builder_config
+    self._manual = None
+    if config.source == "sample":
+      return
+    name = f"crs_movielens/{config.name}"
+    manual = sources.manual_dir(download_config, self.data_dir_root)
+    if config.dataset == "reviews":
+      path = os.path.join(manual or "", "reviews.csv")
+      if not manual or not os.path.exists(path):
+        raise errors.UserError(
+            f"{name} needs a reviews CSV and none was given (no review "
+            "corpus is downloadable; format: "
+            "crs_tasks.movielens_reviews.REVIEWS_CSV_FORMAT, columns title, "
+            "review)", where=str(self.data_dir_root),
+            fix=f"run `python -m crs_tasks.prepare --data_dir="
+            f"{self.data_dir_root} --reviews_csv=<file>`, or use a mixture "
+            "without reviews (crs_t5cr_no_reviews_v001, or the bundled "
+            "crs_sample_t5cr_v001)")
+      self._manual = manual
+      return
+    if manual:
+      check_movielens_dir(manual, config.source,
+                          needed_files(config.source, config.dataset))
+      self._manual = manual
+    elif not sources.allowed():
+      raise sources.not_prepared(
+          name, self.data_dir_root, _PREPARE_FLAGS[config.source],
+          f"<dir> holds {config.source}/")
+
   def _manual_dir(self, dl_manager) -> Optional[str]:
-    """The manual dir when given and non-empty, else None."""
-    try:
-      return os.fspath(dl_manager.manual_dir)
-    except (AssertionError, ValueError):
-      return None
+    """The manual dir checked by `check_inputs`, else None."""
+    del dl_manager
+    return getattr(self, "_manual", None)
 
   def _movielens_files(self, dl_manager) -> dict[str, str]:
-    source = self.builder_config.source
+    config = self.builder_config
+    source = config.source
     if source == "sample":
       return movielens_data.find_movielens_files(
           os.path.join(SAMPLE_DIR, "movielens")
       )
     root = self._manual_dir(dl_manager)
     if root is None:
+      if not sources.allowed():
+        raise sources.not_prepared(
+            f"crs_movielens/{config.name}", self.data_dir_root,
+            _PREPARE_FLAGS[source], f"<dir> holds {source}/")
+      sources.announce(DOWNLOADS[source])
       root = os.fspath(dl_manager.download_and_extract(URLS[source]))
-    if os.path.isdir(os.path.join(root, source)):
-      root = os.path.join(root, source)
-    return movielens_data.find_movielens_files(root)
+    return check_movielens_dir(root, source,
+                               needed_files(source, config.dataset))
 
   def _split_generators(self, dl_manager):
     config = self.builder_config
@@ -204,15 +320,15 @@ class CrsMovielens(tfds.core.GeneratorBasedBuilder):
         root = self._manual_dir(dl_manager)
         path = os.path.join(root or "", "reviews.csv")
         if root is None or not os.path.exists(path):
-          raise FileNotFoundError(
-              f"reviews_full needs reviews.csv in manual_dir ({root}).\n"
-              + movielens_reviews.REVIEWS_CSV_FORMAT
-          )
+          self.check_inputs(None)  # Raises the UserError.
+      self._input_path = path
       splits = movielens_reviews.build_review_examples(
           path, seed=SEED, stats=stats
       )
     else:
       files = self._movielens_files(dl_manager)
+      self._input_path = files["ratings" if config.dataset == "sequences"
+                               else "movies"]
       movies = movielens_data.load_movies(files["movies"])
       if config.dataset == "sequences":
         splits = movielens_sequences.build_sequence_examples(
@@ -238,11 +354,11 @@ class CrsMovielens(tfds.core.GeneratorBasedBuilder):
     )
     empty = [name for name, examples in splits.items() if not examples]
     if empty:
-      raise ValueError(
+      raise errors.UserError(
           f"crs_movielens/{config.name}: no examples in split(s) {empty} "
-          f"({ {k: len(v) for k, v in splits.items()} }, {dict(stats)}); "
-          "is the input too small?"
-      )
+          f"({ {k: len(v) for k, v in splits.items()} }, {dict(stats)})",
+          where=self._input_path, fix="check that the file is not empty and "
+          "holds enough movies/users for an 80/20 split")
     return {
         name: self._generate_examples(examples)
         for name, examples in splits.items()

@@ -24,11 +24,15 @@ official train split by dialogue: a dialogue goes to validation when
 `"42:<conversationId>"`), so the split is deterministic and every turn of a
 dialogue stays on one side; `train` is the rest.
 
-Download: `URL` is recorded in `checksums.tsv` beside this module without a
-size and hash, because it could not be fetched where this was written. Run
-once, with network, `tfds build crs_tasks/tfds_builders/redial.py
---config=full --register_checksums` to record them (or use `manual_dir`,
-which needs no checksum).
+Download: only when asked for (`python -m crs_tasks.prepare --download`,
+see `sources`); otherwise a `full` dataset that is not prepared raises a
+`UserError` with the prepare command at once, and a `manual_dir` that lacks a
+file names it. `URL` is recorded in `checksums.tsv` beside this module
+without a size and hash, because it could not be fetched where this was
+written. Run once, with network, `tfds build
+crs_tasks/tfds_builders/redial.py --config=full --register_checksums` to
+record them (or use `manual_dir`, which needs no checksum). An empty train or
+test file (or one without a valid dialogue) is a `UserError` naming it.
 
 Preparing the full data (writes `<data_dir>/crs_redial/full/1.0.0`; point
 seqio at the same dir with `seqio.set_tfds_data_dir_override` or
@@ -71,7 +75,9 @@ from etils import epath
 import numpy as np
 import tensorflow_datasets as tfds
 
+from crs_tasks import errors
 from crs_tasks import redial_utils
+from crs_tasks.tfds_builders import sources
 
 SEED = 42
 VALIDATION_FRACTION = 0.1
@@ -84,6 +90,9 @@ SAMPLE_DIR = os.path.join(
 CHECKSUMS_PATH = os.path.join(
     os.path.dirname(os.path.abspath(__file__)), "checksums.tsv"
 )
+DOWNLOAD = sources.Download(
+    URL, size="about 6 MB (33 MB unpacked; not pinned yet)",
+    minutes="under a minute")
 TRAIN_FILES = ("train_data.jsonl", "train_partial.jsonl")
 TEST_FILE = "test_data.jsonl"
 MOVIES_FILE = "movies_with_mentions.csv"
@@ -145,6 +154,57 @@ def find_redial_files(root: str) -> Optional[dict[str, str]]:
   return None
 
 
+def missing_redial_files(root: str) -> list[str]:
+  """Which of the ReDial files `root` lacks (empty when all are there).
+
+  Args:
+    root: the folder given as `manual_dir` / `--redial_dir`.
+
+  Returns:
+    File names, e.g. `["movies_with_mentions.csv"]`; `[root]` itself when
+    it is not a directory.
+  """
+  if not os.path.isdir(root):
+    return [root]
+  names = set()
+  for folder, _, files in os.walk(root):
+    if folder.count(os.sep) - root.rstrip(os.sep).count(os.sep) <= 1:
+      names.update(files)
+  missing = []
+  if not names.intersection(TRAIN_FILES):
+    missing.append(" or ".join(TRAIN_FILES))
+  missing += [n for n in (TEST_FILE, MOVIES_FILE) if n not in names]
+  return missing
+
+
+def check_redial_dir(root: str) -> dict[str, str]:
+  """The ReDial files under `root`, or a `UserError` naming what is missing.
+
+  Args:
+    root: the folder given as `manual_dir` / `--redial_dir`.
+
+  Returns:
+    `find_redial_files(root)`.
+
+  Raises:
+    errors.UserError: `root` does not exist or lacks a file.
+  """
+  files = find_redial_files(root)
+  if files:
+    return files
+  missing = missing_redial_files(root)
+  if missing == [root]:
+    raise errors.UserError(
+        "the ReDial directory does not exist", where=root,
+        fix="check the path given as --redial_dir (it must hold "
+        f"{TRAIN_FILES[0]}, {TEST_FILE} and {MOVIES_FILE})")
+  raise errors.UserError(
+      f"the ReDial directory lacks {', '.join(missing)}", where=root,
+      fix=f"put the extracted release there ({TRAIN_FILES[0]}, {TEST_FILE}, "
+      f"{MOVIES_FILE}), or run `python -m crs_tasks.prepare --data_dir=<dir> "
+      "--download` without --redial_dir to fetch the official zip")
+
+
 def build_splits(
     files: dict[str, str],
     *,
@@ -166,7 +226,9 @@ def build_splits(
   summary = summary if summary is not None else redial_utils.ParseSummary()
   titles = redial_utils.load_movie_titles(files["movies"])
   splits = collections.defaultdict(list)
-  for dialogue in redial_utils.read_dialogues(files["train"], summary=summary):
+  for dialogue in _progress(
+      redial_utils.read_dialogues(files["train"], summary=summary),
+      files["train"]):
     split = (
         "validation"
         if redial_utils.is_validation(
@@ -179,10 +241,36 @@ def build_splits(
             dialogue, movie_titles=titles, summary=summary
         )
     )
-  splits["test"] = redial_utils.load_examples(
-      files["test"], movie_titles=titles, summary=summary
-  )
+  for dialogue in _progress(
+      redial_utils.read_dialogues(files["test"], summary=summary),
+      files["test"]):
+    splits["test"].extend(
+        redial_utils.dialogue_to_examples(
+            dialogue, movie_titles=titles, summary=summary
+        )
+    )
+  for split, path in (("train", files["train"]), ("test", files["test"])):
+    if not splits[split]:
+      raise errors.UserError(
+          f"no {split} examples: the file holds no valid dialogue "
+          f"({summary.malformed_lines} malformed line(s) skipped)",
+          where=path, fix="check that the file is the ReDial release")
+  if not splits["validation"]:
+    raise errors.UserError(
+        f"no validation examples: the validation split is {fraction:.0%} of "
+        f"the train dialogues and none of the {summary.dialogues} fell there",
+        where=files["train"], fix="give a train file with more dialogues")
   return {k: splits[k] for k in ("train", "validation", "test")}
+
+
+def _progress(items, path: str):
+  """A tqdm bar (shown after 2 s) over the dialogues of one jsonl file."""
+  import tqdm  # pylint: disable=g-import-not-at-top
+
+  with open(path, "rb") as f:
+    total = sum(1 for _ in f)
+  return tqdm.tqdm(items, total=total, delay=2, unit=" dialogues",
+                   desc=f"parsing {os.path.basename(path)}")
 
 
 class CrsRedial(tfds.core.GeneratorBasedBuilder):
@@ -205,10 +293,12 @@ class CrsRedial(tfds.core.GeneratorBasedBuilder):
       ),
   ]
   MANUAL_DOWNLOAD_INSTRUCTIONS = """
-  Optional for `full`: put the extracted ReDial release in manual_dir:
+  For `full`: put the extracted ReDial release in manual_dir:
   `train_data.jsonl` (or `train_partial.jsonl`), `test_data.jsonl` and
-  `movies_with_mentions.csv`. Without them the official zip is downloaded
-  from https://github.com/ReDialData/website/raw/data/redial_dataset.zip.
+  `movies_with_mentions.csv`. Or download the official zip
+  (https://github.com/ReDialData/website/raw/data/redial_dataset.zip) with
+  `python -m crs_tasks.prepare --data_dir=<dir> --download`: nothing is
+  downloaded unless asked for (`sources.allowed()`).
   """
 
   @tfds.core.utils.classproperty
@@ -234,15 +324,38 @@ class CrsRedial(tfds.core.GeneratorBasedBuilder):
         citation=_CITATION,
     )
 
+  def download_and_prepare(self, **kwargs):  # pylint: disable=arguments-differ
+    """TFDS's, after checking the inputs (no surprise download)."""
+    sources.guarded_download_and_prepare(
+        self, super().download_and_prepare, self.check_inputs, **kwargs)
+
+  def check_inputs(self, download_config) -> None:
+    """Raises `UserError` at once when `full` has neither files nor consent."""
+    self._manual = None
+    if self.builder_config.source == "sample":
+      return
+    manual = sources.manual_dir(download_config, self.data_dir_root)
+    if manual:
+      check_redial_dir(manual)
+      self._manual = manual
+    elif not sources.allowed():
+      raise sources.not_prepared(
+          f"crs_redial/{self.builder_config.name}", self.data_dir_root,
+          "--redial_dir=<dir>",
+          f"<dir> holds {TRAIN_FILES[0]}, {TEST_FILE} and {MOVIES_FILE}")
+
   def _files(self, dl_manager) -> dict[str, str]:
     if self.builder_config.source == "sample":
       return find_redial_files(SAMPLE_DIR)
-    try:
-      manual = os.fspath(dl_manager.manual_dir)
-    except (AssertionError, ValueError):  # No manual_dir given.
-      manual = None
-    if manual and (files := find_redial_files(manual)):
-      return files
+    manual = getattr(self, "_manual", None)
+    if manual:
+      return check_redial_dir(manual)
+    if not sources.allowed():
+      raise sources.not_prepared(
+          f"crs_redial/{self.builder_config.name}", self.data_dir_root,
+          "--redial_dir=<dir>",
+          f"<dir> holds {TRAIN_FILES[0]}, {TEST_FILE} and {MOVIES_FILE}")
+    sources.announce(DOWNLOAD)
     extracted = os.fspath(dl_manager.download_and_extract(URL))
     files = find_redial_files(extracted)
     if files is None:
@@ -252,6 +365,7 @@ class CrsRedial(tfds.core.GeneratorBasedBuilder):
   def _split_generators(self, dl_manager):
     files = self._files(dl_manager)
     summary = redial_utils.ParseSummary()
+    self.parse_summary = summary
     splits = build_splits(files, summary=summary)
     logging.info(
         "crs_redial/%s from %s: %s; %s",
@@ -281,7 +395,8 @@ def prepare_redial(
   Args:
     data_dir: TFDS data dir to write (what seqio / `TFDS_DATA_DIR` reads).
     manual_dir: folder with the ReDial files (see `find_redial_files`); for
-      `full` without it, the official zip is downloaded.
+      `full` without it, the official zip is downloaded only inside
+      `sources.allow_downloads()` (else a `UserError`).
     config: "full" or "sample".
 
   Returns:

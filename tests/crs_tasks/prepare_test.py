@@ -5,6 +5,7 @@ import os
 import pytest
 import tensorflow_datasets as tfds
 
+from crs_tasks import errors
 from crs_tasks import movielens_data
 from crs_tasks import movielens_reviews
 from crs_tasks import movielens_sequences
@@ -45,7 +46,7 @@ def test_prepare_small_and_reviews(tmp_path):
 
 
 def test_prepare_full_needs_genome(tmp_path):
-  with pytest.raises(ValueError, match="genome_scores"):
+  with pytest.raises(errors.UserError, match="genome-scores.csv"):
     prepare.prepare(data_dir=str(tmp_path), movielens_dir=_ML)
 
 

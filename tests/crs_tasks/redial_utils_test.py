@@ -11,11 +11,13 @@ was written by hand from that file.
 
 import json
 import os
+import re
 import tempfile
 
 import pytest
 
 
+from crs_tasks import errors
 from crs_tasks import redial_utils
 
 TESTDATA = os.path.join(os.path.dirname(os.path.dirname(__file__)), "testdata")
@@ -65,7 +67,7 @@ EXPECTED_EXAMPLES = [
         "turn_index": 2,
         "context": (
             "[Assistant] Hello! Seen @ Jaws (1975) @? [User] Yes, and "
-            "@ Tom & Jerry (1992) @ too also @999"
+            "@ Tom & Jerry (1992) @ too also"
         ),
         "response": "Then @ Jaws (1975) @ again, or @ Tom & Jerry (1992) @",
         "seeker_movies": ["Tom & Jerry (1992)"],
@@ -147,13 +149,20 @@ def test_strict_raises_naming_file_and_line():
     redial_utils.load_examples(QUIRKS, strict=True)
 
 
-def test_without_csv_the_unknown_id_stays_as_text():
+def test_without_csv_the_unknown_id_is_dropped_and_located(caplog):
   summary = redial_utils.ParseSummary()
   examples = redial_utils.load_examples(QUIRKS, summary=summary)
-  assert examples[1]["response"] == "Then try @ Up (2009) @ or @444"
+  # "@444" is in neither movieMentions nor a CSV: dropped, never "@444".
+  assert examples[1]["response"] == "Then try @ Up (2009) @ or"
   assert examples[1]["target_movies"] == ["Up (2009)"]
   assert summary.mentions_unresolved == 2
   assert summary.mentions_from_csv == 0
+  # Line 1 holds @444 (with the CSV it resolves to Alien), line 2 @999.
+  assert summary.unresolved_locations == [
+      "redial_quirks.jsonl:1: @444", "redial_quirks.jsonl:2: @999"]
+  assert "redial_quirks.jsonl:2: @999" in caplog.text
+  for example in examples:
+    assert not re.search(r"@\d", example["context"] + example["response"])
 
 
 def test_no_recommender_turn_gives_no_example():
@@ -209,7 +218,7 @@ def test_bad_row_names_file_and_line():
     path = os.path.join(tmp, "m.csv")
     with open(path, "w", encoding="utf-8") as f:
       f.write("movieId,movieName,nbMentions\n1,A (2000),1\nx\n")
-    with pytest.raises(ValueError, match=r"m\.csv:3: field movieId"):
+    with pytest.raises(errors.UserError, match=r"m\.csv:3: field movieId"):
       redial_utils.load_movie_titles(path)
 
 
