@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import optax
 import tensorflow as tf
 
+from crs_tasks import errors
 from train import checkpointing
 from train import input_pipeline
 from train import partitioning
@@ -39,8 +40,14 @@ Batch = Mapping[str, Array]
 StepFn = Callable[..., tuple["TrainState", dict[str, Array]]]
 
 
-class NonFiniteLossError(FloatingPointError):
-  """The training loss became NaN or Inf; nothing after it was saved."""
+class NonFiniteLossError(errors.UserError, FloatingPointError):
+  """The loss or gradient norm became NaN/Inf; nothing after it was saved.
+
+  The message names the last good checkpoint: one whose weights are finite
+  and give a finite loss and gradient norm on the batch after it (checked by
+  `make_check_step` before every save), so rerunning the same command with a
+  lower learning rate resumes from it.
+  """
 
 
 @flax.struct.dataclass
@@ -211,6 +218,41 @@ def make_train_step(
   return train_step
 
 
+def make_check_step(
+    loss_fn: Callable[..., tuple[Array, dict[str, Array]]],
+    *,
+    num_microbatches: int = 1,
+) -> Callable[..., dict[str, Array]]:
+  """Returns `check_step(params, batch, base_rng, step) -> metrics`.
+
+  What the next train step would compute from `params` (same batch, same
+  dropout RNG), without updating anything: `loss`, `grad_norm` and
+  `params_finite` (1.0 when every parameter is finite). The trainer runs it
+  before each save, so a checkpoint is never written from weights that are
+  not finite or whose next loss or gradient norm is not.
+
+  Args:
+    loss_fn: the model's `loss_fn(params, batch, dropout_rng)`.
+    num_microbatches: as in `make_train_step`.
+
+  Returns:
+    The pure function.
+  """
+
+  def check_step(params: PyTree, batch: Batch, base_rng: Array, step: Array):
+    loss, grads, _ = accumulate_grads(
+        loss_fn, params, batch, step_rng(base_rng, step), num_microbatches)
+    finite = jnp.stack(
+        [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(params)])
+    return {
+        "loss": loss,
+        "grad_norm": optax.global_norm(grads),
+        "params_finite": jnp.all(finite).astype(jnp.float32),
+    }
+
+  return check_step
+
+
 def make_eval_step(
     loss_fn: Callable[..., tuple[Array, dict[str, Array]]],
 ) -> Callable[[PyTree, Batch], dict[str, Array]]:
@@ -318,6 +360,25 @@ def compile_steps(
           partitioning.under_rules(eval_step, mesh))
 
 
+def compile_check_step(
+    model: Any,
+    *,
+    mesh: jax.sharding.Mesh,
+    state_shardings: TrainState,
+    num_microbatches: int = 1,
+) -> Callable[..., dict[str, Array]]:
+  """jit-compiles `make_check_step` like the train step (nothing donated)."""
+  data = partitioning.batch_sharding(mesh)
+  replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+  check_step = jax.jit(
+      make_check_step(model.loss_fn, num_microbatches=num_microbatches),
+      in_shardings=(state_shardings.params, data, replicated,
+                    state_shardings.step),
+      out_shardings=replicated,
+  )
+  return partitioning.under_rules(check_step, mesh)
+
+
 # ---------------------------------------------------------------------------
 # Loop sections.
 # ---------------------------------------------------------------------------
@@ -332,14 +393,47 @@ def host_metrics(metrics: Mapping[str, Array]) -> dict[str, float]:
   return out
 
 
+def _restart_hint(last_ckpt: Optional[int]) -> str:
+  resume = (f"it resumes from step {last_ckpt}" if last_ckpt is not None
+            else "no checkpoint was kept, so it starts from scratch")
+  return ("lower LEARNING_RATE (or check the data), then rerun the same "
+          f"command: {resume}")
+
+
 def check_finite(step: int, metrics: Mapping[str, float], last_ckpt) -> None:
-  """Raises NonFiniteLossError if the loss of `step` is NaN or Inf."""
-  if not math.isfinite(metrics["loss"]):
+  """Raises NonFiniteLossError if the loss or grad norm of `step` is not
+  finite."""
+  for name in ("loss", "grad_norm"):
+    value = metrics.get(name, 0.0)
+    if not math.isfinite(value):
+      label = "training loss" if name == "loss" else "gradient norm"
+      raise NonFiniteLossError(
+          f"{label} is {value} at step {step}; stopping without saving. "
+          f"The last good checkpoint is step {last_ckpt}",
+          fix=_restart_hint(last_ckpt))
+
+
+def check_before_save(step: int, metrics: Mapping[str, float],
+                      last_ckpt: Optional[int]) -> None:
+  """Raises NonFiniteLossError if the weights after `step` must not be saved.
+
+  Args:
+    step: the step whose weights are about to be saved.
+    metrics: `check_step` on them and the next batch (host floats).
+    last_ckpt: the last checkpoint saved, named in the message.
+  """
+  problems = []
+  if metrics["params_finite"] != 1.0:
+    problems.append("some weights are not finite")
+  for name, label in (("loss", "next loss"), ("grad_norm",
+                                               "next gradient norm")):
+    if not math.isfinite(metrics[name]):
+      problems.append(f"their {label} is {metrics[name]}")
+  if problems:
     raise NonFiniteLossError(
-        f"training loss is {metrics['loss']} at step {step}; stopping "
-        f"without saving. The last good checkpoint is step {last_ckpt}. "
-        "Lower the learning rate or check the data, then restart."
-    )
+        f"the weights after step {step} are not saved: "
+        f"{', '.join(problems)}. The last good checkpoint is step "
+        f"{last_ckpt}", fix=_restart_hint(last_ckpt))
 
 
 def run_training_eval(
@@ -456,12 +550,16 @@ def train(
     A `TrainResult` (per-step losses, eval metrics, final params).
 
   Raises:
-    NonFiniteLossError: the loss became NaN/Inf (the last good checkpoint is
-      kept; nothing after it is saved).
+    NonFiniteLossError: the loss or gradient norm became NaN/Inf, or the
+      weights about to be saved are not finite or give a non-finite loss or
+      gradient norm on the next batch (the last good checkpoint is kept and
+      named; nothing after it is saved).
   """
   # ------------------------------ Setup ------------------------------------
   # A wrong task name fails here, before anything is written to MODEL_DIR.
   input_pipeline.get_provider(train_dataset_cfg)
+  # An unprepared dataset fails here too ("run prepare first").
+  input_pipeline.check_prepared(train_dataset_cfg)  # Before any work.
   os.makedirs(model_dir, exist_ok=True)
   checkpointing.save_model_files(model_dir, model)
   if gin_config_str is not None:
@@ -487,6 +585,9 @@ def train(
       num_microbatches=num_microbatches,
       learning_rate_fn=learning_rate_fn,
   )
+  check_step = compile_check_step(
+      model, mesh=mesh, state_shardings=shardings,
+      num_microbatches=num_microbatches)
   data_sharding = partitioning.batch_sharding(mesh)
 
   # ------------------------- Restore or initialize -------------------------
@@ -509,9 +610,12 @@ def train(
   timer = _Timer(start_step)
   logging.info("training %s from step %d to %d", model_dir, start_step,
                total_steps)
+  peeked = None  # The next batch, fetched early to check a checkpoint.
   try:
     for step in range(start_step + 1, total_steps + 1):
-      batch = jax.device_put(next(batches), data_sharding)
+      batch = peeked if peeked is not None else jax.device_put(
+          next(batches), data_sharding)
+      peeked = None
       state, metrics = train_step(state, batch, dropout_rng)
       metrics = host_metrics(metrics)
       check_finite(step, metrics, last_ckpt)
@@ -528,8 +632,15 @@ def train(
         _write_eval(writers, model_dir, step, eval_metrics)
         logging.info("step %d training eval: %s", step, eval_metrics)
       if step % checkpoint_period == 0 or step == total_steps:
+        # Save only weights that are finite and whose next step is: run
+        # that step's loss and gradient (no update) on the next batch.
+        position = batches.position
+        peeked = jax.device_put(next(batches), data_sharding)
+        check_before_save(
+            step, host_metrics(check_step(state.params, peeked, dropout_rng,
+                                          state.step)), last_ckpt)
         manager.save(step, params=state.params, opt_state=state.opt_state,
-                     data_position=batches.position)
+                     data_position=position)
         last_ckpt = step
   finally:
     manager.close()

@@ -6,6 +6,7 @@ compiles in about a second); the multi-device test uses the real tiny T5.
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -428,3 +429,70 @@ def test_4x2_mesh_matches_one_device():
   # Adam's moments are sharded like their params (not replicated).
   assert sum("model" in s for s in out["mesh"]["opt_specs"]) == 2 * sum(
       "model" in s for s in out["mesh"]["specs"])
+
+
+# ------------------------------ NaN safety ----------------------------------
+
+
+@pytest.mark.parametrize("make_optimizer", [optax.adafactor, optax.sgd])
+def test_huge_learning_rate_names_a_checkpoint_that_restarts(
+    fake_model, toy_task, tmp_path, make_optimizer):
+  # CHECKPOINT_PERIOD=1 and LEARNING_RATE=1e10: every step is a checkpoint
+  # step, so the first weights that blow up are about to be saved.
+  with pytest.raises(trainer.NonFiniteLossError) as e:
+    _train(fake_model, toy_task, tmp_path, 30, optimizer=make_optimizer(1e10),
+           checkpoint_period=1, keep_checkpoints=None)
+  named = re.search(r"last good checkpoint is step (\w+)", str(e.value))
+  # Before, the weights after the first 1e10 update were kept although
+  # their next loss was NaN; now a checkpoint is named, and it restarts.
+  assert named and named.group(1) != "None", str(e.value)
+  steps = checkpointing.CheckpointManager(str(tmp_path)).all_steps()
+  good = int(named.group(1))
+  assert steps and max(steps) == good  # Nothing after it was written.
+  assert f"it resumes from step {good}" in str(e.value)
+  # Restarting the same command at a sane learning rate resumes from the
+  # named checkpoint and trains on with finite losses.
+  restarted = _train(fake_model, toy_task, tmp_path, good + 3,
+                     optimizer=make_optimizer(0.01), checkpoint_period=1,
+                     keep_checkpoints=None)
+  assert restarted.start_step == good
+  assert sorted(restarted.losses) == [good + 1, good + 2, good + 3]
+  assert all(np.isfinite(v) for v in restarted.losses.values())
+
+
+def test_weights_whose_next_loss_is_not_finite_are_not_saved():
+  for metrics, problem in (
+      ({"params_finite": 0.0, "loss": 1.0, "grad_norm": 1.0},
+       "some weights are not finite"),
+      ({"params_finite": 1.0, "loss": float("nan"), "grad_norm": 1.0},
+       "their next loss is nan"),
+      ({"params_finite": 1.0, "loss": 2.0, "grad_norm": float("inf")},
+       "their next gradient norm is inf"),
+  ):
+    with pytest.raises(trainer.NonFiniteLossError) as e:
+      trainer.check_before_save(201, metrics, 200)
+    assert str(e.value).startswith(
+        f"the weights after step 201 are not saved: {problem}. The last good "
+        "checkpoint is step 200. Fix: lower LEARNING_RATE")
+  trainer.check_before_save(
+      201, {"params_finite": 1.0, "loss": 3.0, "grad_norm": 1e30}, 200)
+
+
+def test_check_step_is_what_the_next_train_step_computes(fake_model):
+  optimizer = optax.adafactor(0.01)
+  params = _init_params(fake_model)
+  state = trainer.TrainState(step=jnp.asarray(4, jnp.int32), params=params,
+                             opt_state=optimizer.init(params))
+  batch = _batch(4, seed=3)
+  rng = jax.random.PRNGKey(9)
+  _, metrics = jax.jit(trainer.make_train_step(fake_model.loss_fn, optimizer))(
+      state, batch, rng)
+  check = jax.jit(trainer.make_check_step(fake_model.loss_fn))(
+      params, batch, rng, state.step)
+  np.testing.assert_allclose(check["loss"], metrics["loss"], rtol=1e-6)
+  np.testing.assert_allclose(check["grad_norm"], metrics["grad_norm"],
+                             rtol=1e-6)
+  assert float(check["params_finite"]) == 1.0
+  bad = jax.tree.map(lambda x: x.at[(0,) * x.ndim].set(jnp.inf), params)
+  assert float(jax.jit(trainer.make_check_step(fake_model.loss_fn))(
+      bad, batch, rng, state.step)["params_finite"]) == 0.0
