@@ -9,6 +9,14 @@ Layout of a model directory (`MODEL_DIR`):
 
 `meta` holds the step and the data-iterator position (batches consumed), so a
 restarted run continues with exactly the batches it would have seen.
+
+Faults: a checkpoint that orbax cannot read (a truncated or deleted file in
+`checkpoints/<step>/`) raises `UnreadableCheckpointError`, one line naming
+the step and offering the previous one (the exact `mv` command, or the
+trainer's `restore_fallback`, which moves the bad step aside to
+`checkpoints/<step>.unreadable` and says so). Nothing is ever deleted. A
+MODEL_DIR that cannot be written is a `UserError` before any work
+(`check_writable`).
 `load_model(model_dir)` rebuilds `(EncoderDecoderModel, params, step)` from a
 directory alone, for evaluation, inference and probes.
 `load_initial_params(path, ...)` imports the params a run starts from: one
@@ -43,6 +51,73 @@ VOCABULARY_FILE = "vocabulary.json"
 SPIECE_FILE = "spiece.model"
 GIN_CONFIG_FILE = "config.gin"
 ITEM_NAMES = ("params", "opt_state", "meta")
+UNREADABLE_SUFFIX = ".unreadable"
+
+
+class UnreadableCheckpointError(errors.UserError):
+  """A checkpoint step orbax cannot read (truncated or missing files).
+
+  Attributes:
+    step: the unreadable step.
+    path: its directory.
+    previous: the step before it, or None.
+  """
+
+  def __init__(self, step: int, path: str, previous: Optional[int],
+               reason: str, hint: str = ""):
+    self.step, self.path, self.previous = step, path, previous
+    if previous is None:
+      fix = (f"no earlier checkpoint exists; move it aside (`mv {path} "
+             f"{path}{UNREADABLE_SUFFIX}`, nothing was deleted) to start "
+             "again, or restore the file from a backup")
+    else:
+      fix = (f"use the previous checkpoint, step {previous}: `mv {path} "
+             f"{path}{UNREADABLE_SUFFIX}` moves the bad one aside (nothing "
+             f"was deleted){hint.format(previous=previous)}")
+    super().__init__(
+        f"checkpoint step {step} is unreadable or incomplete ({reason})",
+        where=path, fix=fix)
+
+
+def _short_reason(error: BaseException) -> str:
+  """The first line of an orbax/tensorstore error, cut to 120 characters."""
+  text = str(error).strip().splitlines()[0] if str(error).strip() else ""
+  text = text.split(". See full TensorStore details")[0]
+  text = f"{type(error).__name__}: {text}" if text else type(error).__name__
+  return text if len(text) <= 120 else text[:117] + "..."
+
+
+def _restore_step(directory: str, step: int, steps: list[int], restore,
+                  hint: str = ""):
+  """`restore()`, turning any orbax failure into UnreadableCheckpointError."""
+  try:
+    return restore()
+  except (errors.UserError, KeyboardInterrupt):
+    raise
+  except Exception as e:  # pylint: disable=broad-except
+    earlier = [s for s in steps if s < step]
+    raise UnreadableCheckpointError(
+        step, os.path.join(directory, str(step)),
+        max(earlier) if earlier else None, _short_reason(e), hint) from e
+
+
+def check_writable(model_dir: str) -> None:
+  """Raises a UserError when MODEL_DIR cannot be created or written.
+
+  Args:
+    model_dir: the run's output directory (created when missing).
+  """
+  probe = os.path.join(model_dir, ".write_test")
+  try:
+    os.makedirs(model_dir, exist_ok=True)
+    with open(probe, "w", encoding="utf-8") as f:
+      f.write("ok")
+    os.remove(probe)
+  except OSError as e:
+    raise errors.UserError(
+        f"MODEL_DIR is not writable ({e.strerror or e})", where=model_dir,
+        fix="choose a writable --gin.MODEL_DIR or fix its permissions"
+    ) from None
 
 
 class CheckpointManager:
@@ -113,9 +188,30 @@ class CheckpointManager:
     if has_opt_state:
       items["opt_state"] = ocp.args.StandardRestore(
           _abstract(abstract_opt_state))
-    restored = self._manager.restore(step, args=ocp.args.Composite(**items))
+    restored = _restore_step(
+        self.directory, step, self.all_steps(),
+        lambda: self._manager.restore(step, args=ocp.args.Composite(**items)),
+        self.fallback_hint)
     opt_state = restored.opt_state if has_opt_state else abstract_opt_state
     return restored.params, opt_state, dict(restored.meta)
+
+  # Appended to UnreadableCheckpointError's fix ({previous} is filled in).
+  fallback_hint = ""
+
+  def move_aside(self, step: int) -> str:
+    """Renames `checkpoints/<step>` to `<step>.unreadable` (never deletes).
+
+    Returns:
+      The new path.
+    """
+    path = os.path.join(self.directory, str(step))
+    target = path + UNREADABLE_SUFFIX
+    suffix = 1
+    while os.path.exists(target):
+      target, suffix = f"{path}{UNREADABLE_SUFFIX}.{suffix}", suffix + 1
+    os.rename(path, target)
+    self._manager.reload()
+    return target
 
   def wait(self) -> None:
     self._manager.wait_until_finished()
@@ -154,13 +250,19 @@ def restore_params(path: str, abstract_params: PyTree) -> tuple[PyTree, int]:
   step = manager.latest_step() if step is None else step
   if step is None:
     raise FileNotFoundError(f"no orbax checkpoint found under {path}")
-  restored = manager.restore(
-      step,
-      args=ocp.args.Composite(
-          params=ocp.args.StandardRestore(_abstract(abstract_params))
-      ),
-  )
-  manager.close()
+  try:
+    restored = _restore_step(
+        path, step, list(manager.all_steps()),
+        lambda: manager.restore(
+            step,
+            args=ocp.args.Composite(
+                params=ocp.args.StandardRestore(_abstract(abstract_params))
+            ),
+        ),
+        ", or ask for that step (eval.main and train.infer: "
+        "--gin.CHECKPOINT_STEP={previous}; eval.chat: --step={previous})")
+  finally:
+    manager.close()
   return restored.params, step
 
 

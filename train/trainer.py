@@ -519,6 +519,7 @@ def train(
     random_seed: int = 0,
     log_period: int = 10,
     gin_config_str: Optional[str] = None,
+    restore_fallback: bool = False,
 ) -> TrainResult:
   """Trains `model` to `total_steps`, resuming from MODEL_DIR if possible.
 
@@ -545,6 +546,9 @@ def train(
       seeded by `train_dataset_cfg.seed`).
     log_period: steps between progress lines and train summaries.
     gin_config_str: operative gin config to save as MODEL_DIR/config.gin.
+    restore_fallback: when the latest checkpoint is unreadable, move it
+      aside (`checkpoints/<step>.unreadable`) and resume from the previous
+      one, instead of stopping with the command that does it.
 
   Returns:
     A `TrainResult` (per-step losses, eval metrics, final params).
@@ -560,7 +564,7 @@ def train(
   input_pipeline.get_provider(train_dataset_cfg)
   # An unprepared dataset fails here too ("run prepare first").
   input_pipeline.check_prepared(train_dataset_cfg)  # Before any work.
-  os.makedirs(model_dir, exist_ok=True)
+  checkpointing.check_writable(model_dir)
   checkpointing.save_model_files(model_dir, model)
   if gin_config_str is not None:
     checkpointing.save_gin_config(model_dir, gin_config_str)
@@ -592,9 +596,12 @@ def train(
 
   # ------------------------- Restore or initialize -------------------------
   manager = checkpointing.CheckpointManager(model_dir, keep=keep_checkpoints)
+  manager.fallback_hint = (
+      ", or rerun with --gin.RESTORE_FALLBACK=True to do that and resume "
+      "from step {previous}")
   state, position = restore_or_initialize(
       manager, state, shardings, initial_checkpoint_path,
-      getattr(model.module, "config", None))
+      getattr(model.module, "config", None), restore_fallback)
   start_step = int(state.step)
   last_ckpt = manager.latest_step()
   batches = input_pipeline.BatchIterator(
@@ -657,17 +664,33 @@ def restore_or_initialize(
     shardings: TrainState,
     initial_checkpoint_path: Optional[str],
     model_config: Any = None,
+    restore_fallback: bool = False,
 ) -> tuple[TrainState, int]:
   """Latest checkpoint of MODEL_DIR, else initial params, else fresh init.
+
+  An unreadable latest checkpoint raises `UnreadableCheckpointError` (step,
+  previous step, command); with `restore_fallback` it is moved aside to
+  `<step>.unreadable` (never deleted) and the previous one is used.
 
   Returns:
     `(state, data_position)`.
   """
   step = manager.latest_step()
+  while step is not None:
+    try:
+      params, opt_state, meta = manager.restore(
+          step, abstract_params=state.params,
+          abstract_opt_state=state.opt_state)
+      break
+    except checkpointing.UnreadableCheckpointError as e:
+      if not restore_fallback or e.previous is None:
+        raise
+      moved = manager.move_aside(step)
+      print(f"{e.path}: checkpoint step {step} is unreadable; moved it to "
+            f"{moved} (not deleted) and resuming from step {e.previous}.",
+            flush=True)
+      step = manager.latest_step()
   if step is not None:
-    params, opt_state, meta = manager.restore(
-        step, abstract_params=state.params,
-        abstract_opt_state=state.opt_state)
     logging.info("resumed from %s/%d (data position %d)", manager.directory,
                  step, meta["data_position"])
     state = TrainState(

@@ -178,3 +178,56 @@ def test_split_checkpoint_path(tmp_path):
     checkpointing.split_checkpoint_path(str(tmp_path))
   with pytest.raises(errors.UserError, match="no such directory"):
     checkpointing.split_checkpoint_path(str(tmp_path / "nope"))
+
+
+def _corrupt(step_dir):
+  """Truncates the params' array files (what a full disk or a crash of a
+  copy leaves); commit markers stay, so orbax lists the step."""
+  for d, _, files in os.walk(step_dir / "params"):
+    for name in files:
+      if "ocdbt" in d or name.startswith("manifest"):
+        path = os.path.join(d, name)
+        with open(path, "r+b") as f:
+          f.truncate(os.path.getsize(path) // 2)
+
+
+def test_unreadable_checkpoint_names_step_and_previous_for_eval(
+    tmp_path, capfd):
+  manager = _manager(tmp_path)
+  for step in (3, 5):
+    _save(manager, step, jax.tree.map(lambda x, s=step: x + s, _params()),
+          {}, 0)
+  manager.close()
+  step_dir = tmp_path / "checkpoints" / "5"
+  _corrupt(step_dir)
+  capfd.readouterr()
+  with pytest.raises(checkpointing.UnreadableCheckpointError) as e:
+    checkpointing.restore_params(str(tmp_path), _params())
+  assert (e.value.step, e.value.previous) == (5, 3)
+  message = str(e.value)
+  assert message.startswith(
+      f"{step_dir}: checkpoint step 5 is unreadable or incomplete (")
+  assert f"`mv {step_dir} {step_dir}.unreadable`" in message
+  assert "eval.chat: --step=3" in message
+  assert "--gin.CHECKPOINT_STEP=3" in message
+  assert "\n" not in message
+  assert "Event loop is closed" not in capfd.readouterr().err
+  assert step_dir.is_dir()  # Never deleted.
+  # The offered step loads.
+  params, step = checkpointing.restore_params(
+      str(tmp_path / "checkpoints" / "3"), _params())
+  assert step == 3
+  # Moving it aside (the offered command) makes the previous one the latest.
+  moved = _manager(tmp_path).move_aside(5)
+  assert moved == f"{step_dir}.unreadable" and os.path.isdir(moved)
+  assert checkpointing.restore_params(str(tmp_path), _params())[1] == 3
+
+
+def test_only_checkpoint_unreadable_says_so(tmp_path):
+  manager = _manager(tmp_path)
+  _save(manager, 4, _params(), {}, 0)
+  manager.close()
+  _corrupt(tmp_path / "checkpoints" / "4")
+  with pytest.raises(checkpointing.UnreadableCheckpointError,
+                     match="no earlier checkpoint exists"):
+    checkpointing.restore_params(str(tmp_path), _params())

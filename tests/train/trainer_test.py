@@ -21,6 +21,7 @@ import pytest
 import seqio.test_utils
 import tensorflow as tf
 
+from crs_tasks import errors
 from train import checkpointing
 from train import hf_import
 from train import input_pipeline
@@ -496,3 +497,60 @@ def test_check_step_is_what_the_next_train_step_computes(fake_model):
   bad = jax.tree.map(lambda x: x.at[(0,) * x.ndim].set(jnp.inf), params)
   assert float(jax.jit(trainer.make_check_step(fake_model.loss_fn))(
       bad, batch, rng, state.step)["params_finite"]) == 0.0
+
+
+# --------------------------- Checkpoint faults -------------------------------
+
+
+def _data_files(step_dir):
+  """The params' array files (the tiny arrays sit in the OCDBT manifests)."""
+  return [os.path.join(d, f) for d, _, files in os.walk(step_dir / "params")
+          for f in files if "ocdbt" in d or f.startswith("manifest")]
+
+
+@pytest.mark.parametrize("fault", ["truncate", "delete"])
+def test_unreadable_latest_checkpoint_is_named_and_fallback_resumes(
+    fake_model, toy_task, tmp_path, capfd, fault):
+  full = _train(fake_model, toy_task, tmp_path / "full", 6)
+  model_dir = tmp_path / "run"
+  _train(fake_model, toy_task, model_dir, 4)  # Checkpoints 2 and 4.
+  for bad in _data_files(model_dir / "checkpoints" / "4"):
+    if fault == "truncate":
+      with open(bad, "r+b") as f:
+        f.truncate(os.path.getsize(bad) // 2)
+    else:
+      os.remove(bad)
+  capfd.readouterr()
+  with pytest.raises(checkpointing.UnreadableCheckpointError) as e:
+    _train(fake_model, toy_task, model_dir, 6)
+  step_dir = model_dir / "checkpoints" / "4"
+  message = str(e.value)
+  assert message.startswith(
+      f"{step_dir}: checkpoint step 4 is unreadable or incomplete (")
+  assert (f"Fix: use the previous checkpoint, step 2: `mv {step_dir} "
+          f"{step_dir}.unreadable`") in message
+  assert "--gin.RESTORE_FALLBACK=True" in message
+  assert "\n" not in message
+  assert step_dir.is_dir()  # Never deleted.
+  err = capfd.readouterr().err
+  assert "Event loop is closed" not in err and "Traceback" not in err
+
+  resumed = _train(fake_model, toy_task, model_dir, 6, restore_fallback=True)
+  assert resumed.start_step == 2
+  assert f"moved it to {step_dir}.unreadable (not deleted)" in (
+      capfd.readouterr().out)
+  assert (model_dir / "checkpoints" / "4.unreadable").is_dir()
+  for step in (3, 4, 5, 6):  # Bit-identical to an uninterrupted run.
+    assert resumed.losses[step] == full.losses[step], step
+  assert checkpointing.params_equal(resumed.params, full.params)
+
+
+def test_read_only_model_dir_is_a_user_error(fake_model, toy_task, tmp_path):
+  (tmp_path / "file").write_text("x")
+  with pytest.raises(errors.UserError,
+                     match=r"file/run: MODEL_DIR is not writable"):
+    _train(fake_model, toy_task, tmp_path / "file" / "run", 2)
+  if os.geteuid() != 0:  # root writes anywhere.
+    (tmp_path / "ro").mkdir(mode=0o555)
+    with pytest.raises(errors.UserError, match="MODEL_DIR is not writable"):
+      _train(fake_model, toy_task, tmp_path / "ro", 2)
