@@ -13,9 +13,16 @@
 
 Titles in user text are found two ways: spans the user marks explicitly
 (`@ the matrix @` or `"the matrix"`) are matched fuzzily; unmarked text is
-scanned for exact catalogue names, accepted only when the typed span carries
-the year, is capitalised, or has at least two content words (so the words
-"up" or "heat" in a sentence are not taken for the films).
+scanned for exact catalogue names, accepted when the typed span carries the
+year, is capitalised, has at least two content words, or is a lower-case
+name whose words are not everyday English (`_COMMON_WORDS`: "alien" and
+"the matrix" are films, "up" in "what's up" is not). A lower-case name
+shared by films of several years is not guessed unless one of them has most
+of the mentions (`_dominant`): otherwise a note lists the candidates ("heat"
+could be The Heat (2013), Heat (1996), ...: add the year). A title is matched only with its own year: "The Sixth Sense (1994)"
+is not The Sixth Sense (1999) but "not in the catalogue", and titles the
+model writes that are not in the catalogue are shown as such, never listed
+as recommendations.
 """
 
 import csv
@@ -49,6 +56,24 @@ _STOPWORDS = frozenset(
     "a an the of and or in on at to it is i you me my we for with from by "
     "this that was be are as so but not no its his her he she they them "
     "like love liked loved saw seen watch watched movie movies film".split()
+)
+# Everyday words that are also film titles ("Up", "Her", "Big", "Home"):
+# typed in lower case without a year they are taken as words.
+_COMMON_WORDS = _STOPWORDS | frozenset(
+    "up down out over off about after again all also am any back because "
+    "been before being best better big both can come could day did do does "
+    "done else even ever every first get gets go goes going gone good got "
+    "great had has have here how if into just know last let little long "
+    "look lot made make many may maybe more most much must need never new "
+    "next nice now old once one only other our ours own people really right "
+    "said same say see shall should show since some something still such "
+    "sure take tell than thanks then there these thing things think those "
+    "through time today too try two us very want way well were what when "
+    "where which while who whom why will would yes yet your yours home love "
+    "life man men woman women girl boy kids family friends fun hi hello hey "
+    "okay ok sorry please night world war end start real true heart mother "
+    "father her him his hers it its them us signs taken go crash rush run "
+    "help cars seven nine ten".split()
 )
 _WORD_RE = re.compile(r"[A-Za-z0-9']+")
 _MARKED_RE = re.compile(r"@\s*([^@]+?)\s*@|\"([^\"]+)\"")
@@ -123,8 +148,15 @@ class Catalogue:
     """Whether some catalogue film has this `name_key`."""
     return key in self._by_key
 
+  def candidates(self, typed: str) -> list[Movie]:
+    """The films whose name matches `typed` exactly (any year), most
+    mentioned first."""
+    name, _ = split_year(typed.strip().strip("@").strip())
+    return list(self._by_key.get(name_key(name), ()))
+
   def lookup(
-      self, typed: str, *, fuzzy: bool = True, cutoff: float = 0.8
+      self, typed: str, *, fuzzy: bool = True, cutoff: float = 0.8,
+      require_year: bool = False,
   ) -> Optional[Movie]:
     """Finds the film a typed title means.
 
@@ -132,10 +164,14 @@ class Catalogue:
       typed: e.g. `"the matrix"`, `"Matrix (1999)"`, `"@ matrx @"`.
       fuzzy: fall back to the closest key (`difflib` ratio >= `cutoff`).
       cutoff: similarity threshold of the fuzzy match.
+      require_year: without a year in `typed`, match only a film that has
+        no year either (for titles the model writes, which carry one).
 
     Returns:
       The film with that name and year; without a year, the most popular
-      film of that name; None when nothing matches.
+      film of that name; None when nothing matches, including a name whose
+      films all have another year than the one typed (never a silent swap
+      of 1994 for 1999).
     """
     name, year = titles_lib.split_title(typed.strip().strip("@").strip())
     if year is None:
@@ -149,24 +185,32 @@ class Catalogue:
       candidates = self._by_key[close[0]] if close else None
     if not candidates:
       return None
-    if year is not None:
+    if year is not None or require_year:
       for movie in candidates:
         if movie.year == year:
           return movie
+      return None
     return candidates[0]
 
-  def find_in_text(self, text: str) -> list[tuple[int, int, Movie]]:
+  def find_in_text(
+      self, text: str, notes: Optional[list[str]] = None
+  ) -> list[tuple[int, int, Movie]]:
     """Unmarked titles in free text, longest match first, left to right.
 
     A span is accepted when it is followed by its year (`1999` or `(1999)`),
-    starts with a capital letter, or has two or more content words.
+    starts with a capital letter, has two or more content words, or is
+    lower case without everyday words (`_COMMON_WORDS`). A lower-case span
+    shared by films of several years, or followed by a year no film of that
+    name has, is not matched; `notes` gets why, with the candidates.
 
     Args:
       text: user text without `@` markers.
+      notes: receives one line per span left unmatched on purpose.
 
     Returns:
       `(start, end, movie)` character spans (the year included in the span).
     """
+    notes = notes if notes is not None else []
     words = list(_WORD_RE.finditer(text))
     found, i = [], 0
     while i < len(words):
@@ -184,18 +228,69 @@ class Catalogue:
         )
         typed_year = year_match and (year_match.group(1) or year_match.group(2))
         year = None
-        if typed_year and any(m.year == typed_year for m in self._by_key[key]):
+        same = self._by_key[key]
+        if typed_year and any(m.year == typed_year for m in same):
           year, end = typed_year, end + year_match.end()
         content = [w for w in key.split() if w not in _STOPWORDS]
-        if year or typed[0].isupper() or len(content) >= 2:
+        lower_name = bool(content) and not any(
+            w in _COMMON_WORDS for w in content)
+        if year or typed[0].isupper() or len(content) >= 2 or lower_name:
+          if typed_year and not year:  # "Heat (1996)": never another year.
+            notes.append(
+                f"{typed} ({typed_year}) is not in the catalogue (it has "
+                f"{_list_titles(same)})")
+            i += n
+            break
           movie = self.lookup(f"{typed} ({year})" if year else typed,
                               fuzzy=False)
+          if not year and not typed[0].isupper():
+            dated = _dominant(same)
+            if dated is None:
+              notes.append(
+                  f'"{typed}" could be {_list_titles(same)}: add the year, '
+                  f'e.g. "{typed} {same[0].year}"')
+              i += n
+              break
+            movie = dated
           found.append((span[0].start(), end, movie))
           i += n + (1 if year else 0)
           break
       else:
         i += 1
     return found
+
+
+def _dominant(movies: Sequence[Movie], ratio: float = 4.0) -> Optional[Movie]:
+  """The film a bare name means, or None when it is ambiguous.
+
+  Entries without a year (ReDial lists "The Matrix" beside "The Matrix
+  (1999)") do not count as other films. Among the dated films of the name
+  (most mentioned first), the first is meant when it has at least `ratio`
+  times the mentions of the next: "alien" is Alien (1979) (134 mentions,
+  The Alien (2016) 6), "heat" is ambiguous (The Heat (2013) 90, Heat (1996)
+  44, Heat (1995) 8).
+
+  Args:
+    movies: the films of one name key, most mentioned first.
+    ratio: how dominant the first must be.
+
+  Returns:
+    The film, or None.
+  """
+  dated = [m for m in movies if m.year]
+  if not dated:
+    return movies[0] if len(movies) == 1 else None
+  if len(dated) > 1 and dated[0].popularity < ratio * max(
+      dated[1].popularity, 1):
+    return None
+  return dated[0]
+
+
+def _list_titles(movies: Sequence[Movie], limit: int = 5) -> str:
+  """`"Heat (1995), Heat (1986)"` (at most `limit`, then "...")."""
+  titles = [m.title for m in movies[:limit]]
+  return " or ".join([", ".join(titles[:-1]), titles[-1]] if len(titles) > 1
+                     else titles) + (", ..." if len(movies) > limit else "")
 
 
 def load_catalogue(paths: Sequence[str]) -> Catalogue:
@@ -242,25 +337,32 @@ def load_catalogue(paths: Sequence[str]) -> Catalogue:
   return Catalogue(movies)
 
 
-def mark_titles(text: str, catalogue: Catalogue) -> tuple[str, list[Movie]]:
+def mark_titles(
+    text: str, catalogue: Catalogue, notes: Optional[list[str]] = None
+) -> tuple[str, list[Movie]]:
   """Rewrites the titles in user text as `@ Title (Year) @`.
 
   Example: `i loved The Matrix and "star wars"` ->
   `i loved @ The Matrix (1999) @ and @ Star Wars (1977) @`.
-  Spans the user marked with `@` but that match nothing stay marked as typed.
+  Spans the user marked with `@` but that match nothing stay marked as typed
+  (a marked title with a year no catalogue film of that name has is not
+  swapped for another year).
 
   Args:
     text: one user turn.
     catalogue: the titles to match.
+    notes: receives a line for each title left unmatched on purpose
+      (ambiguous, or not in the catalogue with that year).
 
   Returns:
     The rewritten text and the films found, in order.
   """
   pieces, movies, pos = [], [], 0
+  notes = notes if notes is not None else []
 
   def unmarked(chunk):
     out, last = [], 0
-    for start, end, movie in catalogue.find_in_text(chunk):
+    for start, end, movie in catalogue.find_in_text(chunk, notes):
       out += [chunk[last:start], f"@ {movie.title} @"]
       movies.append(movie)
       last = end
@@ -270,6 +372,9 @@ def mark_titles(text: str, catalogue: Catalogue) -> tuple[str, list[Movie]]:
     pieces.append(unmarked(text[pos : match.start()]))
     typed = match.group(1) or match.group(2)
     movie = catalogue.lookup(typed)
+    if movie is None and split_year(typed)[1] and catalogue.candidates(typed):
+      notes.append(f"{' '.join(typed.split())} is not in the catalogue (it "
+                   f"has {_list_titles(catalogue.candidates(typed))})")
     if movie is not None:
       pieces.append(f"@ {movie.title} @")
       movies.append(movie)
@@ -327,29 +432,48 @@ def fit_history(
 
 
 def recommended_titles(reply: str, catalogue: Catalogue) -> list[str]:
-  """Titles the model recommends, in the catalogue's spelling when known.
+  """Catalogue films the model recommends, in the catalogue's spelling.
 
   Args:
     reply: generated text, e.g. `"try @ heat (1995) @!"`.
-    catalogue: titles to restore the casing from (exact match only).
+    catalogue: the films that can be recommended (exact name and year).
 
   Returns:
-    E.g. `["Heat (1995)"]`, without duplicates; unknown titles as generated.
+    E.g. `["Heat (1995)"]`, without duplicates. Titles outside the catalogue
+    (`unknown_titles`), or with another year, are never listed.
   """
   titles = []
   for raw in postprocessors.extract_titles(reply):
-    movie = catalogue.lookup(raw, fuzzy=False)
-    title = movie.title if movie else raw
-    if title not in titles:
-      titles.append(title)
+    movie = catalogue.lookup(raw, fuzzy=False, require_year=True)
+    if movie is not None and movie.title not in titles:
+      titles.append(movie.title)
+  return titles
+
+
+def unknown_titles(reply: str, catalogue: Catalogue) -> list[str]:
+  """Titles in `@ ... @` of the reply that are not catalogue films.
+
+  Args:
+    reply: generated text, e.g. `"try @ the a classics (1983) @"`.
+    catalogue: the known films (exact name and year).
+
+  Returns:
+    The titles as generated, e.g. `["the a classics (1983)"]`.
+  """
+  titles = []
+  for raw in postprocessors.extract_titles(reply):
+    if (catalogue.lookup(raw, fuzzy=False, require_year=True) is None
+        and raw not in titles):
+      titles.append(raw)
   return titles
 
 
 def readable_reply(reply: str, catalogue: Catalogue) -> str:
-  """The reply with each `@ title @` replaced by the catalogue title."""
+  """The reply with each `@ title @` replaced by the catalogue title (same
+  name and year); other titles are shown as generated."""
 
   def restore(match):
-    movie = catalogue.lookup(match.group(1), fuzzy=False)
+    movie = catalogue.lookup(match.group(1), fuzzy=False, require_year=True)
     return movie.title if movie else match.group(1)
 
   return re.sub(r"@\s*([^@]+?)\s*@", restore, reply)
@@ -364,7 +488,9 @@ class Response:
     user_movies: the films matched in it.
     model_input: the formatted history fed to the model.
     reply: the raw generated text.
-    recommendations: `recommended_titles(reply)`.
+    recommendations: `recommended_titles(reply)` (catalogue films only).
+    not_in_catalogue: `unknown_titles(reply)`.
+    notes: why titles the user typed were left unmatched.
   """
 
   user_text: str
@@ -372,6 +498,8 @@ class Response:
   model_input: str
   reply: str
   recommendations: list[str]
+  not_in_catalogue: list[str] = dataclasses.field(default_factory=list)
+  notes: list[str] = dataclasses.field(default_factory=list)
 
 
 class ChatSession:
@@ -393,7 +521,8 @@ class ChatSession:
 
   def respond(self, text: str) -> Response:
     """Adds a user turn, asks the model, adds its reply as assistant turn."""
-    user_text, movies = mark_titles(text, self.catalogue)
+    notes = []
+    user_text, movies = mark_titles(text, self.catalogue, notes)
     self.turns.append(("user", user_text))
     model_input = fit_history(self.turns, self.fits)
     reply = " ".join(self.generate_fn(model_input).split())
@@ -404,6 +533,8 @@ class ChatSession:
         model_input=model_input,
         reply=reply,
         recommendations=recommended_titles(reply, self.catalogue),
+        not_in_catalogue=unknown_titles(reply, self.catalogue),
+        notes=notes,
     )
 
 
@@ -440,9 +571,13 @@ def handle_line(session: ChatSession, line: str) -> tuple[list[str], bool]:
     out.append(
         "  (matched: " + "; ".join(m.title for m in response.user_movies) + ")"
     )
+  out.extend(f"  (note: {note})" for note in response.notes)
   out.append("assistant> " + readable_reply(response.reply, session.catalogue))
   if response.recommendations:
     out.append("  recommended: " + "; ".join(response.recommendations))
+  if response.not_in_catalogue:
+    out.append("  (not in the catalogue: "
+               + "; ".join(response.not_in_catalogue) + ")")
   return out, False
 
 

@@ -168,10 +168,87 @@ def test_fit_history_drops_oldest_turns():
 def test_recommended_titles_and_readable_reply(catalogue):
   reply = ("try @ the matrix (1999) @ or @ heat (1995) @ or "
            "@ the matrix (1999) @ or @ zzz (2020) @")
+  # Titles outside the catalogue are never recommendations.
   assert chat_lib.recommended_titles(reply, catalogue) == [
-      "The Matrix (1999)", "Heat (1995)", "zzz (2020)"]
+      "The Matrix (1999)", "Heat (1995)"]
+  assert chat_lib.unknown_titles(reply, catalogue) == ["zzz (2020)"]
   assert chat_lib.readable_reply("try @ heat (1995) @!", catalogue) == (
       "try Heat (1995)!")
+
+
+def test_model_title_with_another_year_is_not_swapped(catalogue):
+  # The issue: "the sixth sense (1994)" was shown as The Sixth Sense (1999).
+  reply = "try @ the matrix (1994) @ or @ halloween (1978) @ or @ heat @"
+  assert chat_lib.recommended_titles(reply, catalogue) == [
+      "Halloween (1978)"]
+  assert chat_lib.unknown_titles(reply, catalogue) == [
+      "the matrix (1994)", "heat"]
+  assert chat_lib.readable_reply(reply, catalogue) == (
+      "try the matrix (1994) or Halloween (1978) or heat")
+  assert catalogue.lookup("The Matrix (1994)") is None
+  assert catalogue.lookup("the matrx (1994)") is None  # Fuzzy too.
+
+
+def test_session_lists_only_catalogue_films(catalogue):
+  session = chat_lib.ChatSession(
+      catalogue, lambda text: "try @ the a classics (1983) @ or @ up (2009) @")
+  out, _ = chat_lib.handle_line(session, "hi")
+  assert out == [
+      "assistant> try the a classics (1983) or Up (2009)",
+      "  recommended: Up (2009)",
+      "  (not in the catalogue: the a classics (1983))",
+  ]
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("i loved the matrix and heat",
+     "i loved @ The Matrix (1999) @ and @ Heat (1995) @"),
+    ("heat", "@ Heat (1995) @"),
+    ("the matrix", "@ The Matrix (1999) @"),
+    # Everyday words stay words.
+    ("what's up? i grew up on it", "what's up? i grew up on it"),
+])
+def test_lower_case_titles_are_matched_when_unambiguous(
+    catalogue, text, expected):
+  notes = []
+  assert chat_lib.mark_titles(text, catalogue, notes)[0] == expected
+  assert notes == []
+
+
+def test_lower_case_titles_on_the_real_catalogue(shared_data):
+  catalogue = chat_lib.load_catalogue(
+      [str(shared_data / "redial" / "movies_with_mentions.csv")])
+  notes = []
+  text, _ = chat_lib.mark_titles("i loved the matrix, alien and heat",
+                                 catalogue, notes)
+  # "The Matrix" without a year is not another film; Alien (1979) has 134
+  # mentions to The Alien (2016)'s 6; "heat" is four films.
+  assert text == ("i loved @ The Matrix (1999) @, @ Alien (1979) @ and heat")
+  assert notes == [
+      '"heat" could be The Heat (2013), Heat (1996), Heat (1995) or Heat '
+      '(2006): add the year, e.g. "heat 2013"']
+  assert chat_lib.recommended_titles(
+      "@ the sixth sense (1994) @ @ the a classics (1983) @", catalogue) == []
+
+
+def test_ambiguous_or_wrong_year_titles_say_so(catalogue):
+  notes = []
+  text, movies = chat_lib.mark_titles(
+      "i loved halloween and Heat (1996) and @ the matrix (1994) @",
+      catalogue, notes)
+  assert text == ("i loved halloween and Heat (1996) and "
+                  "@ the matrix (1994) @")
+  assert movies == []
+  assert notes == [
+      '"halloween" could be Halloween (2007) or Halloween (1978): add the '
+      'year, e.g. "halloween 2007"',
+      "Heat (1996) is not in the catalogue (it has Heat (1995))",
+      "the matrix (1994) is not in the catalogue (it has The Matrix (1999))",
+  ]
+  session = chat_lib.ChatSession(catalogue, lambda text: "ok")
+  out, _ = chat_lib.handle_line(session, "i loved halloween")
+  assert out[0] == ('  (note: "halloween" could be Halloween (2007) or '
+                    'Halloween (1978): add the year, e.g. "halloween 2007")')
 
 
 def test_session_and_commands(catalogue):
