@@ -27,6 +27,7 @@ from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
 import numpy as np
 import seqio
 import tensorflow as tf
+import tensorflow_datasets as tfds
 
 from crs_tasks import errors
 
@@ -129,7 +130,10 @@ def check_prepared(cfg: DatasetConfig) -> None:
     source = task.source
     if not isinstance(source, seqio.TfdsDataSource):
       continue
-    builder = source.tfds_dataset.builder
+    # A fresh builder: seqio memoizes its own, and one made before the data
+    # exist would keep reporting no splits after seqio prepares them.
+    name, data_dir = source.tfds_dataset.get_split_params(None)
+    builder = tfds.builder(name, data_dir=data_dir)
     check = getattr(builder, "check_inputs", None)
     if check is not None and not builder.data_path.exists():
       check(None)
