@@ -151,7 +151,7 @@ class Catalogue:
   def candidates(self, typed: str) -> list[Movie]:
     """The films whose name matches `typed` exactly (any year), most
     mentioned first."""
-    name, _ = split_year(typed.strip().strip("@").strip())
+    name, _ = titles_lib.split_title(typed.strip().strip("@").strip())
     return list(self._by_key.get(name_key(name), ()))
 
   def lookup(
@@ -372,7 +372,8 @@ def mark_titles(
     pieces.append(unmarked(text[pos : match.start()]))
     typed = match.group(1) or match.group(2)
     movie = catalogue.lookup(typed)
-    if movie is None and split_year(typed)[1] and catalogue.candidates(typed):
+    if (movie is None and titles_lib.split_title(typed)[1]
+        and catalogue.candidates(typed)):
       notes.append(f"{' '.join(typed.split())} is not in the catalogue (it "
                    f"has {_list_titles(catalogue.candidates(typed))})")
     if movie is not None:
