@@ -110,11 +110,9 @@ def prepare(
   if redial_dir:
     redial_builder.check_redial_dir(os.path.expanduser(redial_dir))
   if movielens_dir:
-    needed = sorted({k for d in ("sequences", "tags")
-                     for k in movielens_builder.needed_files(
-                         movielens_source, d)})
     movielens_builder.check_movielens_dir(
-        os.path.expanduser(movielens_dir), movielens_source, needed)
+        os.path.expanduser(movielens_dir), movielens_source,
+        movielens_builder.release_files(movielens_source))
   if reviews_csv and not os.path.isfile(reviews_csv):
     raise errors.UserError(
         "the reviews CSV does not exist", where=reviews_csv,

@@ -14,12 +14,16 @@ Each config is one derived dataset from one source, named
 | `tags_sample`      | bundled sample: user tags + genres          |
 | `reviews_sample`   | bundled synthetic `sample_data/reviews`     |
 
+Each dataset is one config class, which owns its feature schema, the input
+files it needs and the builder function that makes its examples:
+`SequencesConfig` (`movielens_sequences`), `TagsConfig` (`movielens_tags`)
+and `ReviewsConfig` (`movielens_reviews`).
+
 Splits are `train` and `validation` (80/20 by user for sequences, by movie
 for tags and reviews). All cross-example work (user histories, popularity
 down-sampling, tag subsets, review sentence contexts) happens here, offline
-and with fixed seeds (`SEED`), in `crs_tasks.movielens_sequences`,
-`movielens_tags` and `movielens_reviews`; the seqio preprocessors only format
-single examples.
+and with fixed seeds (`SEED`), in those modules; the seqio preprocessors only
+format single examples.
 
 Downloads: the official zips are
 https://files.grouplens.org/datasets/movielens/ml-25m.zip (261,978,986 bytes,
@@ -36,8 +40,10 @@ Features (strings unless noted):
 * reviews: `title`, `context` (preceding sentences), `target` (the next
   sentence), `review_index`, `sentence_index` (int32).
 
-To add a source: add a `_SOURCES` entry and configs in `_make_configs`.
-Bump `VERSION` whenever the generated examples change.
+To add a source: a `URLS`/`DOWNLOADS` entry and configs in `_make_configs`.
+To add a dataset: a `CrsMovielensConfig` subclass with `features`,
+`needed_files` and `build_splits`. Bump `VERSION` whenever the generated
+examples change.
 """
 
 import collections
@@ -82,23 +88,6 @@ _PREPARE_FLAGS = {
     "ml-latest-small": "--movielens_dir=<dir> "
                        "--movielens_source=ml-latest-small",
 }
-
-
-def needed_files(source: str, dataset: str) -> list[str]:
-  """`find_movielens_files` keys a config needs: e.g. `["movies", "ratings"]`.
-
-  Args:
-    source: "ml-25m" or "ml-latest-small".
-    dataset: "sequences" or "tags".
-
-  Returns:
-    The keys; ml-25m tags read the tag genome, the others the user tags.
-  """
-  if dataset == "sequences":
-    return ["movies", "ratings"]
-  if source == "ml-25m":
-    return ["movies", "genome_scores", "genome_tags"]
-  return ["movies", "tags"]
 
 
 _FILE_NAMES = {
@@ -156,19 +145,144 @@ _CITATION = """
 """
 
 
+_TEXT = tfds.features.Text()
+Splits = dict[str, list[dict]]
+
+
 @dataclasses.dataclass
 class CrsMovielensConfig(tfds.core.BuilderConfig):
-  """One derived dataset from one source.
+  """One derived dataset from one source; a subclass per dataset.
 
   Attributes:
-    dataset: "sequences", "tags" or "reviews".
     source: "ml-25m", "ml-latest-small", "sample" or "manual" (reviews).
-    downsample_t: down-sampling threshold share for sequence targets.
   """
 
-  dataset: str = "sequences"
   source: str = "sample"
+  # Class constants: the dataset name, and the input file an empty split
+  # is blamed on.
+  dataset = ""
+  main_file = ""
+
+  def features(self) -> dict[str, tfds.features.FeatureConnector]:
+    """The feature schema of one example."""
+    raise NotImplementedError
+
+  def needed_files(self) -> list[str]:
+    """`find_movielens_files` keys this config reads."""
+    raise NotImplementedError
+
+  def build_splits(self, files: dict[str, str],
+                   stats: collections.Counter) -> Splits:
+    """`{"train": [...], "validation": [...]}` from the input files."""
+    raise NotImplementedError
+
+
+@dataclasses.dataclass
+class SequencesConfig(CrsMovielensConfig):
+  """A user's liked movies -> the next one (`movielens_sequences`).
+
+  Attributes:
+    downsample_t: down-sampling threshold share of popular targets.
+  """
+
+  dataset = "sequences"
+  main_file = "ratings"
   downsample_t: Optional[float] = 1e-3
+
+  def features(self):
+    return {
+        "user_id": tfds.features.Scalar(dtype=np.int64),
+        "movies": tfds.features.Sequence(_TEXT),
+        "target": _TEXT,
+    }
+
+  def needed_files(self):
+    return ["movies", "ratings"]
+
+  def build_splits(self, files, stats):
+    return movielens_sequences.build_sequence_examples(
+        movielens_data.load_movies(files["movies"]), files["ratings"],
+        t=self.downsample_t, seed=SEED, stats=stats)
+
+
+@dataclasses.dataclass
+class TagsConfig(CrsMovielensConfig):
+  """A subset of a movie's tags -> the movie (`movielens_tags`).
+
+  ml-25m reads the tag genome (relevance > 0.8), the others the users' tags.
+  """
+
+  dataset = "tags"
+  main_file = "movies"
+
+  def features(self):
+    return {
+        "movie_id": tfds.features.Scalar(dtype=np.int64),
+        "title": _TEXT,
+        "tags": tfds.features.Sequence(_TEXT),
+        "all_tags": tfds.features.Sequence(_TEXT),
+        "subset_index": tfds.features.Scalar(dtype=np.int32),
+    }
+
+  def needed_files(self):
+    if self.source == "ml-25m":
+      return ["movies", "genome_scores", "genome_tags"]
+    return ["movies", "tags"]
+
+  def build_splits(self, files, stats):
+    del stats
+    if "genome_scores" in files and "genome_tags" in files:
+      tags = movielens_tags.load_genome_tags(
+          files["genome_scores"], files["genome_tags"])
+    else:
+      tags = movielens_tags.load_user_tags(files["tags"])
+    return movielens_tags.build_tag_examples(
+        movielens_data.load_movies(files["movies"]), tags, seed=SEED)
+
+
+@dataclasses.dataclass
+class ReviewsConfig(CrsMovielensConfig):
+  """A movie and review sentences -> the next sentence (`movielens_reviews`).
+
+  Reads `reviews.csv` (`movielens_reviews.REVIEWS_CSV_FORMAT`), not the
+  MovieLens release: bundled for `sample`, from `manual_dir` otherwise.
+  """
+
+  dataset = "reviews"
+  main_file = "reviews"
+
+  def features(self):
+    return {
+        "title": _TEXT,
+        "context": _TEXT,
+        "target": _TEXT,
+        "review_index": tfds.features.Scalar(dtype=np.int32),
+        "sentence_index": tfds.features.Scalar(dtype=np.int32),
+    }
+
+  def needed_files(self):
+    return ["reviews"]
+
+  def build_splits(self, files, stats):
+    return movielens_reviews.build_review_examples(
+        files["reviews"], seed=SEED, stats=stats)
+
+
+_CONFIG_CLASSES = (SequencesConfig, TagsConfig, ReviewsConfig)
+
+
+def release_files(source: str) -> list[str]:
+  """`find_movielens_files` keys the configs of a MovieLens release read.
+
+  Args:
+    source: "ml-25m" or "ml-latest-small".
+
+  Returns:
+    The keys of the sequences and tags configs, sorted.
+  """
+  return sorted({
+      key for config_class in (SequencesConfig, TagsConfig)
+      for key in config_class(name="check", source=source).needed_files()})
 
 
 def _make_configs():
@@ -180,19 +294,19 @@ def _make_configs():
       # 360 examples: a share of 1e-3 would drop even movies seen once.
       ("sample", "sample", 1e-2),
   ):
-    for dataset in ("sequences", "tags", "reviews"):
-      if dataset == "reviews" and suffix == "small":
-        continue
-      configs.append(
-          CrsMovielensConfig(
-              name=f"{dataset}_{suffix}",
-              description=f"MovieLens {dataset} from {source}.",
-              dataset=dataset,
-              source="manual" if (dataset, suffix) == (
-                  "reviews", "full") else source,
-              downsample_t=t,
-          )
-      )
+    for config_class in _CONFIG_CLASSES:
+      dataset = config_class.dataset
+      if config_class is ReviewsConfig:
+        if suffix == "small":
+          continue
+        kwargs = {"source": "manual" if suffix == "full" else source}
+      elif config_class is SequencesConfig:
+        kwargs = {"source": source, "downsample_t": t}
+      else:
+        kwargs = {"source": source}
+      configs.append(config_class(
+          name=f"{dataset}_{suffix}",
+          description=f"MovieLens {dataset} from {source}.", **kwargs))
   return configs
 
 
@@ -217,32 +331,7 @@ class CrsMovielens(tfds.core.GeneratorBasedBuilder):
     return epath.Path(_CHECKSUMS)
 
   def _info(self) -> tfds.core.DatasetInfo:
-    text = tfds.features.Text()
-    dataset = self.builder_config.dataset
-    if dataset == "sequences":
-      features = {
-          "user_id": tfds.features.Scalar(dtype=np.int64),
-          "movies": tfds.features.Sequence(text),
-          "target": text,
-      }
-    elif dataset == "tags":
-      features = {
-          "movie_id": tfds.features.Scalar(dtype=np.int64),
-          "title": text,
-          "tags": tfds.features.Sequence(text),
-          "all_tags": tfds.features.Sequence(text),
-          "subset_index": tfds.features.Scalar(dtype=np.int32),
-      }
-    else:
-      features = {
-          "title": text,
-          "context": text,
-          "target": text,
-          "review_index": tfds.features.Scalar(dtype=np.int32),
-          "sentence_index": tfds.features.Scalar(
-              dtype=np.int32
-          ),
-      }
+    features = self.builder_config.features()
     return tfds.core.DatasetInfo(
         builder=self,
         description=__doc__.split("\n")[0],
@@ -264,7 +353,7 @@ class CrsMovielens(tfds.core.GeneratorBasedBuilder):
       return
     name = f"crs_movielens/{config.name}"
     manual = sources.manual_dir(download_config, self.data_dir_root)
-    if config.dataset == "reviews":
+    if isinstance(config, ReviewsConfig):
       path = os.path.join(manual or "", "reviews.csv")
       if not manual or not os.path.exists(path):
         raise errors.UserError(
@@ -279,8 +368,7 @@ class CrsMovielens(tfds.core.GeneratorBasedBuilder):
       self._manual = manual
       return
     if manual:
-      check_movielens_dir(manual, config.source,
-                          needed_files(config.source, config.dataset))
+      check_movielens_dir(manual, config.source, config.needed_files())
       self._manual = manual
     elif not sources.allowed():
       raise sources.not_prepared(
@@ -307,45 +395,26 @@ class CrsMovielens(tfds.core.GeneratorBasedBuilder):
             _PREPARE_FLAGS[source], f"<dir> holds {source}/")
       sources.announce(DOWNLOADS[source])
       root = os.fspath(dl_manager.download_and_extract(URLS[source]))
-    return check_movielens_dir(root, source,
-                               needed_files(source, config.dataset))
+    return check_movielens_dir(root, source, config.needed_files())
+
+  def _reviews_files(self, dl_manager) -> dict[str, str]:
+    if self.builder_config.source == "sample":
+      return {"reviews": os.path.join(SAMPLE_DIR, "reviews", "reviews.csv")}
+    root = self._manual_dir(dl_manager)
+    path = os.path.join(root or "", "reviews.csv")
+    if root is None or not os.path.exists(path):
+      self.check_inputs(None)  # Raises the UserError.
+    return {"reviews": path}
 
   def _split_generators(self, dl_manager):
     config = self.builder_config
     stats = collections.Counter()
-    if config.dataset == "reviews":
-      if config.source == "sample":
-        path = os.path.join(SAMPLE_DIR, "reviews", "reviews.csv")
-      else:
-        root = self._manual_dir(dl_manager)
-        path = os.path.join(root or "", "reviews.csv")
-        if root is None or not os.path.exists(path):
-          self.check_inputs(None)  # Raises the UserError.
-      self._input_path = path
-      splits = movielens_reviews.build_review_examples(
-          path, seed=SEED, stats=stats
-      )
+    if isinstance(config, ReviewsConfig):
+      files = self._reviews_files(dl_manager)
     else:
       files = self._movielens_files(dl_manager)
-      self._input_path = files["ratings" if config.dataset == "sequences"
-                               else "movies"]
-      movies = movielens_data.load_movies(files["movies"])
-      if config.dataset == "sequences":
-        splits = movielens_sequences.build_sequence_examples(
-            movies,
-            files["ratings"],
-            t=config.downsample_t,
-            seed=SEED,
-            stats=stats,
-        )
-      else:
-        if "genome_scores" in files and "genome_tags" in files:
-          tags = movielens_tags.load_genome_tags(
-              files["genome_scores"], files["genome_tags"]
-          )
-        else:
-          tags = movielens_tags.load_user_tags(files["tags"])
-        splits = movielens_tags.build_tag_examples(movies, tags, seed=SEED)
+    self._input_path = files[config.main_file]
+    splits = config.build_splits(files, stats)
     logging.info(
         "crs_movielens/%s: %s; %s",
         config.name,
