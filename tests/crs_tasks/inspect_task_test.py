@@ -3,6 +3,7 @@
 import pytest
 import seqio
 
+from crs_tasks import errors
 from crs_tasks import features
 from crs_tasks import inspect_task
 
@@ -51,3 +52,17 @@ def test_inspect_sample_reviews(tmp_path):
       f"{100 * expected['truncated']:.2f}%"
   )
   assert 0 < expected["truncated"] < 1
+
+
+def test_list_names_shows_every_registered_task_and_mixture():
+  listed = inspect_task.list_names().splitlines()
+  assert "mixture crs_sample_t5cr_v001" in listed
+  assert "task crs_redial_v001" in listed
+  assert len(listed) == len(seqio.MixtureRegistry.names()) + len(
+      seqio.TaskRegistry.names())
+
+
+def test_unknown_task_is_a_user_error_with_close_matches():
+  with pytest.raises(errors.UserError,
+                     match="did you mean crs_redial_v001"):
+    inspect_task.inspect("crs_redail_v001")
