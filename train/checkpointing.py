@@ -31,6 +31,7 @@ import dataclasses
 import json
 import os
 import shutil
+import sys
 from typing import Any, Optional
 
 import flax
@@ -87,6 +88,30 @@ def _short_reason(error: BaseException) -> str:
   return text if len(text) <= 120 else text[:117] + "..."
 
 
+def _quiet_closed_loop_callbacks() -> None:
+  """Drops the 'Event loop is closed' tracebacks of a failed restore.
+
+  When one array of a checkpoint cannot be read, orbax gives up and closes
+  its asyncio loop while tensorstore reads of the other arrays are still in
+  flight; each then calls back into the closed loop, and Python prints a
+  `RuntimeError: Event loop is closed` traceback as an unraisable exception
+  (x32 in issue 11). Only those are dropped; any other goes to the previous
+  `sys.unraisablehook`.
+  """
+  previous = sys.unraisablehook
+  if getattr(previous, "crs_quiet", False):
+    return
+
+  def hook(unraisable):
+    value = unraisable.exc_value
+    if isinstance(value, RuntimeError) and str(value) == "Event loop is closed":
+      return
+    previous(unraisable)
+
+  hook.crs_quiet = True
+  sys.unraisablehook = hook
+
+
 def _restore_step(directory: str, step: int, steps: list[int], restore,
                   hint: str = ""):
   """`restore()`, turning any orbax failure into UnreadableCheckpointError."""
@@ -95,6 +120,7 @@ def _restore_step(directory: str, step: int, steps: list[int], restore,
   except (errors.UserError, KeyboardInterrupt):
     raise
   except Exception as e:  # pylint: disable=broad-except
+    _quiet_closed_loop_callbacks()
     earlier = [s for s in steps if s < step]
     raise UnreadableCheckpointError(
         step, os.path.join(directory, str(step)),

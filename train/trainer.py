@@ -393,6 +393,12 @@ def host_metrics(metrics: Mapping[str, Array]) -> dict[str, float]:
   return out
 
 
+def _last_good(last_ckpt: Optional[int]) -> str:
+  if last_ckpt is None:
+    return "No checkpoint was saved"
+  return f"The last good checkpoint is step {last_ckpt}"
+
+
 def _restart_hint(last_ckpt: Optional[int]) -> str:
   resume = (f"it resumes from step {last_ckpt}" if last_ckpt is not None
             else "no checkpoint was kept, so it starts from scratch")
@@ -409,7 +415,7 @@ def check_finite(step: int, metrics: Mapping[str, float], last_ckpt) -> None:
       label = "training loss" if name == "loss" else "gradient norm"
       raise NonFiniteLossError(
           f"{label} is {value} at step {step}; stopping without saving. "
-          f"The last good checkpoint is step {last_ckpt}",
+          f"{_last_good(last_ckpt)}",
           fix=_restart_hint(last_ckpt))
 
 
@@ -432,8 +438,8 @@ def check_before_save(step: int, metrics: Mapping[str, float],
   if problems:
     raise NonFiniteLossError(
         f"the weights after step {step} are not saved: "
-        f"{', '.join(problems)}. The last good checkpoint is step "
-        f"{last_ckpt}", fix=_restart_hint(last_ckpt))
+        f"{', '.join(problems)}. {_last_good(last_ckpt)}",
+        fix=_restart_hint(last_ckpt))
 
 
 def run_training_eval(

@@ -2,6 +2,7 @@
 
 import json
 import os
+import sys
 
 import flax.linen as nn
 import jax
@@ -231,3 +232,28 @@ def test_only_checkpoint_unreadable_says_so(tmp_path):
   with pytest.raises(checkpointing.UnreadableCheckpointError,
                      match="no earlier checkpoint exists"):
     checkpointing.restore_params(str(tmp_path), _params())
+
+
+def test_closed_loop_callbacks_of_a_failed_restore_are_quiet():
+  # What tensorstore reads still in flight do after orbax gave up (issue 11:
+  # "Event loop is closed" x32); other unraisable errors still reach the
+  # previous hook.
+  class Raises:
+
+    def __init__(self, error):
+      self.error = error
+
+    def __del__(self):
+      raise self.error
+
+  seen = []
+  previous = sys.unraisablehook
+  sys.unraisablehook = lambda unraisable: seen.append(
+      str(unraisable.exc_value))
+  try:
+    checkpointing._quiet_closed_loop_callbacks()  # pylint: disable=protected-access
+    Raises(RuntimeError("Event loop is closed"))
+    Raises(ValueError("something else"))
+  finally:
+    sys.unraisablehook = previous
+  assert seen == ["something else"]

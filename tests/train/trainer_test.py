@@ -477,6 +477,11 @@ def test_weights_whose_next_loss_is_not_finite_are_not_saved():
         "checkpoint is step 200. Fix: lower LEARNING_RATE")
   trainer.check_before_save(
       201, {"params_finite": 1.0, "loss": 3.0, "grad_norm": 1e30}, 200)
+  with pytest.raises(trainer.NonFiniteLossError,
+                     match=r"No checkpoint was saved\. Fix: .*starts from "
+                     "scratch"):
+    trainer.check_before_save(
+        1, {"params_finite": 0.0, "loss": 1.0, "grad_norm": 1.0}, None)
 
 
 def test_check_step_is_what_the_next_train_step_computes(fake_model):
