@@ -4,7 +4,7 @@ r"""Throughput of the ReDial data path on the whole official test split.
 
 Measures (1) raw jsonl -> examples (`redial_utils.load_examples`), (2)
 preparing `crs_redial/full` from the files (TFDS, all three splits, into a
-temporary data dir) and (3) reading the `crs_redial_v001` test split through
+temporary data dir) and (3) reading the `crs_redial_v002` test split through
 seqio with tokenization. The issue requires the whole test split to convert
 in under 30 s; the script exits non-zero when (1) + (3) exceed that.
 """
@@ -56,7 +56,7 @@ def main(argv=None):
     print(f"prepare crs_redial/full: {sizes} in {prepare_s:.2f} s")
 
     seqio.set_tfds_data_dir_override(data_dir)
-    task = seqio.get_mixture_or_task("crs_redial_v001")
+    task = seqio.get_mixture_or_task("crs_redial_v002")
     task.source.tfds_dataset.override_data_dir(data_dir)
     start = time.perf_counter()
     ds = task.get_dataset(
@@ -70,7 +70,7 @@ def main(argv=None):
       inputs_tokens += len(ex["inputs"])
     seqio_s = time.perf_counter() - start
     print(
-        f"seqio crs_redial_v001 test (tokenized): {n} examples in "
+        f"seqio crs_redial_v002 test (tokenized): {n} examples in "
         f"{seqio_s:.2f} s ({n / seqio_s:,.0f} examples/s, "
         f"{inputs_tokens / n:.0f} input tokens/example after trimming)"
     )

@@ -6,7 +6,7 @@ r"""Cost of the ReDial ranking protocol per recommender turn (random weights).
 For each model size (each in its own subprocess, so that peak memory is its
 own) it ranks the whole ReDial movie list (`movies_with_mentions.csv`, 6,916
 distinct titles) for the first `--turns` test turns that mention a movie,
-with `eval.ranking.make_model_score_fn` (one encoder pass per context, all
+with `train.infer.CandidateScorer` (one encoder pass per context, all
 candidates scored by `EncoderDecoderModel.score_candidates` in batches), and
 reports seconds per turn (after one warm-up turn that compiles) and the
 process's peak resident memory. It then scores `--single` candidates of one
@@ -33,6 +33,7 @@ import numpy as np
 from crs_tasks import features
 from crs_tasks import redial_utils
 from eval import ranking
+from train import infer
 from train import models
 from train import network
 
@@ -72,12 +73,14 @@ def measure(size: str, redial_dir: str, turns: int, single: int,
               f"{redial_dir}/movies_with_mentions.csv"))
       if ex["target_movies"]][: turns + 1]
   model, params, vocab, num_params = build_model(size)
-  score_fn = ranking.make_model_score_fn(
-      model, params, vocab, inputs_length=inputs_length, targets_length=32,
+  score_fn = infer.CandidateScorer(
+      model, params,
+      task_feature_lengths={"inputs": inputs_length, "targets": 32},
       batch_size=1)
   candidates = [ranking.candidate_reply(t) for t in movies.titles]
-  contexts = ["redial conversation: " + ex["context"].lower()
-              for ex in examples]
+  contexts = [{"inputs": ids} for ids in infer.tokenize_texts(
+      vocab, ["redial conversation: " + ex["context"].lower()
+              for ex in examples], inputs_length)]
 
   start = time.perf_counter()
   score_fn(contexts[:1], candidates)  # Compiles.
@@ -89,9 +92,8 @@ def measure(size: str, redial_dir: str, turns: int, single: int,
   assert scores.shape == (1, len(candidates)) and np.isfinite(scores).all()
 
   # One candidate per forward: encoder + decoder for each pair.
-  enc = ranking.encode(vocab, contexts[:1], inputs_length,
-                       pad_to=inputs_length)
-  cand = ranking.encode(vocab, candidates[:single + 1], 32, pad_to=32)
+  enc = score_fn.encoder_rows(contexts[:1])
+  cand = score_fn.candidate_tokens(candidates[:single + 1])
 
   def pair_batch(row):
     target = cand[row: row + 1]

@@ -1,20 +1,24 @@
 """seqio Mixtures of ReDial and the MovieLens tasks (registrations only).
 
-| mixture                       | tasks (default rate)                       |
+Every mixture exists as `_v001` (ReDial `_v001`) and `_v002` (ReDial
+`_v002`, with T5-CR's `fix_spacing`; the default); the MovieLens tasks are
+`_v001` in both.
+
+| mixture (`_v002`; `_v001`)    | tasks (default rate)                       |
 |-------------------------------|--------------------------------------------|
-| `crs_redial_only_v001`        | ReDial                                     |
-| `crs_redial_sequences_v001`   | ReDial 1, ML sequences 1                   |
-| `crs_redial_tags_v001`        | ReDial 1, ML tags 0.5, ML tags reversed 0.5|
-| `crs_redial_reviews_v001`     | ReDial 1, ML reviews 1                     |
-| `crs_t5cr_v001`               | ReDial 1, sequences 1, tags 0.5,           |
+| `crs_redial_only_v002`        | ReDial                                     |
+| `crs_redial_sequences_v002`   | ReDial 1, ML sequences 1                   |
+| `crs_redial_tags_v002`        | ReDial 1, ML tags 0.5, ML tags reversed 0.5|
+| `crs_redial_reviews_v002`     | ReDial 1, ML reviews 1                     |
+| `crs_t5cr_v002`               | ReDial 1, sequences 1, tags 0.5,           |
 |                               | tags reversed 0.5, reviews 1 (T5-CR)       |
-| `crs_t5cr_no_reviews_v001`    | T5-CR without reviews                      |
-| `crs_small_redial_*_v001`,    | full ReDial + the ml-latest-small tasks    |
-| `crs_small_t5cr_no_reviews_v001` | (`crs_small_ml_*`): the study's mixtures|
+| `crs_t5cr_no_reviews_v002`    | T5-CR without reviews                      |
+| `crs_small_redial_*_v002`,    | full ReDial + the ml-latest-small tasks    |
+| `crs_small_t5cr_no_reviews_v002` | (`crs_small_ml_*`): the study's mixtures|
 
 Rates are equal per *dataset*, as in the paper: ReDial, sequences, tags and
 reviews each get 1, and the two tags tasks share their dataset's 1. Each
-mixture of several tasks has a `..._proportional_v001` variant with
+mixture of several tasks has a `..._proportional_v002` variant with
 `seqio.mixing_rate_num_examples` (train examples) instead. Until a task is
 cached, seqio counts its *input* examples, so the reversed tags task (which
 keeps 1 of ~3 tag subsets per movie) weighs as much as the tags task; after
@@ -66,19 +70,33 @@ _SMALL_MIXTURES = {
                         ("crs_small_ml_tags_reversed_v001", 0.5)],
 }
 
-for _name, _tasks in _SMALL_MIXTURES.items():
-  seqio.MixtureRegistry.add(f"crs_small_{_name}_v001", _tasks)
+# The ReDial task of each mixture version; the MovieLens tasks are _v001 in
+# both (their preprocessing did not change).
+_REDIAL = {"v001": "redial_v001", "v002": "redial_v002"}
 
-for _prefix in ("crs", "crs_sample"):
-  for _name, _tasks in _MIXTURES.items():
+
+def _task(prefix: str, task: str, version: str) -> str:
+  return f"{prefix}_{_REDIAL[version] if task == 'redial' else task + '_v001'}"
+
+
+for _version in _REDIAL:
+  for _name, _tasks in _SMALL_MIXTURES.items():
     seqio.MixtureRegistry.add(
-        f"{_prefix}_{_name}_v001",
-        [(f"{_prefix}_{task}_v001", rate) for task, rate in _tasks],
+        f"crs_small_{_name}_{_version}",
+        [(t.replace("redial_v001", _REDIAL[_version]), rate)
+         for t, rate in _tasks],
     )
-    if len(_tasks) == 1:
-      continue
-    seqio.MixtureRegistry.add(
-        f"{_prefix}_{_name}_proportional_v001",
-        [f"{_prefix}_{task}_v001" for task, _ in _tasks],
-        default_rate=seqio.mixing_rate_num_examples,
-    )
+
+  for _prefix in ("crs", "crs_sample"):
+    for _name, _tasks in _MIXTURES.items():
+      seqio.MixtureRegistry.add(
+          f"{_prefix}_{_name}_{_version}",
+          [(_task(_prefix, task, _version), rate) for task, rate in _tasks],
+      )
+      if len(_tasks) == 1:
+        continue
+      seqio.MixtureRegistry.add(
+          f"{_prefix}_{_name}_proportional_{_version}",
+          [_task(_prefix, task, _version) for task, _ in _tasks],
+          default_rate=seqio.mixing_rate_num_examples,
+      )

@@ -12,15 +12,11 @@ To add a postprocessor: a pure function of one output (plus optional
 `tests/crs_tasks/postprocessors_test.py`.
 """
 
-import re
 from typing import Any, Mapping, Optional, Union
 
 import numpy as np
 
-# `@`, then the shortest run without `@`, then `@`: "@ heat (1995) @".
-_TITLE_RE = re.compile(r"@([^@]*)@")
-# An unresolved ReDial mention (`@12345`, no space) is not a marker.
-_RAW_MENTION_RE = re.compile(r"@(?=\d)")
+from eval import metrics
 
 REDIAL_METADATA = (
     "conversation_id",
@@ -32,34 +28,11 @@ REDIAL_METADATA = (
     "context_movies",
 )
 
-Text = Union[str, bytes]
-
-
-def to_text(value: Text) -> str:
-  """A feature value as str (bytes decoded as UTF-8)."""
-  return value.decode("utf-8") if isinstance(value, bytes) else str(value)
-
-
-def extract_titles(text: Text) -> list[str]:
-  """Titles between `@ ... @` pairs, stripped, in order of appearance.
-
-  `"watch @ Heat (1995) @ or @ up (2009) @!"` gives `["Heat (1995)",
-  "up (2009)"]`. Markers pair left to right; an unpaired trailing `@` and
-  empty spans (`@ @`) are ignored.
-
-  Args:
-    text: generated or reference text (str or UTF-8 bytes).
-
-  Returns:
-    The titles, duplicates kept.
-  """
-  titles = []
-  text = _RAW_MENTION_RE.sub("", to_text(text))
-  for match in _TITLE_RE.finditer(text):
-    title = " ".join(match.group(1).split())
-    if title:
-      titles.append(title)
-  return titles
+Text = metrics.Text
+# One implementation each, in the leaf module `eval.metrics` (which imports
+# nothing of this project, so `crs_tasks` -> `eval.metrics` is no loop).
+to_text = metrics.to_text
+extract_titles = metrics.extract_titles
 
 
 def _metadata(value: Any) -> Any:
@@ -74,7 +47,7 @@ def _metadata(value: Any) -> Any:
   if isinstance(value, (list, tuple)):
     return [_metadata(v) for v in value]
   if isinstance(value, bytes):
-    return value.decode("utf-8")
+    return to_text(value)
   if isinstance(value, np.generic):
     return value.item()
   return value

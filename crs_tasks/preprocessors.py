@@ -11,6 +11,7 @@ docstring and a literal-example test in tests/crs_tasks/.
 """
 
 from collections.abc import Mapping, Sequence
+import re
 
 import seqio
 import tensorflow as tf
@@ -94,6 +95,71 @@ def redial_to_text(
   out = {k: v for k, v in ex.items() if k not in ("context", "response")}
   out["inputs"] = tf.strings.strip(tf.strings.join([prefix, ex["context"]]))
   out["targets"] = ex["response"]
+  return out
+
+
+# T5-CR's spacing rule (googleinterns/e2e-convrec `trainer/preprocessing.py`,
+# `fix_spacing` in `rd_jsonl_to_tsv`), applied to the dialogue history and to
+# the reply before lower-casing: each literal pair in order, every
+# occurrence, left to right (`str.replace`). It mostly glues punctuation to
+# the word before it, e.g. the comma after a movie: `@ Shrek (2001) @ , but`
+# -> `@ Shrek (2001) @, but`.
+FIX_SPACING_RULES = (
+    (" ,", ","),
+    (" .", "."),
+    (" %", "%"),
+    (" - ", "-"),
+    (" : ", ":"),
+    (" / ", "/"),
+    ("( ", "("),
+    (" )", ")"),
+    ("`` ", '"'),
+    (" ''", '"'),
+    (" 's", "'s"),
+    ("s ' ", "s' "),
+)
+# What the `_v002` ReDial tasks respace (before `redial_to_text`).
+REDIAL_RAW_TEXT_FEATURES = ("context", "response")
+
+
+def fix_spacing_text(text: str) -> str:
+  """`FIX_SPACING_RULES` on a python string (the reference of `fix_spacing`).
+
+  `"[User] i liked @ Shrek (2001) @ , but ( not ) it 's long"` ->
+  `"[User] i liked @ Shrek (2001) @, but (not) it's long"`.
+  """
+  for old, new in FIX_SPACING_RULES:
+    text = text.replace(old, new)
+  return text
+
+
+@seqio.map_over_dataset
+def fix_spacing(
+    ex: Mapping[str, tf.Tensor],
+    features: Sequence[str] = REDIAL_RAW_TEXT_FEATURES,
+) -> dict[str, tf.Tensor]:
+  """T5-CR's `fix_spacing` (`FIX_SPACING_RULES`) on string features.
+
+  `{"context": "[User] loved @ Shrek (2001) @ , but", "response": "it 's
+  ok ."}` becomes `{"context": "[User] loved @ Shrek (2001) @, but",
+  "response": "it's ok."}`; other features pass through. The same result as
+  `fix_spacing_text` (RE2 global replacement of an escaped literal is
+  `str.replace`: leftmost, non-overlapping, left to right).
+
+  Args:
+    ex: an example.
+    features: names of the string features to respace.
+
+  Returns:
+    The example with those features respaced.
+  """
+  out = dict(ex)
+  for name in features:
+    text = ex[name]
+    for old, new in FIX_SPACING_RULES:
+      text = tf.strings.regex_replace(text, re.escape(old),
+                                      new.replace("\\", "\\\\"))
+    out[name] = text
   return out
 
 

@@ -1,13 +1,16 @@
-"""The probe-pair JSONL format: its names, fields and one checked reader.
+"""JSONL files: the probe-pair format (names, fields, one checked reader)
+and the project's one JSONL writer (atomic).
 
-Written by `eval.probes.builders.write_jsonl`, read by the probe seqio Tasks
-(`crs_tasks/probes.py`) and by `eval.probes.probe_lib`. One JSON object per
-line; every field is a string.
+Probe files are written by `crs_tasks.probe_builders.build_probe_files`, read
+by the probe seqio Tasks (`crs_tasks/probes.py`) and by
+`eval.probes.probe_lib`. One JSON object per line; every field is a string.
+`write_jsonl` also writes predictions (`train.infer`, `eval.evaluation`).
+No TensorFlow here.
 """
 
 import json
 import os
-from typing import Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 PROBE_NAMES = ("recommendation", "attribute", "description", "combination")
 PROBE_FIELDS = (
@@ -62,3 +65,26 @@ def read_probe_jsonl(path: str,
               f"{path}:{line_no}: field {field!r}: missing or not a string")
       out.append(ex)
   return out
+
+
+def write_jsonl(path: str, rows: Iterable[Mapping[str, Any]], *,
+                sort_keys: bool = False) -> str:
+  """Writes one JSON object per line (UTF-8), atomically.
+
+  The lines go to `path.tmp`, renamed over `path` once complete, so a
+  reader never sees half a file; the folder is created.
+
+  Args:
+    path: the output file.
+    rows: JSON-serializable mappings.
+    sort_keys: sort each object's keys.
+
+  Returns:
+    `path`.
+  """
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  with open(path + ".tmp", "w", encoding="utf-8") as f:
+    for row in rows:
+      f.write(json.dumps(row, ensure_ascii=False, sort_keys=sort_keys) + "\n")
+  os.replace(path + ".tmp", path)
+  return path

@@ -19,7 +19,7 @@ so t5x's score mode (or `EncoderDecoderModel.score_batch`) gives
 log p(targets); `eval.probes.probe_lib.score_probe` scores both replies.
 
 Sources. The pairs are built offline (cross-example joins: PMI^2, popularity)
-by `eval.probes.builders` into `<probe>.jsonl` files holding the final model
+by `crs_tasks.probe_builders` into `<probe>.jsonl` files holding the final model
 text (lower-cased, ReDial prefix); these Tasks only read and tokenize them:
 
 * `probe_<name>_v001` read `$CRS_PROBES_DIR/<name>.jsonl` (default

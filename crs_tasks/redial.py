@@ -2,10 +2,17 @@
 
 | task                           | data                   | casing          |
 |--------------------------------|------------------------|-----------------|
-| `crs_redial_v001`              | `crs_redial/full`      | lower (T5-CR)   |
-| `crs_redial_cased_v001`        | `crs_redial/full`      | as written      |
-| `crs_sample_redial_v001`       | `crs_redial/sample`    | lower           |
-| `crs_sample_redial_cased_v001` | `crs_redial/sample`    | as written      |
+| `crs_redial_v002`              | `crs_redial/full`      | lower (T5-CR)   |
+| `crs_redial_cased_v002`        | `crs_redial/full`      | as written      |
+| `crs_sample_redial_v002`       | `crs_redial/sample`    | lower           |
+| `crs_sample_redial_cased_v002` | `crs_redial/sample`    | as written      |
+
+Versions. `_v002` applies T5-CR's spacing rule (`preprocessors.fix_spacing`,
+the authors' `fix_spacing`: `@ shrek (2001) @ , but` -> `@ shrek (2001) @,
+but`, `it 's` -> `it's`, ...) to the history and the reply, so the text is
+the paper's format but for the documented deviations (README, "The T5-CR
+text format"). `_v001` is the same without it (1,686 of the 7,978 test
+examples differ) and stays registered, unchanged, to reproduce earlier runs.
 
 Each example is one recommender turn: `inputs` = `"redial conversation: "` +
 the earlier turns (`[User] ... [Assistant] ...`), `targets` = the turn, with
@@ -27,6 +34,7 @@ use; the full tasks need `crs_redial/full` prepared in the TFDS data dir
 """
 
 import functools
+import itertools
 
 import seqio
 
@@ -46,14 +54,27 @@ _KEEP_RECENT = functools.partial(
     prefix=preprocessors.REDIAL_PREFIX,
 )
 
-for _prefix, _config in (("crs", "full"), ("crs_sample", "sample")):
+# _v001: as first released; _v002: + T5-CR's fix_spacing.
+_RESPACE = {
+    "v001": [],
+    "v002": [
+        functools.partial(
+            preprocessors.fix_spacing,
+            features=preprocessors.REDIAL_RAW_TEXT_FEATURES,
+        )
+    ],
+}
+
+for (_prefix, _config), _version in itertools.product(
+    (("crs", "full"), ("crs_sample", "sample")), ("v001", "v002")
+):
   # ======================== ReDial (lower-cased, T5-CR) =====================
   seqio.TaskRegistry.add(
-      f"{_prefix}_redial_v001",
+      f"{_prefix}_redial_{_version}",
       source=seqio.TfdsDataSource(
           tfds_name=f"crs_redial/{_config}:1.0.0", splits=_SPLITS
       ),
-      preprocessors=[
+      preprocessors=_RESPACE[_version] + [
           functools.partial(
               preprocessors.redial_to_text,
               prefix=preprocessors.REDIAL_PREFIX,
@@ -74,11 +95,11 @@ for _prefix, _config in (("crs", "full"), ("crs_sample", "sample")):
 
   # ============================== ReDial (cased) ============================
   seqio.TaskRegistry.add(
-      f"{_prefix}_redial_cased_v001",
+      f"{_prefix}_redial_cased_{_version}",
       source=seqio.TfdsDataSource(
           tfds_name=f"crs_redial/{_config}:1.0.0", splits=_SPLITS
       ),
-      preprocessors=[
+      preprocessors=_RESPACE[_version] + [
           functools.partial(
               preprocessors.redial_to_text,
               prefix=preprocessors.REDIAL_PREFIX,

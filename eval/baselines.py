@@ -19,7 +19,6 @@ from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
-from crs_tasks import postprocessors
 from eval import metrics as metrics_lib
 from eval import ranking
 
@@ -29,9 +28,14 @@ POPULAR_REPLY_TEMPLATE = "have you seen @ {title} @ ?"
 
 
 def target_of(example: Example) -> str:
-  """The reference reply text of a ReDial example."""
-  return ranking.text_field(
-      example, ("targets_pretokenized", "targets", "response"), "target")
+  """The reference reply text of a ReDial example (a Task example's
+  `targets_pretokenized`, or `response` of `redial_utils` examples)."""
+  for key in ("targets_pretokenized", "targets", "response"):
+    value = example.get(key)
+    if isinstance(value, (str, bytes)):
+      return metrics_lib.to_text(value)
+  raise ValueError("example has no text target (string 'targets_pretokenized'"
+                   f" or 'targets' or 'response'); keys: {sorted(example)}")
 
 
 def generation_metrics(examples: Sequence[Example],
@@ -53,7 +57,7 @@ def gold_replies(examples: Sequence[Example]) -> list[str]:
 
 def _reply_title(reply: str) -> str:
   """Matching key of the movie in a candidate reply `@ Title (Year) @`."""
-  titles = postprocessors.extract_titles(reply)
+  titles = metrics_lib.extract_titles(reply)
   return metrics_lib.normalize_title(titles[0] if titles else reply)
 
 
@@ -63,19 +67,19 @@ def _candidate_keys(candidates: tuple[str, ...]) -> dict[str, int]:
   return {_reply_title(c): j for j, c in enumerate(candidates)}
 
 
-def make_repeat_context_score_fn() -> ranking.ScoreFn:
-  """Context movies score 1 + position of their last mention; others 0."""
+def make_repeat_context_score_fn() -> ranking.CandidateScoreFn:
+  """Context movies score by recency (the most recently mentioned highest,
+  from `context_movies`, most recent first); others 0."""
 
-  def score(contexts, candidates):
+  def score(examples, candidates):
     columns = _candidate_keys(tuple(candidates))
-    out = np.zeros((len(contexts), len(candidates)), np.float32)
-    for i, context in enumerate(contexts):
-      last = {}  # Title -> position of its last mention.
-      for k, title in enumerate(postprocessors.extract_titles(context)):
-        last[metrics_lib.normalize_title(title)] = k
-      for key, position in last.items():
+    out = np.zeros((len(examples), len(candidates)), np.float32)
+    for i, example in enumerate(examples):
+      recent = ranking.titles_of(example, "context_movies")
+      for k, title in enumerate(recent):
+        key = metrics_lib.normalize_title(title)
         if key in columns:
-          out[i, columns[key]] = 1.0 + position
+          out[i, columns[key]] = float(len(recent) - k)
     return out
 
   return score
@@ -92,15 +96,15 @@ def _counts(movies: ranking.MovieList,
 def make_popularity_score_fn(
     movies: ranking.MovieList,
     counts: Optional[Mapping[str, float]] = None,
-) -> ranking.ScoreFn:
+) -> ranking.CandidateScoreFn:
   """Scores candidates by `counts` (title -> count; default nbMentions)."""
   popularity = _counts(movies, counts)
 
-  def score(contexts, candidates):
+  def score(examples, candidates):
     row = np.zeros(len(candidates), np.float32)
     for key, j in _candidate_keys(tuple(candidates)).items():
       row[j] = popularity.get(key, 0.0)
-    return np.tile(row, (len(contexts), 1))
+    return np.tile(row, (len(examples), 1))
 
   return score
 
@@ -120,7 +124,7 @@ def make_popularity_pair_score_fn(
     del inputs
     out = []
     for target in targets:
-      titles = postprocessors.extract_titles(target)
+      titles = metrics_lib.extract_titles(target)
       count = popularity.get(titles[-1].lower(), 0.0) if titles else 0.0
       out.append(np.log1p(count))
     return np.asarray(out, np.float64)

@@ -25,6 +25,7 @@ from crs_tasks import cli
 from eval import chat_lib
 from eval import evaluation
 from train import checkpointing
+from train import infer
 
 _SAMPLE_DATA = os.path.join(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
@@ -74,13 +75,13 @@ def run_chat(
   model, params, step = checkpointing.load_model(checkpoint, step=step)
   reply_length = decode.max_decode_length or 64
 
+  lengths = {"inputs": inputs_length, "targets": reply_length}
+
   def generate_fn(text: str) -> str:
-    ids = evaluation.encode_texts(model.input_vocabulary, [text],
-                                  inputs_length)
-    return evaluation.generate(
-        model, params, model.output_vocabulary, ids, decode=decode,
-        inputs_length=inputs_length, targets_length=reply_length,
-        batch_size=1, progress=False)[0]
+    ids = infer.tokenize_texts(model.input_vocabulary, [text], inputs_length)
+    return infer.generate(model, params, [{"inputs": ids[0]}],
+                          task_feature_lengths=lengths, decode=decode,
+                          batch_size=1, progress=False)[0]
 
   def fits(text: str) -> bool:
     return len(model.input_vocabulary.encode(text)) < inputs_length

@@ -6,7 +6,7 @@ MIXTURE_OR_TASK_NAME, TASK_FEATURE_LENGTHS, EVAL_OUTPUT_DIR and a
 
   python -m eval.main --gin_file=gin/runs/eval.gin \
       --gin.CHECKPOINT_PATH="'/tmp/t5cr'" \
-      --gin.MIXTURE_OR_TASK_NAME="'crs_sample_redial_v001'" \
+      --gin.MIXTURE_OR_TASK_NAME="'crs_sample_redial_v002'" \
       --gin.TASK_FEATURE_LENGTHS="{'inputs': 128, 'targets': 32}" \
       --gin.NUM_EXAMPLES=100 --gin.DECODE_METHOD="'beam'"
 
@@ -111,7 +111,7 @@ def evaluate_checkpoint(
         fix="add --gin.CHECKPOINT_PATH=\"'/path/to/run'\"")
   if dataset_cfg is None:
     dataset_cfg = input_pipeline.DatasetConfig(
-        "crs_redial_v001", {"inputs": 512, "targets": 64}, "test", 16,
+        "crs_redial_v002", {"inputs": 512, "targets": 64}, "test", 16,
         module="crs_tasks")
   if dataset_cfg.use_cached or dataset_cfg.pack:
     raise errors.UserError(

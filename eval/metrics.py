@@ -17,9 +17,8 @@ from typing import Any, Iterable, Mapping, Optional, Sequence, Union
 import numpy as np
 import sacrebleu
 
-from crs_tasks import postprocessors
-
 Prediction = Union[str, Sequence[str]]
+Text = Union[str, bytes]
 
 # A `@ ... @` span holding a parenthesis, i.e. a title with a year
 # ("@ heat (1995) @"): the pattern T5-CR's `replace_titles` and
@@ -28,15 +27,44 @@ TITLE_SPAN_RE = re.compile(r"@([^@]*\([^@]*\)[^@]*)@")
 TITLE_PLACEHOLDER = "__unk__"  # T5-CR's replacement token.
 
 
-def normalize_title(title: Union[str, bytes]) -> str:
+# `@`, then the shortest run without `@`, then `@`: "@ heat (1995) @".
+_MARKED_RE = re.compile(r"@([^@]*)@")
+# An unresolved ReDial mention (`@12345`, no space) is not a marker.
+_RAW_MENTION_RE = re.compile(r"@(?=\d)")
+
+
+def to_text(value: Text) -> str:
+  """A feature value as str (bytes decoded as UTF-8): the project's one
+  bytes-to-str helper (`crs_tasks.postprocessors.to_text` is this)."""
+  return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+def extract_titles(text: Text) -> list[str]:
+  """Titles between `@ ... @` pairs, stripped, in order of appearance.
+
+  `"watch @ Heat (1995) @ or @ up (2009) @!"` gives `["Heat (1995)",
+  "up (2009)"]`. Markers pair left to right; an unpaired trailing `@` and
+  empty spans (`@ @`) are ignored. (`crs_tasks.postprocessors` re-exports
+  it: this module imports nothing of the project.)
+
+  Args:
+    text: generated or reference text (str or UTF-8 bytes).
+
+  Returns:
+    The titles, duplicates kept.
+  """
+  titles = []
+  text = _RAW_MENTION_RE.sub("", to_text(text))
+  for match in _MARKED_RE.finditer(text):
+    title = " ".join(match.group(1).split())
+    if title:
+      titles.append(title)
+  return titles
+
+
+def normalize_title(title: Text) -> str:
   """Lower-cases, strips and collapses whitespace (the matching rule)."""
-  if isinstance(title, bytes):
-    title = title.decode("utf-8")
-  return " ".join(title.lower().split())
-
-
-def _as_text(value: Union[str, bytes]) -> str:
-  return value.decode("utf-8") if isinstance(value, bytes) else value
+  return " ".join(to_text(title).lower().split())
 
 
 def titles_in(prediction: Prediction) -> list[str]:
@@ -46,7 +74,7 @@ def titles_in(prediction: Prediction) -> list[str]:
   T5-CR's regex requires (`@ all, @` is not a title).
   """
   if isinstance(prediction, (str, bytes)):
-    found = postprocessors.extract_titles(_as_text(prediction))
+    found = extract_titles(prediction)
     found = [t for t in found if TITLE_SPAN_RE.fullmatch(f"@{t}@")]
   else:
     found = list(prediction)
@@ -119,8 +147,8 @@ def e2e_recall(
                          "metadata features")
   return e2e_recall_from_titles(
       [titles_in(p) for p in predictions],
-      [[_as_text(t) for t in x["seeker_movies"]] for x in targets],
-      [[_as_text(t) for t in x["recommender_movies"]] for x in targets])
+      [[to_text(t) for t in x["seeker_movies"]] for x in targets],
+      [[to_text(t) for t in x["recommender_movies"]] for x in targets])
 
 
 # ================================ gen/ BLEU =================================
@@ -132,7 +160,7 @@ def _texts(values: Iterable[Any], key: str = "text") -> list[str]:
   for v in values:
     if isinstance(v, Mapping):
       v = v[key]
-    out.append(_as_text(v))
+    out.append(to_text(v))
   return out
 
 

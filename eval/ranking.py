@@ -1,34 +1,43 @@
 """ReDial ranking protocols over the whole movie list.
 
-Standard (KBRD, KGSF, CRSLab, UniCRS): one sample per (recommender turn,
-movie mentioned in it); every movie of `movies_with_mentions.csv` is ranked
-by the log-likelihood of the reply `@ Title (Year) @` given the context.
+Standard (KBRD, KGSF, CRSLab, UniCRS): one sample per (recommender turn with
+a non-empty context, distinct movie mentioned in it); every movie of
+`movies_with_mentions.csv` is ranked by the log-likelihood of the reply
+`@ Title (Year) @` given the context. The peers all require a context:
+CRSLab keeps a turn only if `len(context_tokens) > 0`, KGSF and UniCRS build
+samples from the dialogue history before the turn, so a recommender turn
+that opens the dialogue is no sample. On the official test split: 4,897
+samples over 3,617 turns (54 opening turns, 72 samples, left out).
 De-duplicated: labels already in `context_movies` are dropped and those
 movies are excluded from the ranking, so repeating the dialogue earns
-nothing. Both run on any `ScoreFn` (fakes in tests); `make_model_score_fn`
-wraps `EncoderDecoderModel.score_candidates`. Ties count against the label
-(rank = candidates scoring at least as high), so a constant scorer gets 0.
+nothing: 4,426 samples over 3,372 turns.
+
+Both run on any `CandidateScoreFn`, `fn(examples, candidate_replies) ->
+[B, C]` (fakes and baselines in tests; `train.infer.CandidateScorer` for a
+model, which scores each example's own encoder tokens: the ones generation
+decodes from). Ties count against the label (rank = candidates scoring at
+least as high), so a constant scorer gets 0.
 """
 
 import csv
 import dataclasses
 import functools
 import math
-from typing import Any, Callable, Mapping, Optional, Protocol, Sequence, Union
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
+import tqdm
 
-from crs_tasks import postprocessors
 from crs_tasks import titles as titles_lib
 from eval import metrics as metrics_lib
 
-Array = Any  # jax.Array or np.ndarray.
-PyTree = Any
 Example = Mapping[str, Any]
-# (contexts [B] as text or int32 tokens [B, L], candidate replies [C])
-# -> scores float [B, C], higher is better.
-ScoreFn = Callable[[Union[Sequence[str], np.ndarray], Sequence[str]],
-                   np.ndarray]
+# (examples [B], candidate replies [C]) -> scores float [B, C], higher is
+# better. `train.infer.CandidateScorer` for a model.
+CandidateScoreFn = Callable[[Sequence[Example], Sequence[str]], np.ndarray]
+# (scorer, examples) -> metrics: a protocol as `eval.evaluation` runs it.
+RankingFn = Callable[[CandidateScoreFn, Sequence[Example]],
+                     Mapping[str, float]]
 
 DEFAULT_KS = (1, 10, 50)
 
@@ -113,42 +122,44 @@ def titles_of(example: Example, key: str) -> list[str]:
   value = example.get(key, [])
   if isinstance(value, (str, bytes)):
     value = [value]
-  return [postprocessors.to_text(v)
+  return [metrics_lib.to_text(v)
           for v in np.asarray(value, dtype=object).reshape(-1)]
 
 
-def text_field(example: Example, keys: Sequence[str], what: str) -> str:
-  """The first of `keys` that holds text (str or bytes) in `example`."""
-  for key in keys:
-    value = example.get(key)
-    if isinstance(value, (str, bytes)):
-      return postprocessors.to_text(value)
-  raise ValueError(f"example has no text {what} (string "
-                   f"{' or '.join(repr(k) for k in keys)}); keys: "
-                   f"{sorted(example)}")
+def has_context(example: Example) -> bool:
+  """Whether the turn has dialogue before it (`turn_index > 0`).
 
-
-def context_of(example: Example) -> str:
-  """The dialogue context text of a ReDial example."""
-  return text_field(
-      example, ("inputs_pretokenized", "inputs", "context"), "context")
+  `turn_index` counts the dialogue's turns after merging consecutive
+  messages of a speaker and dropping empty ones, so it is 0 exactly when
+  the context is empty (the recommender opens the dialogue).
+  """
+  if "turn_index" not in example:
+    raise ValueError("ranking needs the ReDial `turn_index` feature; keys: "
+                     f"{sorted(example)}")
+  return int(np.asarray(example["turn_index"]).reshape(-1)[0]) > 0
 
 
 @dataclasses.dataclass
 class RankingSamples:
-  """Per context: label and excluded candidate indices; plus counts of
-  labels missing from the movie list and labels dropped by de-duplication.
+  """Per scored example: its label and excluded candidate indices; plus
+  counts of labels missing from the movie list, labels dropped by
+  de-duplication and labels of turns without context (not samples).
   """
 
-  contexts: list[str] = dataclasses.field(default_factory=list)
+  examples: list[Example] = dataclasses.field(default_factory=list)
   labels: list[list[int]] = dataclasses.field(default_factory=list)
   excluded: list[list[int]] = dataclasses.field(default_factory=list)
   num_missing: int = 0
   num_dropped: int = 0
+  num_without_context: int = 0
 
   @property
   def num_samples(self) -> int:
     return sum(len(x) for x in self.labels) + self.num_missing
+
+  @property
+  def num_turns(self) -> int:
+    return len(self.examples)
 
 
 def build_samples(
@@ -157,22 +168,27 @@ def build_samples(
     *,
     dedup: bool,
 ) -> RankingSamples:
-  """One sample per (example, distinct movie of `target_movies`).
+  """One sample per (example with context, distinct movie of
+  `target_movies`).
 
   Args:
-    examples: ReDial examples with `target_movies`, `context_movies` and a
-      text context.
+    examples: ReDial examples with `target_movies`, `context_movies` and
+      `turn_index`.
     movies: the candidate list.
     dedup: drop labels in `context_movies`, exclude those candidates.
 
   Returns:
-    The samples (labels not in the list only counted, as misses).
+    The samples (labels not in the list only counted, as misses; turns
+    without context only counted, in `num_without_context`).
   """
   out = RankingSamples()
   for example in examples:
     targets = list(dict.fromkeys(
         metrics_lib.normalize_title(t)
         for t in titles_of(example, "target_movies")))
+    if not has_context(example):
+      out.num_without_context += len(targets)
+      continue
     excluded = []
     if dedup:
       seen = {metrics_lib.normalize_title(t)
@@ -183,7 +199,7 @@ def build_samples(
     labels = [movies.index[t] for t in targets if t in movies.index]
     out.num_missing += len(targets) - len(labels)
     if labels:
-      out.contexts.append(context_of(example))
+      out.examples.append(example)
       out.labels.append(labels)
       out.excluded.append(excluded)
   return out
@@ -212,66 +228,71 @@ def label_ranks(scores: np.ndarray, labels: Sequence[Sequence[int]],
 
 
 def evaluate_protocol(
-    score_fn: ScoreFn,
+    score_fn: CandidateScoreFn,
     examples: Sequence[Example],
     *,
     movies: MovieList,
     dedup: bool = False,
     ks: Sequence[int] = DEFAULT_KS,
     batch_size: int = 32,
+    progress: bool = True,
 ) -> dict[str, float]:
   """Recall@k of a scorer under the standard or de-duplicated protocol.
 
   Args:
-    score_fn: `fn(contexts, candidate_replies) -> [B, C]`.
+    score_fn: `fn(examples, candidate_replies) -> [B, C]`.
     examples: ReDial task examples.
     movies: the candidate movie list.
     dedup: the de-duplicated protocol.
     ks: recall cut-offs.
-    batch_size: contexts per `score_fn` call.
+    batch_size: examples per `score_fn` call.
+    progress: show a tqdm bar (turns, with ETA).
 
   Returns:
-    `{p}/recall@k`, `{p}/num_samples`, `{p}/num_missing` and, when `dedup`,
-    `{p}/num_dropped`, with p `rank` or `rank_dedup`.
+    `{p}/recall@k`, `{p}/num_samples`, `{p}/num_turns`, `{p}/num_missing`
+    and, when `dedup`, `{p}/num_dropped`, with p `rank` or `rank_dedup`.
   """
   prefix = "rank_dedup" if dedup else "rank"
   samples = build_samples(examples, movies, dedup=dedup)
   candidates = [candidate_reply(t) for t in movies.titles]
   ranks = []
-  for start in range(0, len(samples.contexts), batch_size):
-    end = start + batch_size
-    scores = np.asarray(score_fn(samples.contexts[start:end], candidates))
-    expected = (len(samples.contexts[start:end]), len(candidates))
-    if scores.shape != expected:
-      raise ValueError(f"score_fn returned shape {scores.shape}, expected "
-                       f"{expected}")
-    ranks += label_ranks(scores, samples.labels[start:end],
-                         samples.excluded[start:end])
+  with tqdm.tqdm(total=samples.num_turns, desc=prefix, unit="turn",
+                 disable=not progress) as bar:
+    for start in range(0, samples.num_turns, batch_size):
+      end = start + batch_size
+      batch = samples.examples[start:end]
+      scores = np.asarray(score_fn(batch, candidates))
+      expected = (len(batch), len(candidates))
+      if scores.shape != expected:
+        raise ValueError(f"score_fn returned shape {scores.shape}, expected "
+                         f"{expected}")
+      ranks += label_ranks(scores, samples.labels[start:end],
+                           samples.excluded[start:end])
+      bar.update(len(batch))
   ranks += [math.inf] * samples.num_missing
   out = metrics_lib.recall_from_ranks(ranks, ks, prefix)
+  out[f"{prefix}/num_turns"] = float(samples.num_turns)
   out[f"{prefix}/num_missing"] = float(samples.num_missing)
   if dedup:
     out[f"{prefix}/num_dropped"] = float(samples.num_dropped)
   return out
 
 
-def standard_protocol(score_fn: ScoreFn, examples: Sequence[Example], *,
+def standard_protocol(score_fn: CandidateScoreFn, examples: Sequence[Example], *,
                       movies: MovieList, **kwargs) -> dict[str, float]:
   """`evaluate_protocol` with `dedup=False` (`rank/...`)."""
   return evaluate_protocol(score_fn, examples, movies=movies, dedup=False,
                            **kwargs)
 
 
-def dedup_protocol(score_fn: ScoreFn, examples: Sequence[Example], *,
+def dedup_protocol(score_fn: CandidateScoreFn, examples: Sequence[Example], *,
                    movies: MovieList, **kwargs) -> dict[str, float]:
   """`evaluate_protocol` with `dedup=True` (`rank_dedup/...`)."""
   return evaluate_protocol(score_fn, examples, movies=movies, dedup=True,
                            **kwargs)
 
 
-def make_protocols(
-    movies: MovieList, **kwargs
-) -> dict[str, Callable[[ScoreFn, Sequence[Example]], dict[str, float]]]:
+def make_protocols(movies: MovieList, **kwargs) -> dict[str, RankingFn]:
   """`{"rank": fn, "rank_dedup": fn}`, `fn(score_fn, examples)`, for
   `eval.evaluation.evaluate(ranking_fns=...)`; kwargs go to
   `evaluate_protocol`.
@@ -281,100 +302,3 @@ def make_protocols(
       "rank_dedup": functools.partial(dedup_protocol, movies=movies,
                                       **kwargs),
   }
-
-
-# ============================== Model adapter ===============================
-
-
-class CandidateScorer(Protocol):
-  """What `make_model_score_fn` needs of `train.models.EncoderDecoderModel`."""
-
-  def score_candidates(self, params: PyTree, encoder_input_tokens: Array,
-                       candidate_tokens: Array) -> Array:
-    ...
-
-
-def encode_texts(vocabulary: Any, texts: Sequence[str],
-                 length: int) -> list[list[int]]:
-  """Token ids with EOS, keeping the first `length` tokens (EOS last)."""
-  return [list(vocabulary.encode(t))[: length - 1] + [vocabulary.eos_id]
-          for t in texts]
-
-
-def encode(vocabulary: Any, texts: Sequence[str], length: int,
-           pad_to: Optional[int] = None) -> np.ndarray:
-  """int32 [N, pad_to or longest] ids + EOS, at most `length` (seqio trim)."""
-  rows = encode_texts(vocabulary, texts, length)
-  width = pad_to or max([len(r) for r in rows] + [1])
-  out = np.zeros((len(rows), width), np.int32)
-  for i, row in enumerate(rows):
-    out[i, : len(row)] = row
-  return out
-
-
-def make_model_score_fn(
-    model: CandidateScorer,
-    params: PyTree,
-    vocabulary: Any,
-    *,
-    inputs_length: int = 512,
-    targets_length: int = 64,
-    batch_size: int = 16,
-) -> ScoreFn:
-  """A `ScoreFn` backed by `model.score_candidates`.
-
-  Candidates are tokenised once per candidate list (cached), padded to the
-  longest; contexts (text, or int32 tokens) are padded to `inputs_length`
-  and batched `batch_size` at a time, a last partial batch padded to a power
-  of two, so few shapes compile. Scores are cached per
-  context (for the current candidate list), so a turn mentioning several
-  movies, and the same turn under another protocol (`rank_dedup` after
-  `rank`), is scored once.
-
-  Args:
-    model: has `score_candidates(params, [B, Lin], [C, Lt]) -> [B, C]`.
-    params: model parameters.
-    vocabulary: seqio vocabulary of inputs and targets.
-    inputs_length: encoder length (longer contexts keep their start).
-    targets_length: maximum candidate length.
-    batch_size: contexts per model call.
-
-  Returns:
-    `fn(contexts, candidates) -> float32 [B, C]` log-likelihoods.
-  """
-  cache = {"key": None, "cand": None, "rows": {}}
-
-  def score(contexts, candidates):
-    key = tuple(candidates)
-    if cache["key"] != key:
-      cache.update(key=key, rows={},
-                   cand=encode(vocabulary, candidates, targets_length))
-    cand, rows_cache = cache["cand"], cache["rows"]
-    if isinstance(contexts, np.ndarray) and contexts.dtype.kind in "iu":
-      enc = np.zeros((len(contexts), inputs_length), np.int32)
-      width = min(inputs_length, contexts.shape[1])
-      enc[:, :width] = contexts[:, :width]
-    else:
-      enc = encode(vocabulary, list(contexts), inputs_length,
-                   pad_to=inputs_length)
-    if not len(enc):
-      return np.zeros((0, len(candidates)), np.float32)
-    keys = [row.tobytes() for row in enc]
-    todo = list({k: i for i, k in enumerate(keys)
-                 if k not in rows_cache}.values())
-    for start in range(0, len(todo), batch_size):
-      idx = todo[start:start + batch_size]
-      rows = enc[idx]
-      n = len(rows)
-      # Pad with copies of the last row to a power of two (at most
-      # batch_size): few shapes to compile, little work wasted.
-      width = min(batch_size, 1 << (n - 1).bit_length())
-      if n < width:
-        rows = np.concatenate([rows, np.repeat(rows[-1:], width - n, 0)])
-      scores = np.asarray(model.score_candidates(params, rows, cand))
-      for i, row_scores in zip(idx, scores[:n]):
-        rows_cache[keys[i]] = row_scores.astype(np.float32)
-    return np.stack([rows_cache[k] for k in keys])
-
-  return score
-

@@ -69,7 +69,7 @@ for mixture in $MIXTURES; do
       fi
       python -m eval.main --gin_file=gin/runs/eval.gin \
         --gin.CHECKPOINT_PATH="'$dir'" \
-        --gin.MIXTURE_OR_TASK_NAME="'crs_redial_v001'" \
+        --gin.MIXTURE_OR_TASK_NAME="'crs_redial_v002'" \
         --gin.NUM_EXAMPLES="$EVAL_EXAMPLES" \
         --gin.TASK_FEATURE_LENGTHS="{'inputs': 128, 'targets': 32}" \
         --gin.BATCH_SIZE=32 \

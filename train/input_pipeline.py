@@ -22,7 +22,7 @@ To add a data source, register a seqio Task in `crs_tasks/` and name it in
 
 import dataclasses
 import importlib
-from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
+from typing import Callable, Iterator, Mapping, Optional
 
 import numpy as np
 import seqio
@@ -268,76 +268,3 @@ def get_eval_datasets(
         feature_converter_cls=feature_converter_cls,
     )
   return out
-
-
-def iter_examples_with_features(
-    task_name: str,
-    *,
-    split: str,
-    task_feature_lengths: Mapping[str, int],
-    batch_size: int,
-    max_examples: Optional[int] = None,
-    use_cached: bool = False,
-    module: Optional[str] = None,
-) -> Iterator[tuple[Batch, list[dict[str, Any]]]]:
-  """Yields (model-feature batch, task examples) pairs for inference.
-
-  The task examples keep every task feature (decoded to python: str for
-  strings, lists for 1-D tensors), e.g. `inputs_pretokenized`,
-  `conversation_id`, `target_movies`, so predictions can be written next to
-  their metadata. The model batch is padded to `batch_size` rows; the example
-  list has the real rows only.
-
-  Args:
-    task_name: a registered seqio Task (not a Mixture).
-    split: split to read, in order, once.
-    task_feature_lengths: e.g. `{"inputs": 512, "targets": 128}`.
-    batch_size: rows per model batch.
-    max_examples: stop after this many examples (None: all).
-    use_cached: read the seqio cache.
-    module: module to import first (registers the task).
-
-  Yields:
-    `(batch, examples)` with `len(examples) <= batch_size`.
-  """
-  if module:
-    importlib.import_module(module)
-  task = seqio.get_mixture_or_task(task_name)
-  lengths = dict(task_feature_lengths)
-  ds = task.get_dataset(
-      sequence_length=lengths,
-      split=split,
-      use_cached=use_cached,
-      shuffle=False,
-      num_epochs=1,
-  )
-  if max_examples is not None:
-    ds = ds.take(max_examples)
-  model_ds = seqio.EncDecFeatureConverter(pack=False)(ds, lengths)
-  pairs = tf.data.Dataset.zip((ds, model_ds)).as_numpy_iterator()
-  examples, rows = [], []
-  for example, features in pairs:
-    examples.append({k: _to_python(v) for k, v in example.items()})
-    rows.append(features)
-    if len(rows) == batch_size:
-      yield _stack(rows, batch_size), examples
-      examples, rows = [], []
-  if rows:
-    yield _stack(rows, batch_size), examples
-
-
-def _stack(rows: Sequence[Batch], batch_size: int) -> Batch:
-  batch = {k: np.stack([r[k] for r in rows]) for k in rows[0]}
-  return pad_batch(batch, batch_size)
-
-
-def _to_python(value: Any) -> Any:
-  """numpy scalars/arrays (bytes included) -> JSON-friendly python values."""
-  if isinstance(value, np.ndarray):
-    return [_to_python(v) for v in value.tolist()] if value.ndim else (
-        _to_python(value.item()))
-  if isinstance(value, bytes):
-    return value.decode("utf-8", errors="replace")
-  if isinstance(value, np.generic):
-    return value.item()
-  return value

@@ -192,7 +192,15 @@ class MultiHeadDotProductAttention(nn.Module):
   @nn.compact
   def __call__(self, inputs_q: Array, inputs_kv: Array,
                bias: Optional[Array] = None, *, decode: bool = False,
-               deterministic: bool = True) -> Array:
+               deterministic: bool = True,
+               queries_per_key_row: int = 1) -> Array:
+    """Attends `inputs_q` [B * r, q, emb] over `inputs_kv` [B, k, emb].
+
+    `queries_per_key_row` (r) is explicit: with r > 1, query rows
+    `i * r .. i * r + r - 1` all attend over key row i (candidate replies
+    of one context over its one encoded row: keys and values projected
+    once). Any other batch mismatch is an error, never a silent fold.
+    """
     emb_dim = inputs_q.shape[-1]
     depth_scaling = self.head_dim ** -0.5
     # T5 folds 1/sqrt(head_dim) into the query initializer.
@@ -216,7 +224,11 @@ class MultiHeadDotProductAttention(nn.Module):
     # encoded context): fold them into the query length, so the keys and
     # values are projected and read once per context.
     batch, q_len = query.shape[:2]
-    rows = batch // key.shape[0]
+    rows = queries_per_key_row
+    if batch != key.shape[0] * rows:
+      raise ValueError(
+          f"attention: {batch} query rows for {key.shape[0]} key rows with "
+          f"queries_per_key_row={rows}; expected {key.shape[0] * rows}")
     if rows > 1:
       query = query.reshape((key.shape[0], rows * q_len) + query.shape[2:])
 

@@ -5,7 +5,7 @@ r"""Trains a T5 on a seqio mixture: the gin entry point.
 
   python -m train.main --gin_file=models/t5_1_1_base.gin \
     --gin_file=runs/finetune.gin \
-    --gin.MIXTURE_OR_TASK_NAME="'crs_t5cr_v001'" \
+    --gin.MIXTURE_OR_TASK_NAME="'crs_t5cr_v002'" \
     --gin.INITIAL_CHECKPOINT_PATH="'/path/to/hf/t5-v1_1-base'" \
     --gin.MODEL_DIR="'/tmp/t5cr_base'"
 

@@ -253,7 +253,7 @@ def _score_chunk(module, params, encoded, enc, cand):
   # candidate rows of a context onto it (keys/values projected once).
   logits = module.apply(
       {"params": params}, encoded, enc, inputs, targets,
-      enable_dropout=False, method=module.decode)
+      enable_dropout=False, rows_per_context=c, method=module.decode)
   # log p(target) = logit(target) - logsumexp(logits): no [.., vocab]
   # log-softmax array is materialized.
   token_lp = jnp.take_along_axis(logits, targets[..., None], axis=-1)[

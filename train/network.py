@@ -98,7 +98,7 @@ class DecoderLayer(nn.Module):
 
   @nn.compact
   def __call__(self, x, encoded, self_bias, cross_bias, deterministic,
-               decode):
+               decode, rows_per_context=1):
     cfg = self.config
     assert x.ndim == 3, x.shape  # [b, t, e]
     assert encoded.ndim == 3, encoded.shape  # [b_enc, l, e]
@@ -111,7 +111,8 @@ class DecoderLayer(nn.Module):
     y = layers.LayerNorm(dtype=cfg.dtype,
                          name="pre_cross_attention_layer_norm")(x)
     y = _attention(cfg, "encoder_decoder_attention")(
-        y, encoded, cross_bias, deterministic=deterministic)  # [b, t, e]
+        y, encoded, cross_bias, deterministic=deterministic,
+        queries_per_key_row=rows_per_context)  # [b, t, e]
     x = x + _dropout(cfg, y, deterministic)
     y = layers.LayerNorm(dtype=cfg.dtype, name="pre_mlp_layer_norm")(x)
     y = layers.MlpBlock(cfg.mlp_dim, cfg.mlp_activations, cfg.dropout_rate,
@@ -173,7 +174,7 @@ class Decoder(nn.Module):
   def __call__(self, encoded, encoder_tokens, decoder_input_tokens,
                decoder_target_tokens=None, encoder_segment_ids=None,
                decoder_segment_ids=None, deterministic=True, decode=False,
-               max_decode_length=None):
+               max_decode_length=None, rows_per_context=1):
     cfg = self.config
     assert encoded.ndim == 3, encoded.shape  # [b_enc, l, e]
     assert encoder_tokens.ndim == 2, encoder_tokens.shape  # [b_enc, l]
@@ -199,7 +200,7 @@ class Decoder(nn.Module):
                                               decoder_segment_ids)
       self_bias = rel(length, length, False) + layers.mask_to_bias(
           self_mask, cfg.dtype)  # [b, h, t, t]
-    if decode or encoded.shape[0] != batch:
+    if decode or rows_per_context > 1:
       # One position at a time, or several decoder rows per encoded row
       # (candidate replies of one context, folded by the cross-attention):
       # only padded keys are masked.
@@ -216,7 +217,8 @@ class Decoder(nn.Module):
     y = _dropout(cfg, y, deterministic)
     for i in range(cfg.num_decoder_layers):
       y = DecoderLayer(cfg, name=f"layers_{i}")(
-          y, encoded, self_bias, cross_bias, deterministic, decode)
+          y, encoded, self_bias, cross_bias, deterministic, decode,
+          rows_per_context)
     y = layers.LayerNorm(dtype=cfg.dtype, name="decoder_norm")(y)
     y = _dropout(cfg, y, deterministic)
     if cfg.logits_via_embedding:
@@ -256,11 +258,19 @@ class Transformer(nn.Module):
              encoder_segment_ids: Optional[Array] = None,
              decoder_segment_ids: Optional[Array] = None,
              enable_dropout: bool = True, decode: bool = False,
-             max_decode_length: Optional[int] = None) -> Array:
+             max_decode_length: Optional[int] = None,
+             rows_per_context: int = 1) -> Array:
+    """Logits of the decoder over `encoded`.
+
+    `rows_per_context` (r): decoder rows `i * r .. i * r + r - 1` read
+    encoded row i (candidate replies scored against one context); any other
+    batch mismatch fails in the cross-attention.
+    """
     return self.decoder(encoded, encoder_input_tokens, decoder_input_tokens,
                         decoder_target_tokens, encoder_segment_ids,
                         decoder_segment_ids, deterministic=not enable_dropout,
-                        decode=decode, max_decode_length=max_decode_length)
+                        decode=decode, max_decode_length=max_decode_length,
+                        rows_per_context=rows_per_context)
 
   def __call__(self, encoder_input_tokens: Array, decoder_input_tokens: Array,
                decoder_target_tokens: Optional[Array] = None,

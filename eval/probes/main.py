@@ -30,10 +30,14 @@ from absl import app
 from absl import flags
 
 from crs_tasks import cli
+from crs_tasks import probe_builders as builders
 from eval import baselines
-from eval.probes import builders
 from eval.probes import probe_lib
 from train import checkpointing
+from train import infer
+
+# Probe texts are short: inputs 512 and targets 128 tokens hold them whole.
+LENGTHS = {"inputs": 512, "targets": 128}
 
 _MOVIELENS_DIR = flags.DEFINE_string("movielens_dir", None, "MovieLens dir.")
 _REVIEWS_CSV = flags.DEFINE_string("reviews_csv", None, "Reviews CSV.")
@@ -87,9 +91,8 @@ def score(
 ) -> dict[str, float]:
   """Probe metrics of the latest (or `step`) checkpoint of `model_dir`."""
   model, params, step = checkpointing.load_model(model_dir, step=step)
-  score_fn = probe_lib.make_model_score_fn(
-      model, params, model.output_vocabulary, batch_size=batch_size
-  )
+  score_fn = infer.PairScorer(model, params, task_feature_lengths=LENGTHS,
+                              batch_size=batch_size)
   metrics = {"step": float(step)}
   for fn in probe_lib.make_probe_fns(probe_dir, names=probes).values():
     metrics.update(fn(score_fn))

@@ -1,10 +1,10 @@
 """Scores probe pairs: accuracy with a Wilson confidence interval.
 
-A probe example (`eval.probes.builders`) holds `inputs`, `targets` (the
-correct reply) and `negative_targets`. A scorer
+A probe example (`crs_tasks.probe_builders`) holds `inputs`, `targets` (the
+correct reply) and `negative_targets`. A `PairScoreFn`
 `score_fn(inputs: list[str], targets: list[str]) -> np.ndarray [N]` returns
-log p(targets | inputs) (any model: `make_model_score_fn` wraps
-`EncoderDecoderModel.score_batch`). A pair is correct when
+log p(targets | inputs) (a model: `train.infer.PairScorer`, which tokenizes
+and batches through the model's feature converter like every other path). A pair is correct when
 log p(targets) >= log p(negative_targets) (ties count as correct, as in the
 paper's ">="); chance is 50%.
 
@@ -30,12 +30,13 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 from absl import logging
 import numpy as np
 
+from crs_tasks import probe_builders as builders
 from crs_tasks import probe_io
-from eval import evaluation
-from eval.probes import builders
 
-ScoreFn = Callable[[Sequence[str], Sequence[str]], np.ndarray]
-ProbeFn = Callable[[ScoreFn], dict]
+# (inputs [N], targets [N]) -> log p(targets | inputs) [N].
+PairScoreFn = Callable[[Sequence[str], Sequence[str]], np.ndarray]
+# (PairScoreFn) -> metrics: one probe as `eval.evaluation` runs it.
+ProbeFn = Callable[[PairScoreFn], dict]
 REQUIRED_FIELDS = ("inputs", "targets", "negative_targets")
 
 
@@ -126,7 +127,7 @@ def probe_name(examples: Sequence[Mapping[str, Any]]) -> str:
 
 
 def pair_scores(
-    score_fn: ScoreFn, examples: Sequence[Mapping[str, Any]]
+    score_fn: PairScoreFn, examples: Sequence[Mapping[str, Any]]
 ) -> tuple[np.ndarray, np.ndarray]:
   """Scores the correct and the negative reply of every pair in one call.
 
@@ -156,7 +157,7 @@ def pair_scores(
 
 
 def score_probe(
-    score_fn: ScoreFn,
+    score_fn: PairScoreFn,
     examples: Sequence[Mapping[str, Any]],
     *,
     name: Optional[str] = None,
@@ -223,39 +224,3 @@ def make_probe_fns(
 
     fns[name] = fn
   return fns
-
-
-def make_model_score_fn(
-    model: Any,
-    params: Any,
-    vocabulary: Any,
-    *,
-    inputs_length: int = 512,
-    targets_length: int = 128,
-    batch_size: int = 32,
-) -> ScoreFn:
-  """`score_fn` backed by `EncoderDecoderModel.score_batch`.
-
-  Texts are tokenized with `vocabulary` (EOS appended, truncated to the
-  lengths) and scored in batches of `batch_size`; see
-  `eval.evaluation.make_pair_score_fn`, which this wraps.
-
-  Args:
-    model: a model wrapper with `score_batch(params, batch) -> [B]`.
-    params: its parameters.
-    vocabulary: a `seqio.Vocabulary`.
-    inputs_length: encoder length.
-    targets_length: decoder length.
-    batch_size: pairs per call.
-
-  Returns:
-    `fn(inputs, targets) -> np.ndarray [N]` of summed target log-probs.
-  """
-  return evaluation.make_pair_score_fn(
-      model,
-      params,
-      vocabulary,
-      inputs_length=inputs_length,
-      targets_length=targets_length,
-      batch_size=batch_size,
-  )

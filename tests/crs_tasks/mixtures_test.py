@@ -26,32 +26,39 @@ def _normalized(mixture):
 
 def test_registered_mixture_names():
   expected = set()
-  for prefix in ("crs", "crs_sample"):
-    for name in _EQUAL:
-      expected.add(f"{prefix}_{name}_v001")
-      if name != "redial_only":
-        expected.add(f"{prefix}_{name}_proportional_v001")
-  for name in ("redial_sequences", "redial_tags", "t5cr_no_reviews"):
-    expected.add(f"crs_small_{name}_v001")
+  for version in ("v001", "v002"):
+    for prefix in ("crs", "crs_sample"):
+      for name in _EQUAL:
+        expected.add(f"{prefix}_{name}_{version}")
+        if name != "redial_only":
+          expected.add(f"{prefix}_{name}_proportional_{version}")
+    for name in ("redial_sequences", "redial_tags", "t5cr_no_reviews"):
+      expected.add(f"crs_small_{name}_{version}")
   assert {n for n in seqio.MixtureRegistry.names()
           if n.startswith("crs_")} == expected
 
 
 @pytest.mark.parametrize("name", ["redial_sequences", "redial_tags",
                                   "t5cr_no_reviews"])
-def test_study_mixtures_pair_full_redial_with_ml_latest_small(name):
-  mixture = seqio.get_mixture_or_task(f"crs_small_{name}_v001")
+@pytest.mark.parametrize("version", ["v001", "v002"])
+def test_study_mixtures_pair_full_redial_with_ml_latest_small(name, version):
+  mixture = seqio.get_mixture_or_task(f"crs_small_{name}_{version}")
   expected = {
-      ("crs_redial_v001" if t == "redial" else f"crs_small_{t}_v001"): r
+      (f"crs_redial_{version}" if t == "redial"
+       else f"crs_small_{t}_v001"): r
       for t, r in _EQUAL[name].items()}
   assert _normalized(mixture) == pytest.approx(expected)
 
 
 @pytest.mark.parametrize("prefix", ["crs", "crs_sample"])
 @pytest.mark.parametrize("name", sorted(_EQUAL))
-def test_equal_rates(prefix, name):
-  mixture = seqio.get_mixture_or_task(f"{prefix}_{name}_v001")
-  expected = {f"{prefix}_{t}_v001": r for t, r in _EQUAL[name].items()}
+@pytest.mark.parametrize("version", ["v001", "v002"])
+def test_equal_rates(prefix, name, version):
+  """`_v00N` mixtures hold ReDial `_v00N` and the MovieLens `_v001` tasks."""
+  mixture = seqio.get_mixture_or_task(f"{prefix}_{name}_{version}")
+  expected = {
+      f"{prefix}_{t}_{version if t == 'redial' else 'v001'}": r
+      for t, r in _EQUAL[name].items()}
   assert _normalized(mixture) == pytest.approx(expected)
 
 

@@ -9,7 +9,7 @@ import seqio
 import crs_tasks  # pylint: disable=unused-import
 from crs_tasks import features
 from crs_tasks import probes
-from eval.probes import builders
+from crs_tasks import probe_builders as builders
 
 EXAMPLE = {
     "probe": "recommendation",

@@ -22,10 +22,10 @@ from crs_tasks.tfds_builders import redial as redial_builder
 
 _LENGTHS = {"inputs": 512, "targets": 128}
 _NAMES = {
-    "crs_redial_v001",
-    "crs_redial_cased_v001",
-    "crs_sample_redial_v001",
-    "crs_sample_redial_cased_v001",
+    f"{prefix}_{name}_{version}"
+    for prefix in ("crs", "crs_sample")
+    for name in ("redial", "redial_cased")
+    for version in ("v001", "v002")
 }
 
 
@@ -136,6 +136,35 @@ def test_literal_example_through_registered_pipeline(
   assert ex["target_movies"].tolist() == target_movies
   assert ex["conversation_id"] == b"9"
   assert ex["turn_index"] == 2
+
+
+@pytest.mark.parametrize(
+    "name,inputs,targets",
+    [
+        # v001: the text as parsed.
+        ("crs_redial_v001",
+         "redial conversation: [user] i liked @ amélie (2001) @ , it 's "
+         "( very ) good", "try @ heat (1995) @ . or `` up '' - it 's fun"),
+        # v002: T5-CR's fix_spacing, then lower-casing.
+        ("crs_redial_v002",
+         "redial conversation: [user] i liked @ amélie (2001) @, it's "
+         "(very) good", "try @ heat (1995) @. or \"up\"-it's fun"),
+        ("crs_redial_cased_v002",
+         "redial conversation: [User] I liked @ Amélie (2001) @, it's "
+         "(very) good", "Try @ Heat (1995) @. or \"up\"-it's fun"),
+    ],
+)
+def test_v002_applies_the_authors_fix_spacing(name, inputs, targets):
+  raw = dict(_raw_example(),
+             context="[User] I liked @ Amélie (2001) @ , it 's ( very ) good",
+             response="Try @ Heat (1995) @ . or `` up '' - it 's fun")
+  task = seqio.get_mixture_or_task(name)
+  ds = task.preprocess_precache(tf.data.Dataset.from_tensors(raw))
+  ds = task.preprocess_postcache(ds, sequence_length=_LENGTHS)
+  (ex,) = list(ds.as_numpy_iterator())
+  assert ex["inputs_pretokenized"].decode() == inputs
+  assert ex["targets_pretokenized"].decode() == targets
+  assert ex["target_movies"].tolist() in ([b"heat (1995)"], [b"Heat (1995)"])
 
 
 @pytest.fixture(name="sample_test_examples", scope="module")

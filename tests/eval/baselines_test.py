@@ -16,10 +16,11 @@ EXAMPLES = [
      "seeker_movies": ["heat (1995)", "cars (2006)"],
      "recommender_movies": ["up (2009)"],
      "target_movies": ["up (2009)", "heat (1995)"],
-     "context_movies": ["cars (2006)", "heat (1995)"]},
+     "context_movies": ["cars (2006)", "heat (1995)"], "turn_index": 1},
     {"context": "[User] hi", "response": "try @ alien (1979) @",
      "seeker_movies": [], "recommender_movies": ["alien (1979)"],
-     "target_movies": ["alien (1979)"], "context_movies": []},
+     "target_movies": ["alien (1979)"], "context_movies": [],
+     "turn_index": 1},
 ]
 
 
@@ -43,10 +44,11 @@ def test_gold_replies_score_perfectly():
 def test_repeat_context_scores_by_recency():
   score_fn = baselines.make_repeat_context_score_fn()
   candidates = [ranking.candidate_reply(t) for t in MOVIES.titles]
-  scores = score_fn(["@ heat (1995) @ x @ up (2009) @ y @ heat (1995) @",
-                     "none"], candidates)
-  # 1 + position of the last mention: heat 1 + 2, up 1 + 1.
-  np.testing.assert_array_equal(scores, [[3, 2, 0, 0], [0, 0, 0, 0]])
+  # The context "@ heat @ x @ up @ y @ heat @": most recent first.
+  scores = score_fn([{"context_movies": ["Heat (1995)", "up (2009)"]},
+                     {"context_movies": []}], candidates)
+  # The most recent scores highest: heat 2, up 1, the others 0.
+  np.testing.assert_array_equal(scores, [[2, 1, 0, 0], [0, 0, 0, 0]])
 
 
 def test_repeat_context_protocols():

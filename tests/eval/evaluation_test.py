@@ -1,4 +1,5 @@
-"""Tests for eval/evaluation.py with a scripted fake model on a toy task."""
+"""Tests for eval/evaluation.py with a scripted fake model on a toy task
+and a recording model on the bundled ReDial sample task."""
 
 import json
 import os
@@ -14,6 +15,7 @@ from crs_tasks import features
 from crs_tasks import postprocessors
 from eval import evaluation
 from eval import ranking
+from train import infer
 
 TASK = "test_eval_toy_redial_v001"
 TASK2 = "test_eval_toy_redial_copy_v001"
@@ -88,8 +90,17 @@ def toy_tasks():
     seqio.TaskRegistry.remove(name)
 
 
+def _pad(rows, length):
+  out = np.zeros((len(rows), length), np.int32)
+  for i, row in enumerate(rows):
+    out[i, :len(row[:length])] = row[:length]
+  return out
+
+
 class FakeModel:
   """Answers from REPLIES; scores = -(number of target tokens)."""
+
+  input_vocabulary = output_vocabulary = VOCAB
 
   def __init__(self):
     self.predict_kwargs = []
@@ -100,9 +111,9 @@ class FakeModel:
     length = kwargs["max_decode_length"]
     rows = []
     for enc in np.asarray(batch["encoder_input_tokens"]):
-      text = evaluation.decode_tokens(VOCAB, enc)
+      text = infer.decode_tokens(VOCAB, enc)
       rows.append(list(VOCAB.encode(REPLIES[text])) + [1])
-    return evaluation._pad(rows, length)  # pylint: disable=protected-access
+    return _pad(rows, length)
 
   def score_batch(self, params, batch):
     del params
@@ -123,23 +134,6 @@ def _toy_probe(pair_score_fn):
           "probe/toy/num_pairs": 1}
 
 
-def test_make_batch_shifts_targets():
-  batch = evaluation.make_batch([[5, 6, 1]], [[7, 8, 1]], inputs_length=4,
-                                targets_length=5)
-  np.testing.assert_array_equal(batch["encoder_input_tokens"], [[5, 6, 1, 0]])
-  np.testing.assert_array_equal(batch["decoder_target_tokens"],
-                                [[7, 8, 1, 0, 0]])
-  np.testing.assert_array_equal(batch["decoder_input_tokens"],
-                                [[0, 7, 8, 1, 0]])
-  np.testing.assert_array_equal(batch["decoder_loss_weights"],
-                                [[1, 1, 1, 0, 0]])
-
-
-def test_decode_tokens_stops_at_eos():
-  ids = list(VOCAB.encode("hello world")) + [1] + list(VOCAB.encode("junk"))
-  assert evaluation.decode_tokens(VOCAB, ids + [0, 0]) == "hello world"
-
-
 def test_ranking_examples_ranks_only_the_first_examples(tmp_path):
   movie_csv = tmp_path / "movies_with_mentions.csv"
   movie_csv.write_text("movieId,movieName,nbMentions\n1,Heat (1995),5\n"
@@ -156,69 +150,117 @@ def test_ranking_examples_ranks_only_the_first_examples(tmp_path):
   assert metrics["rec/e2e_num_recommendations"] == 2
 
 
-def test_evaluate_writes_metrics_predictions_and_summaries(tmp_path):
-  model = FakeModel()
+def _movie_list(tmp_path):
   movie_csv = tmp_path / "movies_with_mentions.csv"
   movie_csv.write_text("movieId,movieName,nbMentions\n1,Heat (1995),5\n"
                        "2,Ronin (1998),1\n3,Up (2009),2\n4,Alien (1979),3\n")
-  movies = ranking.load_movie_list(str(movie_csv))
-  out = str(tmp_path / "eval" / "7")
+  return ranking.load_movie_list(str(movie_csv))
+
+
+@pytest.fixture(scope="module")
+def evaluated(tmp_path_factory):
+  """One `evaluate` run of the fake model: (metrics, model, tmp dir)."""
+  tmp_path = tmp_path_factory.mktemp("evaluate")
+  model = FakeModel()
   metrics = evaluation.evaluate(
       model=model, params="params", vocabulary=VOCAB, tasks=[TASK],
-      output_dir=out, step=7, num_examples=3,
+      output_dir=str(tmp_path / "eval" / "7"), step=7, num_examples=3,
       decode=evaluation.DecodeConfig(method="beam", num_beams=3),
       inputs_length=32, targets_length=16, batch_size=2,
-      ranking_fns=ranking.make_protocols(movies, ks=(1, 10)),
+      ranking_fns=ranking.make_protocols(_movie_list(tmp_path), ks=(1, 10)),
       probe_fns={"toy": _toy_probe},
       summary_dir=str(tmp_path / "eval"))
+  return metrics, model, tmp_path
+
+
+def test_task_metric_fns_see_postprocessed_predictions(evaluated):
+  metrics, _, _ = evaluated
   # recall@1: examples 1 and 2 right, 3 wrong -> 66.67.
   assert metrics["rec/recall@1"] == pytest.approx(200 / 3)
-  # Ranking: Heat scores 1, the rest 0; ties count against the label.
-  # Samples ronin, up, heat, alien: only heat is ranked 1st -> 25; all four
-  # candidates are within 10 -> 100.
+
+
+def test_standard_protocol_ranks_each_target_movie(evaluated):
+  metrics, _, _ = evaluated
+  # Heat scores 1, the rest 0; ties count against the label. Samples ronin,
+  # up, heat, alien: only heat is ranked 1st -> 25; all four candidates are
+  # within 10 -> 100.
   assert metrics["rank/recall@1"] == 25.0
   assert metrics["rank/recall@10"] == 100.0
   assert metrics["rank/num_samples"] == 4
-  # De-duplicated: example 2 drops heat (in its context) and excludes
-  # ronin/heat, so up ties with alien (rank 2); nothing at rank 1 -> 0.
+  assert metrics["rank/num_turns"] == 3
+
+
+def test_dedup_protocol_drops_and_excludes_context_movies(evaluated):
+  metrics, _, _ = evaluated
+  # Example 2 drops heat (in its context) and excludes ronin/heat, so up
+  # ties with alien (rank 2); nothing at rank 1 -> 0.
   assert metrics["rank_dedup/recall@1"] == 0.0
   assert metrics["rank_dedup/num_dropped"] == 1
   assert metrics["rank_dedup/num_samples"] == 3
+
+
+def test_probes_score_with_the_model(evaluated):
+  metrics, _, _ = evaluated
+  # -(target tokens + EOS): the short target scores higher.
   assert metrics["probe/toy/accuracy"] == 100.0
-  # End-to-end recall: replies recommend {ronin} (hit), {} (heat is the
-  # seeker's) and {up} (miss) -> 1 hit of 2 = 50.
+
+
+def test_redial_metric_fns_e2e_recall_and_distinct(evaluated):
+  metrics, _, _ = evaluated
+  # Replies recommend {ronin} (hit), {} (heat is the seeker's) and {up}
+  # (miss) -> 1 hit of 2 = 50.
   assert metrics["rec/e2e_recall"] == 50.0
   assert metrics["rec/e2e_num_recommendations"] == 2
   # Distinct-1: 10 distinct of 15 whitespace tokens over 3 replies.
   assert metrics["gen/distinct1_ratio"] == pytest.approx(10 / 15)
   assert metrics["gen/distinct1_per_response"] == pytest.approx(10 / 3)
+
+
+def test_bleu_equals_sacrebleu_on_the_replies(evaluated):
+  metrics, _, _ = evaluated
   reference = sacrebleu.corpus_bleu(
       [REPLIES[ex["inputs"]] for ex in EXAMPLES],
       [[ex["targets"] for ex in EXAMPLES]], smooth_method="exp",
       smooth_value=0.0, tokenize="intl")
   assert metrics["gen/bleu4"] == pytest.approx(reference.score)
-  expected_logprob = -np.mean(
-      [len(VOCAB.encode(ex["targets"])) + 1 for ex in EXAMPLES])
-  assert metrics["gen/target_logprob"] == pytest.approx(expected_logprob)
-  # Decoding settings reach predict_batch; 3 examples in batches of 2.
+
+
+def test_target_logprob_is_the_mean_score_batch(evaluated):
+  metrics, _, _ = evaluated
+  expected = -np.mean([len(VOCAB.encode(ex["targets"])) + 1
+                       for ex in EXAMPLES])
+  assert metrics["gen/target_logprob"] == pytest.approx(expected)
+
+
+def test_decoding_settings_reach_predict_batch(evaluated):
+  _, model, _ = evaluated
+  # 3 examples in batches of 2.
   assert len(model.predict_kwargs) == 2
   assert model.predict_kwargs[0]["decode_method"] == "beam"
   assert model.predict_kwargs[0]["num_beams"] == 3
   assert model.predict_kwargs[0]["max_decode_length"] == 16
 
-  with open(os.path.join(out, "metrics.json")) as f:
+
+def test_metrics_json_and_predictions_jsonl(evaluated):
+  metrics, _, tmp_path = evaluated
+  out = tmp_path / "eval" / "7"
+  with open(out / "metrics.json") as f:
     saved = json.load(f)
   assert saved["step"] == 7 and saved["metrics"] == pytest.approx(metrics)
   assert saved["num_examples"] == {TASK: 3}
   assert saved["decoding"]["method"] == "beam"
-  with open(os.path.join(out, "predictions.jsonl")) as f:
+  with open(out / "predictions.jsonl") as f:
     rows = [json.loads(line) for line in f]
   assert [r["prediction"] for r in rows] == [
       REPLIES[ex["inputs"]] for ex in EXAMPLES]
   assert rows[1]["conversation_id"] == "c1" and rows[1]["turn_index"] == 3
   assert rows[1]["target_movies"] == ["up (2009)", "heat (1995)"]
   assert rows[0]["targets"] == EXAMPLES[0]["targets"]
+  assert not os.path.exists(out / "predictions.jsonl.tmp")
 
+
+def test_tensorboard_scalars_at_the_step(evaluated):
+  _, _, tmp_path = evaluated
   event_files = tf.io.gfile.glob(str(tmp_path / "eval" / "events.out.*"))
   assert event_files
   tags = {}
@@ -228,6 +270,80 @@ def test_evaluate_writes_metrics_predictions_and_summaries(tmp_path):
                          float(tf.make_ndarray(value.tensor)))
   assert tags["rec/recall@1"] == (7, pytest.approx(200 / 3))
   assert "probe/toy/accuracy" in tags
+
+
+def test_prints_the_metrics_path_and_shows_progress(tmp_path, capsys):
+  evaluation.evaluate(
+      model=FakeModel(), params="params", vocabulary=VOCAB, tasks=[TASK],
+      output_dir=str(tmp_path / "out"), num_examples=2, inputs_length=32,
+      targets_length=16, batch_size=2, score_targets=False,
+      ranking_fns=ranking.make_protocols(_movie_list(tmp_path)),
+      probe_fns={"toy": _toy_probe})
+  captured = capsys.readouterr()
+  assert f"metrics: {tmp_path / 'out' / 'metrics.json'}" in captured.out
+  # tqdm bars (with an ETA) for generation, both protocols and the probe.
+  for label in (f"generate {TASK}", "rank:", "rank_dedup:", "probe toy:"):
+    assert label in captured.err, captured.err
+
+
+class RecordingModel:
+  """Records the encoder rows it is given; decodes and scores zeros."""
+
+  input_vocabulary = output_vocabulary = VOCAB
+
+  def __init__(self):
+    self.generated, self.ranked = [], []
+
+  def predict_batch(self, params, batch, **kwargs):
+    del params
+    self.generated += [tuple(r) for r in batch["encoder_input_tokens"]]
+    return np.zeros((len(batch["encoder_input_tokens"]),
+                     kwargs["max_decode_length"]), np.int32)
+
+  def score_batch(self, params, batch):
+    del params
+    return np.zeros(len(batch["encoder_input_tokens"]), np.float32)
+
+  def score_candidates(self, params, encoder_input_tokens, candidate_tokens):
+    del params
+    self.ranked += [tuple(r) for r in np.asarray(encoder_input_tokens)]
+    return np.zeros((len(encoder_input_tokens), len(candidate_tokens)),
+                    np.float32)
+
+
+def test_ranking_scores_the_encoder_rows_generation_decodes(tmp_path):
+  """Histories longer than the inputs length: both keep prefix + recent."""
+  import crs_tasks  # pylint: disable=g-import-not-at-top,unused-import
+  task, length = "crs_sample_redial_v001", 48
+  examples = infer.task_examples(
+      task, split="test", task_feature_lengths={"inputs": length,
+                                                "targets": 16},
+      num_examples=12)
+  long_ones = [ex for ex in examples
+               if len(VOCAB.encode(ex["inputs_pretokenized"])) >= length
+               and ex["target_movies"] and ex["turn_index"] > 0]
+  assert long_ones, "the sample has no long history with a movie"
+  movie_csv = tmp_path / "movies_with_mentions.csv"
+  titles = sorted({t for ex in examples for t in ex["target_movies"]})
+  movie_csv.write_text("movieId,movieName,nbMentions\n" + "".join(
+      f'{i},"{t}",1\n' for i, t in enumerate(titles)))
+  model = RecordingModel()
+  evaluation.evaluate(
+      model=model, params=None, vocabulary=VOCAB, tasks=[task],
+      output_dir=str(tmp_path / "out"), num_examples=12,
+      inputs_length=length, targets_length=16, batch_size=4,
+      score_targets=False, redial_metric_fns=(),
+      ranking_fns=ranking.make_protocols(
+          ranking.load_movie_list(str(movie_csv)), batch_size=2))
+  assert model.ranked and set(model.ranked) <= set(model.generated)
+  prefix = list(VOCAB.encode("redial conversation:"))
+  for ex in long_ones:
+    full = list(VOCAB.encode(ex["inputs_pretokenized"]))
+    # Prefix + the most recent tokens + EOS, as training saw it.
+    recent = prefix + full[len(full) - (length - 1 - len(prefix)):] + [1]
+    assert len(recent) == length
+    assert tuple(recent) in model.ranked
+    assert tuple(full[:length - 1] + [1]) not in model.ranked
 
 
 def test_evaluate_num_examples_and_task_prefixes(tmp_path):

@@ -43,10 +43,12 @@ def _raw_pairs(data_dir):
   """(recommender turn, distinct movie) pairs straight from the raw files.
 
   Returns:
-    One tuple per pair: (title, recency) where recency is the 1-based
+    One tuple per pair: (title, recency, turn) where recency is the 1-based
     position of the title among the distinct movies mentioned before the
-    turn, most recent first (None when not mentioned before); and the
-    number of seeker-labelled movies per turn's titles (for e2e recall).
+    turn, most recent first (None when not mentioned before) and turn
+    identifies the turn; and the number of recommendations of the
+    reference replies (for e2e recall). A recommender turn that opens the
+    dialogue (empty context) gives no pair (CRSLab, KGSF, UniCRS).
   """
   pairs, recommendations = [], 0
   with open(f"{data_dir}/redial/test_data.jsonl", encoding="utf-8") as f:
@@ -69,13 +71,15 @@ def _raw_pairs(data_dir):
         else:
           turns.append([is_seeker, ids])
       earlier = []
-      for is_seeker, ids in turns:
+      for position, (is_seeker, ids) in enumerate(turns):
         titles = list(dict.fromkeys(_norm(names[i]) for i in ids))
-        if not is_seeker:
+        if not is_seeker and position > 0:
           recent = list(dict.fromkeys(reversed(earlier)))
           for title in titles:
             recency = recent.index(title) + 1 if title in recent else None
-            pairs.append((title, recency))
+            pairs.append((title, recency,
+                          (dialogue["conversationId"], position)))
+        if not is_seeker:
           recommendations += sum(
               t not in seeker_titles and "(" in t for t in titles)
         earlier.extend(_norm(names[i]) for i in ids)  # Repeats kept.
@@ -111,6 +115,25 @@ def test_movie_list(shared_data):
   assert sum(movies.mentions) == sum(counts.values())
 
 
+def test_standard_protocol_has_the_published_samples(shared_data):
+  """4,897 samples over 3,617 turns; de-duplicated 4,426 over 3,372.
+
+  Turns with an empty context (the recommender opens the dialogue: 54
+  turns, 72 movies) are no samples, as in CRSLab, KGSF and UniCRS.
+  """
+  data_dir = str(shared_data)
+  examples, movies = _load(data_dir)
+  pairs, _ = _raw_pairs(data_dir)
+  fresh = [p for p in pairs if p[1] is None]
+  assert (len(pairs), len({p[2] for p in pairs})) == (4897, 3617)
+  assert (len(fresh), len({p[2] for p in fresh})) == (4426, 3372)
+  standard = ranking.build_samples(examples, movies, dedup=False)
+  assert (standard.num_samples, standard.num_turns) == (4897, 3617)
+  assert standard.num_without_context == 72
+  dedup = ranking.build_samples(examples, movies, dedup=True)
+  assert (dedup.num_samples, dedup.num_turns) == (4426, 3372)
+
+
 def test_repeat_context_baseline_both_protocols(shared_data):
   data_dir = str(shared_data)
   examples, movies = _load(data_dir)
@@ -121,7 +144,7 @@ def test_repeat_context_baseline_both_protocols(shared_data):
   # thousands of movies (rank > 50).
   expected = {"rank/num_samples": len(pairs), "rank/num_missing": 0.0}
   expected.update(_recalls(
-      "rank", [r if r is not None else np.inf for _, r in pairs]))
+      "rank", [r if r is not None else np.inf for _, r, _ in pairs]))
   result = ranking.standard_protocol(score_fn, examples, movies=movies,
                                      batch_size=512)
   assert_dict_close(result, expected)
@@ -148,7 +171,7 @@ def test_popularity_baseline_both_protocols(shared_data):
   score_fn = baselines.make_popularity_score_fn(movies)
   result = ranking.standard_protocol(score_fn, examples, movies=movies,
                                      batch_size=512)
-  assert_dict_close(result, _recalls("rank", [rank[t] for t, _ in pairs]))
+  assert_dict_close(result, _recalls("rank", [rank[t] for t, _, _ in pairs]))
   assert 0 < result["rank/recall@1"] < result["rank/recall@10"] < result[
       "rank/recall@50"] < 100
 

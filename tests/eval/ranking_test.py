@@ -14,14 +14,19 @@ EXAMPLES = [
     # Two labels; "heat" was mentioned before.
     {"inputs_pretokenized": "ctx0 [User] i loved @ heat (1995) @",
      "target_movies": ["heat (1995)", "ronin (1998)"],
-     "context_movies": ["heat (1995)"]},
+     "context_movies": ["heat (1995)"], "turn_index": 1},
     # No movie in the reply: no sample.
     {"inputs_pretokenized": "ctx1", "target_movies": [],
-     "context_movies": []},
+     "context_movies": [], "turn_index": 3},
     # A label outside the movie list: a sample, counted as a miss.
     {"inputs_pretokenized": "ctx2",
      "target_movies": [b"Alien (1979)", b"unknown (2020)"],
-     "context_movies": [b"up (2009)"]},
+     "context_movies": [b"up (2009)"], "turn_index": np.int32(5)},
+    # The recommender opens the dialogue: empty context, no sample (CRSLab
+    # `len(context_tokens) > 0`, KGSF, UniCRS).
+    {"inputs_pretokenized": "redial conversation:",
+     "target_movies": ["cars (2006)"], "context_movies": [],
+     "turn_index": 0},
 ]
 
 
@@ -34,11 +39,11 @@ def assert_dict_close(actual, expected):
 
 def fixed_order_score_fn(order):
   """Scores candidates so that `order` (titles, best first) is the ranking."""
-  def score(contexts, candidates):
+  def score(examples, candidates):
     value = {ranking.candidate_reply(t): len(order) - i
              for i, t in enumerate(order)}
     row = np.array([value.get(c, 0) for c in candidates], np.float32)
-    return np.tile(row, (len(contexts), 1))
+    return np.tile(row, (len(examples), 1))
   return score
 
 
@@ -55,7 +60,18 @@ def test_standard_protocol_counts_and_recall():
                                      ks=(1, 2, 3))
   assert_dict_close(result, {
       "rank/recall@1": 25.0, "rank/recall@2": 50.0, "rank/recall@3": 75.0,
-      "rank/num_samples": 4.0, "rank/num_missing": 1.0})
+      "rank/num_samples": 4.0, "rank/num_turns": 2.0,
+      "rank/num_missing": 1.0})
+
+
+def test_opening_turns_are_no_samples():
+  samples = ranking.build_samples(EXAMPLES, MOVIES, dedup=False)
+  assert samples.num_without_context == 1  # cars, in the opening turn.
+  assert [ex["turn_index"] for ex in samples.examples] == [1, 5]
+  assert ranking.has_context({"turn_index": np.array([2])})
+  assert not ranking.has_context({"turn_index": 0})
+  with pytest.raises(ValueError, match="turn_index"):
+    ranking.has_context({"inputs": "x"})
 
 
 def test_dedup_protocol_drops_labels_and_excludes_candidates():
@@ -90,9 +106,10 @@ def test_label_ranks():
 def test_score_fn_is_called_in_batches_with_every_candidate():
   calls = []
 
-  def score(contexts, candidates):
-    calls.append((list(contexts), len(candidates)))
-    return np.zeros((len(contexts), len(candidates)))
+  def score(examples, candidates):
+    calls.append(([ex["inputs_pretokenized"] for ex in examples],
+                  len(candidates)))
+    return np.zeros((len(examples), len(candidates)))
 
   ranking.standard_protocol(score, EXAMPLES, movies=MOVIES, batch_size=1)
   assert calls == [(["ctx0 [User] i loved @ heat (1995) @"], 5),
@@ -134,61 +151,6 @@ def test_load_movie_list_names_bad_line(tmp_path):
                   "2,Up (2009),many\n", encoding="utf-8")
   with pytest.raises(ValueError, match=r"movies.csv:3: field 'nbMentions'"):
     ranking.load_movie_list(str(path))
-
-
-class FakeVocab:
-  """Characters -> ids 3.. (0 pad, 1 EOS)."""
-
-  eos_id = 1
-
-  def encode(self, text):
-    return [3 + ord(c) % 50 for c in text]
-
-
-class FakeModel:
-  """score = -(candidate length) + (first context token): easy to check."""
-
-  def __init__(self):
-    self.shapes = []
-
-  def score_candidates(self, params, encoder_input_tokens, candidate_tokens):
-    del params
-    self.shapes.append((encoder_input_tokens.shape, candidate_tokens.shape))
-    length = (candidate_tokens > 0).sum(-1)
-    return encoder_input_tokens[:, :1] - length[None, :]
-
-
-def test_make_model_score_fn_pads_batches_and_caches_candidates():
-  model = FakeModel()
-  score_fn = ranking.make_model_score_fn(
-      model, None, FakeVocab(), inputs_length=8, targets_length=6,
-      batch_size=2)
-  candidates = ["ab", "abcdefgh", "a"]
-  scores = score_fn(["x", "yy", "z"], candidates)
-  first = np.array([3 + ord(c) % 50 for c in "xyz"], np.float32)
-  # Candidate lengths with EOS, trimmed to 6: 3, 6, 2.
-  np.testing.assert_allclose(
-      scores, first[:, None] - np.array([3, 6, 2])[None, :])
-  # Two calls: a batch of 2, then 1 row; candidates padded to their longest.
-  assert model.shapes == [((2, 8), (3, 6)), ((1, 8), (3, 6))]
-  tokens = np.array([[10, 4, 1], [20, 1, 0]], np.int32)
-  np.testing.assert_allclose(score_fn(tokens, candidates)[:, 0],
-                             [10 - 3, 20 - 3])
-  # Contexts already scored (and repeats within a call) are not re-scored.
-  calls = len(model.shapes)
-  again = score_fn(["z", "x", "x"], candidates)
-  np.testing.assert_allclose(again, scores[[2, 0, 0]])
-  assert len(model.shapes) == calls
-  score_fn(["new", "new"], candidates)
-  assert len(model.shapes) == calls + 1
-  # A new candidate list starts a fresh cache.
-  score_fn(["x"], ["abc"])
-  assert len(model.shapes) == calls + 2
-
-
-def test_missing_context_is_reported():
-  with pytest.raises(ValueError, match="no text context"):
-    ranking.context_of({"targets": "x"})
 
 
 def test_num_samples_property():

@@ -155,7 +155,7 @@ def test_local_tiny_overlay_trains_two_steps(tmp_path):
 
   gin_flags.parse_gin(
       [TINY_MODEL, "runs/train.gin", "overlays/local_tiny.gin"],
-      ["MIXTURE_OR_TASK_NAME = 'crs_sample_t5cr_v001'", "TRAIN_STEPS = 2",
+      ["MIXTURE_OR_TASK_NAME = 'crs_sample_t5cr_v002'", "TRAIN_STEPS = 2",
        f"MODEL_DIR = '{tmp_path}'"],
       finalize=False)
   result = main_lib.run()
@@ -176,7 +176,7 @@ def test_sample_tiny_command_line(tmp_path):
       check=False, env=dict(os.environ, JAX_PLATFORMS="cpu"))
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert "step 2/2 loss" in proc.stdout
-  assert "Predictions on crs_sample_redial_v001/test:" in proc.stdout
+  assert "Predictions on crs_sample_redial_v002/test:" in proc.stdout
   assert proc.stdout.count("prediction:") == 4
   # Quiet: third-party log lines are in MODEL_DIR/logs/train.log, not on
   # the terminal; the run ends with where its outputs are and what next.
@@ -191,4 +191,4 @@ def test_sample_tiny_command_line(tmp_path):
   assert proc.stdout.rstrip().splitlines()[-1] == (
       f"next: python -m eval.chat --checkpoint_path={tmp_path}")
   assert (tmp_path / "checkpoints" / "2").is_dir()
-  assert (tmp_path / "training_eval" / "crs_sample_redial_v001").is_dir()
+  assert (tmp_path / "training_eval" / "crs_sample_redial_v002").is_dir()

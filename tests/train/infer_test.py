@@ -8,11 +8,13 @@ import sys
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 import seqio.test_utils
 
 from train import checkpointing
 from train import infer
+from train import input_pipeline
 from train import models
 from train import network
 
@@ -49,6 +51,106 @@ def test_predict_examples_keeps_text_and_metadata(fake_model, toy_task):
     infer.predict_examples(
         fake_model, params, task_name=toy_task, split="test",
         task_feature_lengths=LENGTHS, decode_method="nucleus")
+
+
+def test_task_examples_keep_metadata_in_order(toy_task):
+  examples = infer.task_examples(toy_task, split="test",
+                                 task_feature_lengths=LENGTHS)
+  assert [ex["conversation_id"] for ex in examples] == [
+      f"test-{i}" for i in range(6)]
+  assert examples[0]["target_movies"] == ["Heat (1995)"]
+  assert examples[1]["target_movies"] == ["Heat (1995)", "Up (2009)"]
+  assert isinstance(examples[0]["inputs_pretokenized"], str)
+  assert all(len(ex["inputs"]) <= LENGTHS["inputs"] for ex in examples)
+  assert len(infer.task_examples(toy_task, split="test", num_examples=2,
+                                 task_feature_lengths=LENGTHS)) == 2
+
+
+def test_model_features_equal_the_training_pipeline(toy_task):
+  """The same rows as `input_pipeline` (the model's feature converter)."""
+  examples = infer.task_examples(toy_task, split="test",
+                                 task_feature_lengths=LENGTHS)
+  features = infer.model_features(examples, LENGTHS)
+  cfg = input_pipeline.DatasetConfig(toy_task, LENGTHS, "test", 6)
+  (batch,) = list(input_pipeline.get_dataset(
+      cfg, num_epochs=1).as_numpy_iterator())
+  assert sorted(features) == sorted(batch)
+  for key in batch:
+    np.testing.assert_array_equal(features[key], batch[key], err_msg=key)
+
+
+def test_iter_batches_pads_the_last_batch_with_its_last_row():
+  features = {"x": np.arange(5)[:, None]}
+  got = [(s, e, b["x"][:, 0].tolist())
+         for s, e, b in infer.iter_batches(features, 2)]
+  assert got == [(0, 2, [0, 1]), (2, 4, [2, 3]), (4, 5, [4, 4])]
+
+
+def test_tokenize_texts_keeps_the_first_tokens_and_eos():
+  vocab = seqio.test_utils.sentencepiece_vocab()
+  ids = list(vocab.encode("this is a test"))
+  assert infer.tokenize_texts(vocab, ["this is a test"], 4) == [
+      ids[:3] + [1]]
+  assert infer.tokenize_texts(vocab, ["this is a test"], 40) == [ids + [1]]
+
+
+class _ScoringModel:
+  """score = (first encoder token) - (candidate length): easy to check."""
+
+  def __init__(self, vocab):
+    self.input_vocabulary = self.output_vocabulary = vocab
+    self.shapes = []
+
+  def score_candidates(self, params, encoder_input_tokens, candidate_tokens):
+    del params
+    self.shapes.append((encoder_input_tokens.shape, candidate_tokens.shape))
+    length = (candidate_tokens > 0).sum(-1)
+    return encoder_input_tokens[:, :1] - length[None, :]
+
+
+def test_candidate_scorer_batches_and_caches_per_encoder_row():
+  vocab = seqio.test_utils.sentencepiece_vocab()
+  model = _ScoringModel(vocab)
+  scorer = infer.CandidateScorer(
+      model, None, task_feature_lengths={"inputs": 8, "targets": 6},
+      batch_size=2)
+  candidates = ["a", "this is a test cat", "hot"]
+  examples = [{"inputs": [10, 4, 1]}, {"inputs": [20, 1]},
+              {"inputs": [7, 7, 1]}]
+  scores = scorer(examples, candidates)
+  lengths = [min(len(vocab.encode(c)) + 1, 6) for c in candidates]
+  np.testing.assert_allclose(
+      scores, np.array([10, 20, 7])[:, None] - np.array(lengths)[None, :])
+  # A batch of 2, then 1 row padded to a power of two (1); encoder rows at
+  # the inputs length, candidates at the targets length.
+  assert model.shapes == [((2, 8), (3, 6)), ((1, 8), (3, 6))]
+  # Rows already scored (and repeats within a call) are not re-scored.
+  again = scorer([examples[2], examples[0], examples[0]], candidates)
+  np.testing.assert_allclose(again, scores[[2, 0, 0]])
+  assert len(model.shapes) == 2
+  # A new candidate list starts a fresh cache.
+  scorer(examples[:1], ["cat"])
+  assert len(model.shapes) == 3
+
+
+def test_pair_scorer_scores_text_pairs_via_score_batch():
+  vocab = seqio.test_utils.sentencepiece_vocab()
+
+  class Model:
+    input_vocabulary = output_vocabulary = vocab
+
+    def score_batch(self, params, batch):
+      del params
+      return -batch["decoder_loss_weights"].sum(-1).astype(np.float32)
+
+  scorer = infer.PairScorer(Model(), None, batch_size=2, progress=False,
+                            task_feature_lengths={"inputs": 8, "targets": 4})
+  scores = scorer(["a", "b", "c"], ["cat", "this is a test", "hot"])
+  expected = [-min(len(vocab.encode(t)) + 1, 4)
+              for t in ("cat", "this is a test", "hot")]
+  np.testing.assert_allclose(scores, expected)
+  with pytest.raises(ValueError, match="2 inputs but 1 targets"):
+    scorer(["a", "b"], ["c"])
 
 
 def test_format_predictions_shows_input_tail():

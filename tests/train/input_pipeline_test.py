@@ -113,19 +113,3 @@ def test_eval_datasets_cover_each_task_once(toy_task):
     rows = sum(int((b["decoder_loss_weights"].sum(-1) > 0).sum())
                for b in batches)
     assert rows == 12
-
-
-def test_examples_with_features_keep_metadata_in_order(toy_task):
-  pairs = list(input_pipeline.iter_examples_with_features(
-      toy_task, split="test", task_feature_lengths=LENGTHS, batch_size=4))
-  assert [len(ex) for _, ex in pairs] == [4, 2]
-  batch, examples = pairs[1]
-  assert batch["encoder_input_tokens"].shape == (4, 7)  # Padded rows.
-  np.testing.assert_array_equal(batch["encoder_input_tokens"][2:], 0)
-  ids = [ex["conversation_id"] for _, exs in pairs for ex in exs]
-  assert ids == [f"test-{i}" for i in range(6)]
-  first = pairs[0][1][0]
-  assert first["target_movies"] == ["Heat (1995)"]
-  assert isinstance(first["inputs_pretokenized"], str)
-  second = pairs[0][1][1]
-  assert second["target_movies"] == ["Heat (1995)", "Up (2009)"]

@@ -121,6 +121,33 @@ def test_score_candidates_matches_pairwise_scoring():
                                rtol=1e-5, atol=1e-5)
 
 
+def test_decoder_rows_per_context_is_explicit():
+  """Folding decoder rows onto encoded rows needs `rows_per_context`."""
+  model, params = _model()
+  batch = _batch([[5, 6, 1], [9, 1], [4, 4, 1], [7, 1]], seed=2)
+  enc = batch["encoder_input_tokens"][:2]  # 2 contexts x 2 candidates.
+  module = model.module
+  encoded = module.apply({"params": params}, enc, enable_dropout=False,
+                         method=module.encode)
+  folded = module.apply(
+      {"params": params}, encoded, enc, batch["decoder_input_tokens"],
+      batch["decoder_target_tokens"], enable_dropout=False,
+      rows_per_context=2, method=module.decode)
+  # The same as giving every decoder row its own copy of its context.
+  tiled = np.repeat(enc, 2, 0)
+  expected = module.apply(
+      {"params": params}, tiled, batch["decoder_input_tokens"],
+      batch["decoder_target_tokens"], enable_dropout=False)
+  np.testing.assert_allclose(folded, expected, rtol=1e-5, atol=1e-5)
+  # A decoder batch that is not rows_per_context x the encoded batch fails
+  # instead of folding silently.
+  with pytest.raises(ValueError, match="queries_per_key_row"):
+    module.apply(
+        {"params": params}, encoded[:1], enc[:1],
+        batch["decoder_input_tokens"], batch["decoder_target_tokens"],
+        enable_dropout=False, rows_per_context=2, method=module.decode)
+
+
 @pytest.mark.parametrize("variant", ["t5_1_0", "t5_1_1"])
 def test_cached_greedy_decoding_matches_full_forward_argmax(variant):
   model, params = _model(variant)

@@ -10,7 +10,7 @@ import pytest
 
 from crs_tasks import features
 from crs_tasks import probes
-from eval.probes import builders
+from crs_tasks import probe_builders as builders
 from eval.probes import main
 from eval.probes import probe_lib
 

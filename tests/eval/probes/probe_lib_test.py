@@ -8,6 +8,7 @@ import pytest
 
 from crs_tasks import features
 from eval.probes import probe_lib
+from train import infer
 
 Z95 = 1.959963984540054  # Normal 97.5% quantile.
 
@@ -164,6 +165,8 @@ def test_make_probe_fns_skips_missing(tmp_path):
 class _SumModel:
   """score_batch = -(number of weighted target tokens): shorter wins."""
 
+  input_vocabulary = output_vocabulary = features.get_vocabulary()
+
   def __init__(self):
     self.batches = []
 
@@ -173,12 +176,12 @@ class _SumModel:
     return -np.sum(batch["decoder_loss_weights"], axis=1).astype(np.float32)
 
 
-def test_make_model_score_fn_batches_like_the_feature_converter():
+def test_pair_scorer_batches_through_the_feature_converter():
   vocab = features.get_vocabulary()
   model = _SumModel()
-  score_fn = probe_lib.make_model_score_fn(
-      model, None, vocab, inputs_length=16, targets_length=8, batch_size=2
-  )
+  score_fn = infer.PairScorer(
+      model, None, task_feature_lengths={"inputs": 16, "targets": 8},
+      batch_size=2, progress=False)
   targets = ["sure", "sure, have you seen @ heat (1995) @?", "no"]
   scores = score_fn(["hello"] * 3, targets)
   lengths = [min(len(vocab.encode(t)) + 1, 8) for t in targets]  # + EOS.

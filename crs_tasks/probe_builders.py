@@ -601,14 +601,6 @@ def load_probe_data(
   return ProbeData(movies, list(sequences.values()), tags, reviews)
 
 
-def write_jsonl(path: str, examples: Sequence[dict]) -> None:
-  """Writes one JSON object per line (UTF-8), creating the folder."""
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  with open(path, "w", encoding="utf-8") as f:
-    for ex in examples:
-      f.write(json.dumps(ex, ensure_ascii=False, sort_keys=True) + "\n")
-
-
 def build_probe_files(
     data: ProbeData,
     output_dir: str,
@@ -635,7 +627,7 @@ def build_probe_files(
     examples = builder.build(probe)
     path = os.path.join(output_dir, f"{probe}.jsonl")
     if examples:
-      write_jsonl(path, examples)
+      probe_io.write_jsonl(path, examples, sort_keys=True)
     elif os.path.exists(path):
       os.remove(path)
   stats = {

@@ -1,4 +1,4 @@
-"""Tests of eval/probes/builders.py on hand-made tables and real data."""
+"""Tests of crs_tasks/probe_builders.py on hand-made tables and real data."""
 
 import collections
 import csv
@@ -11,7 +11,7 @@ import pytest
 
 from crs_tasks import movielens_reviews
 from crs_tasks import preprocessors
-from eval.probes import builders
+from crs_tasks import probe_builders as builders
 
 # Liked sequences of users 1..7 (movieIds). By hand:
 #   popularity: 1:5, 2:3, 3:2, 4:2, 5:3, 6:2, 7:1
