@@ -74,7 +74,8 @@ class Model(Protocol):
     ...
 
 
-# Decoding settings (`train.infer.DecodeConfig`; gin: `evaluation.DecodeConfig`).
+# Decoding settings: `train.infer.DecodeConfig` (gin name
+# `evaluation.DecodeConfig`).
 DecodeConfig = infer.DecodeConfig
 
 

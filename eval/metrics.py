@@ -5,8 +5,28 @@ distinct-n under the conventions in use; `rank/` (and `rank_dedup/`, from
 `eval/ranking.py`): recall@k of ranked lists. Recalls and BLEU are 0-100.
 
 Titles match when equal after lower-casing and collapsing whitespace
-(`normalize_title`); T5-CR lower-cases all text, so on its data this is its
-exact string match.
+(`normalize_title`). This module imports nothing of the project (a leaf:
+`crs_tasks` registers these functions as the ReDial tasks' `metric_fns`).
+
+`rec/e2e_recall` is what the T5-CR authors *intended*, not what their code
+computes literally. Their `rd_recall` (googleinterns/e2e-convrec
+`trainer/metrics.py`) takes the titles of a prediction *decoded by
+SentencePiece*, which collapses runs of spaces, and looks them up with exact
+string equality in metadata built from the raw ReDial names lower-cased,
+which keep them (`"police academy  (1984)"`; 5,321 of the 7,978 test
+examples hold such a title). So a correct title often matches nothing. On
+the ReDial test split (tests/crs_tasks/t5cr_format_real_data_test.py):
+
+| replies                        | authors' code, literally | ours            |
+|--------------------------------|--------------------------|-----------------|
+| gold, decoded                  | 48.75 (2,201 / 4,515)    | 100.00 (4,321)  |
+| gold, raw (never decoded)      | 99.98 (4,320 / 4,321)    | 100.00 (4,321)  |
+| repeat last context, decoded   | 37.13 (1,541 / 4,150)    | 99.97 (3,121 / 3,122) |
+
+("Repeat the last context movie": the reply `@ <the most recently mentioned
+movie> @`, empty when none; the miss in our column is one title SentencePiece
+changes.) The authors' own unit test expects about 100 on gold replies, so
+ours is the number they meant; the literal one is not comparable with it.
 """
 
 import collections

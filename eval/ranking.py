@@ -4,10 +4,10 @@ Standard (KBRD, KGSF, CRSLab, UniCRS): one sample per (recommender turn with
 a non-empty context, distinct movie mentioned in it); every movie of
 `movies_with_mentions.csv` is ranked by the log-likelihood of the reply
 `@ Title (Year) @` given the context. The peers all require a context:
-CRSLab keeps a turn only if `len(context_tokens) > 0`, KGSF and UniCRS build
-samples from the dialogue history before the turn, so a recommender turn
-that opens the dialogue is no sample. On the official test split: 4,897
-samples over 3,617 turns (54 opening turns, 72 samples, left out).
+CRSLab keeps a turn only if `len(context_tokens) > 0`, KGSF and UniCRS
+likewise, so a recommender turn that opens the dialogue is no sample. On
+the official test split: 4,897 samples over 3,617 turns (54 opening turns,
+72 samples, left out).
 De-duplicated: labels already in `context_movies` are dropped and those
 movies are excluded from the ranking, so repeating the dialogue earns
 nothing: 4,426 samples over 3,372 turns.
@@ -278,7 +278,8 @@ def evaluate_protocol(
   return out
 
 
-def standard_protocol(score_fn: CandidateScoreFn, examples: Sequence[Example], *,
+def standard_protocol(score_fn: CandidateScoreFn,
+                      examples: Sequence[Example], *,
                       movies: MovieList, **kwargs) -> dict[str, float]:
   """`evaluate_protocol` with `dedup=False` (`rank/...`)."""
   return evaluate_protocol(score_fn, examples, movies=movies, dedup=False,

@@ -45,6 +45,7 @@ import tensorflow as tf
 import tqdm
 
 from crs_tasks import cli
+from crs_tasks import postprocessors
 from crs_tasks import probe_io
 from train import checkpointing
 from train import gin_flags
@@ -90,7 +91,7 @@ def to_python(value: Any) -> Any:
   scalars python scalars: `np.array([b"heat (1995)"])` -> `["heat (1995)"]`.
   """
   if isinstance(value, bytes):
-    return value.decode("utf-8", errors="replace")
+    return postprocessors.to_text(value)
   if isinstance(value, np.ndarray):
     if value.ndim == 0:
       return to_python(value.item())
@@ -588,7 +589,7 @@ def show_predictions(
       model, params, task_name=mixture_or_task_name, split=split,
       task_feature_lengths=task_feature_lengths,
       batch_size=min(num_examples, 8), decode_method=decode_method,
-      max_examples=num_examples, module=module)
+      max_examples=num_examples, module=module, progress=False)
   print(f"Predictions on {mixture_or_task_name}/{split}:")
   print(format_predictions(rows), flush=True)
   return rows

@@ -17,6 +17,7 @@ import html
 import json
 import re
 
+import pytest
 import tensorflow as tf
 
 from crs_tasks import preprocessors
@@ -135,3 +136,83 @@ def test_v002_is_the_authors_text_after_the_documented_normalisations(
   # v001 (no fix_spacing) differs in 1,686 more.
   assert sum(_equal(a, b) for a, b in zip(authors, v001)) == 5716
   assert sum(a != b for a, b in zip(v001, v002)) == 1686
+
+
+# ============ e2e recall: the authors' rd_recall, literally, vs ours ==========
+
+_TITLE_SPAN = r"\@([^@]*\([^@]*\)[^@]*)\@"  # Their `isolate_titles` regex.
+
+
+def _authors_metadata(dialogue):
+  """`separate_responses` metadata: raw names lower-cased (spaces kept)."""
+  answers = {**dict(dialogue["respondentQuestions"] or {}),
+             **dict(dialogue["initiatorQuestions"] or {})}
+  out = {"user_movies": [], "assistant_movies": []}
+  for movie_id, title in (dialogue["movieMentions"] or {}).items():
+    title = (title or "").lower()
+    if movie_id not in answers or answers[movie_id]["suggested"]:
+      out["assistant_movies"].append(title)
+    else:
+      out["user_movies"].append(title)
+  return out
+
+
+def _rd_recall(predictions, metadata):
+  """`recall_from_metadata` on `isolate_titles`: (recall, hits, recs)."""
+  hits = total = 0
+  for prediction, md in zip(predictions, metadata):
+    titles = {t.strip() for t in re.findall(_TITLE_SPAN, prediction)}
+    recs = {t for t in titles if t not in md["user_movies"]}
+    hits += len({t for t in recs if t in md["assistant_movies"]})
+    total += len(recs)
+  return 100 * hits / total, hits, total
+
+
+@functools.lru_cache(maxsize=1)
+def _recall_inputs(data_dir):
+  path = f"{data_dir}/redial/test_data.jsonl"
+  texts, metadata = [], []
+  with open(path, encoding="utf-8") as f:
+    for line in f:
+      dialogue = json.loads(line)
+      for pair in _authors_examples(dialogue):
+        texts.append(_authors_text(*pair))
+        metadata.append(_authors_metadata(dialogue))
+  examples = redial_utils.load_examples(
+      path, movie_titles=redial_utils.load_movie_titles(
+          f"{data_dir}/redial/movies_with_mentions.csv"))
+  return texts, metadata, examples
+
+
+def test_e2e_recall_literal_and_ours_on_gold_replies(shared_data):
+  from crs_tasks import features  # pylint: disable=g-import-not-at-top
+  from eval import metrics  # pylint: disable=g-import-not-at-top
+  texts, metadata, examples = _recall_inputs(str(shared_data))
+  vocab = features.get_vocabulary()
+  decoded = [vocab.decode(vocab.encode(t[1])) for t in texts]
+  # Decoded predictions lose the double spaces the raw metadata keeps.
+  assert _rd_recall(decoded, metadata) == (
+      pytest.approx(100 * 2201 / 4515), 2201, 4515)
+  # Their unit test runs it on the raw targets: about 100 (> 99).
+  assert _rd_recall([t[1] for t in texts], metadata) == (
+      pytest.approx(100 * 4320 / 4321), 4320, 4321)
+  ours = metrics.e2e_recall(examples, [ex["response"] for ex in examples])
+  assert ours["rec/e2e_recall"] == 100.0
+  assert ours["rec/e2e_num_recommendations"] == 4321
+
+
+def test_e2e_recall_literal_and_ours_repeating_the_last_movie(shared_data):
+  from crs_tasks import features  # pylint: disable=g-import-not-at-top
+  from eval import metrics  # pylint: disable=g-import-not-at-top
+  texts, metadata, examples = _recall_inputs(str(shared_data))
+  vocab = features.get_vocabulary()
+  decode = lambda text: vocab.decode(vocab.encode(text))
+  last = [re.findall(r"@ ([^@]*?) @", t[0]) for t in texts]
+  theirs = [decode(f"@ {m[-1]} @") if m else "" for m in last]
+  assert _rd_recall(theirs, metadata) == (
+      pytest.approx(100 * 1541 / 4150), 1541, 4150)
+  ours = [decode(f"@ {ex['context_movies'][0].lower()} @")
+          if ex["context_movies"] else "" for ex in examples]
+  result = metrics.e2e_recall(examples, ours)
+  assert (result["rec/e2e_num_hits"],
+          result["rec/e2e_num_recommendations"]) == (3121, 3122)

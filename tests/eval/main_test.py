@@ -38,6 +38,7 @@ def _dataset_fn(split, shuffle_files, seed=None):
       "target_movies": [["heat (1995)"], ["alien (1979)"]],
       "seeker_movies": [["ronin (1998)"], ["ronin (1998)"]],
       "recommender_movies": [["heat (1995)"], ["alien (1979)"]],
+      "turn_index": [1, 3],  # Both turns have a context: ranking samples.
   })
 
 
