@@ -22,7 +22,7 @@ To add a data source, register a seqio Task in `crs_tasks/` and name it in
 
 import dataclasses
 import importlib
-from typing import Callable, Iterator, Mapping, Optional
+from typing import Callable, Iterator, Mapping, Optional, Sequence
 
 import numpy as np
 import seqio
