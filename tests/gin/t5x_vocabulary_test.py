@@ -302,7 +302,7 @@ def test_tiny_from_scratch_reads_the_bundled_sample(monkeypatch,
   entry, files, overrides = LAUNCHES["train_from_scratch_tiny"]
   call = _launch(monkeypatch, standin_t5x_dir, entry, files, overrides)
   cfg = call.train_dataset_cfg
-  assert cfg.mixture_or_task_name == "crs_sample_t5cr_v001"
+  assert cfg.mixture_or_task_name == "crs_sample_t5cr_v002"
   assert cfg.use_cached is False
   assert call.total_steps == 200
   assert call.model.module.config.emb_dim == 128

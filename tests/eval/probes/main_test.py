@@ -36,7 +36,7 @@ def test_build_sample_reproduces_bundled_files(tmp_path, capsys):
 class _ShortTargetModel:
   """score_batch = -(target length): prefers the shorter reply."""
 
-  output_vocabulary = features.get_vocabulary()
+  input_vocabulary = output_vocabulary = features.get_vocabulary()
 
   def score_batch(self, params, batch):
     del params
