@@ -91,8 +91,9 @@ def score(
 ) -> dict[str, float]:
   """Probe metrics of the latest (or `step`) checkpoint of `model_dir`."""
   model, params, step = checkpointing.load_model(model_dir, step=step)
+  # No bar here: this command's stderr is kept for warnings only.
   score_fn = infer.PairScorer(model, params, task_feature_lengths=LENGTHS,
-                              batch_size=batch_size)
+                              batch_size=batch_size, progress=False)
   metrics = {"step": float(step)}
   for fn in probe_lib.make_probe_fns(probe_dir, names=probes).values():
     metrics.update(fn(score_fn))
