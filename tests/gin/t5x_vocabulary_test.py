@@ -150,11 +150,11 @@ LAUNCHES = {
     "eval_tiny": ("evaluate", ["t5x/t5cr_tiny.gin", "t5x/t5cr_eval.gin"],
                   ["CHECKPOINT_PATH = '/tmp/m/checkpoint_1'",
                    "EVAL_OUTPUT_DIR = '/tmp/e'",
-                   "MIXTURE_OR_TASK_NAME = 'crs_sample_redial_v001'"]),
+                   "MIXTURE_OR_TASK_NAME = 'crs_sample_redial_v002'"]),
     "infer_tiny": ("infer", ["t5x/t5cr_tiny.gin", "t5x/t5cr_infer.gin"],
                    ["CHECKPOINT_PATH = '/tmp/m/checkpoint_1'",
                     "INFER_OUTPUT_DIR = '/tmp/i'",
-                    "MIXTURE_OR_TASK_NAME = 'crs_sample_redial_v001'"]),
+                    "MIXTURE_OR_TASK_NAME = 'crs_sample_redial_v002'"]),
 }
 
 
@@ -276,7 +276,7 @@ def test_t5x_default_vocabulary_would_fail(monkeypatch, standin_t5x_dir):
   call = _launch(monkeypatch, standin_t5x_dir, "evaluate",
                  ["t5x/examples/t5/t5_1_1/base.gin", "t5x/configs/runs/eval.gin"],
                  ["CHECKPOINT_PATH = 'c'", "EVAL_OUTPUT_DIR = 'e'",
-                  "MIXTURE_OR_TASK_NAME = 'crs_sample_redial_v001'",
+                  "MIXTURE_OR_TASK_NAME = 'crs_sample_redial_v002'",
                   "DROPOUT_RATE = 0.0"])
   task_vocab, _ = _task_vocabularies(call.dataset_cfg)
   assert call.model.input_vocabulary != task_vocab
