@@ -19,9 +19,8 @@ MODEL_DIR that cannot be written is a `UserError` before any work
 (`check_writable`).
 `load_model(model_dir)` rebuilds `(EncoderDecoderModel, params, step)` from a
 directory alone, for evaluation, inference and probes.
-`load_initial_params(path, ...)` imports the params a run starts from: one
-of our checkpoints, or a Hugging Face T5 checkpoint (checked against the
-run's model config).
+What a run starts from (this module's checkpoints, an initial checkpoint, or
+the fresh init) is decided in `train/initialization.py`.
 
 To store more state (e.g. an EMA of the params), add an item name to
 `ITEM_NAMES` and a matching entry in `save`/`restore`.
@@ -34,7 +33,6 @@ import shutil
 import sys
 from typing import Any, Optional
 
-import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -155,7 +153,10 @@ class CheckpointManager:
   removed on the next start). Only the newest `keep` steps are kept.
   """
 
-  def __init__(self, model_dir: str, *, keep: Optional[int] = 3):
+  def __init__(self, model_dir: str, *, keep: Optional[int] = 3,
+               fallback_hint: str = ""):
+    # Appended to UnreadableCheckpointError's fix ({previous} is filled in).
+    self.fallback_hint = fallback_hint
     self.directory = os.path.join(os.path.abspath(model_dir), CHECKPOINTS_DIR)
     options = ocp.CheckpointManagerOptions(
         max_to_keep=keep, create=True, cleanup_tmp_directories=True
@@ -220,9 +221,6 @@ class CheckpointManager:
         self.fallback_hint)
     opt_state = restored.opt_state if has_opt_state else abstract_opt_state
     return restored.params, opt_state, dict(restored.meta)
-
-  # Appended to UnreadableCheckpointError's fix ({previous} is filled in).
-  fallback_hint = ""
 
   def move_aside(self, step: int) -> str:
     """Renames `checkpoints/<step>` to `<step>.unreadable` (never deletes).
@@ -503,79 +501,3 @@ def load_model(
     path = os.path.join(path, str(step))
   params, step = restore_params(path, abstract_params(model))
   return model, params, step
-
-
-
-# ---------------------------------------------------------------------------
-# Initial params of a run (ours or Hugging Face).
-# ---------------------------------------------------------------------------
-
-# T5Config fields that may differ between a checkpoint and the run.
-_RUN_ONLY_FIELDS = ("dropout_rate", "dtype", "float32_attention_logits")
-
-
-def load_initial_params(
-    path: str,
-    params: PyTree,
-    param_shardings: PyTree,
-    model_config: Any = None,
-) -> PyTree:
-  """The params of `path` (ours or Hugging Face), placed like `params`.
-
-  Args:
-    path: one of our model/checkpoint directories, or a Hugging Face T5
-      checkpoint (directory or file) for `hf_import.load_pretrained`.
-    params: the freshly initialized params (give shapes and shardings).
-    param_shardings: NamedShardings of `params`.
-    model_config: the run's T5Config, checked against a Hugging Face
-      checkpoint's config (all fields but dropout and dtypes).
-
-  Returns:
-    The imported params.
-
-  Raises:
-    ValueError: the checkpoint does not match the model config.
-  """
-  if is_checkpoint_dir(path):
-    imported, _ = restore_params(path, params)
-    return imported
-  # Imported here: it pulls in safetensors.
-  from train import hf_import  # pylint: disable=g-import-not-at-top
-  hf_config, imported = hf_import.load_pretrained(path)
-  if model_config is not None:
-    _check_same_config(path, model_config, hf_config)
-  imported = nn.meta.unbox(imported)
-  _check_same_shapes(path, params, imported)
-  return jax.device_put(imported, param_shardings)
-
-
-def _check_same_config(path: str, expected: Any, got: Any) -> None:
-  diffs = [
-      f"{f.name}: model {getattr(expected, f.name)!r} vs checkpoint "
-      f"{getattr(got, f.name, None)!r}"
-      for f in dataclasses.fields(expected)
-      if f.name not in _RUN_ONLY_FIELDS
-      and getattr(expected, f.name) != getattr(got, f.name, None)
-  ]
-  if diffs:
-    raise ValueError(
-        f"{path}: checkpoint config does not match the model gin config: "
-        + "; ".join(diffs))
-
-
-def _check_same_shapes(path: str, expected: PyTree, got: PyTree) -> None:
-  flat_expected = flax.traverse_util.flatten_dict(
-      flax.core.unfreeze(expected), sep="/")
-  flat_got = flax.traverse_util.flatten_dict(
-      flax.core.unfreeze(got), sep="/")
-  missing = sorted(set(flat_expected) - set(flat_got))
-  extra = sorted(set(flat_got) - set(flat_expected))
-  bad = sorted(
-      k for k in set(flat_expected) & set(flat_got)
-      if tuple(flat_expected[k].shape) != tuple(np.shape(flat_got[k]))
-  )
-  if missing or extra or bad:
-    raise ValueError(
-        f"{path}: checkpoint does not match the model config: missing "
-        f"{missing[:5]}, unexpected {extra[:5]}, shape mismatch {bad[:5]}"
-    )

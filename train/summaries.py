@@ -6,13 +6,41 @@ Metric names follow t5x: one TensorBoard run per namespace
 `timing/tokens_per_second`, `cross_ent_loss`, `accuracy`. To log somewhere
 else (e.g. a notebook), pass any object with `write_scalars(step, scalars)`
 and `close()` where a `MetricWriter` is expected.
+
+Metric values: `host_metrics` turns a step's device metrics into floats (plus
+`loss_per_target_token`); `is_additive` says which of them add up over
+examples (losses and `num_*` counts) and which are per-batch means, which is
+how microbatches and eval batches are combined. `Throughput` and
+`log_progress` make the train loop's progress lines.
 """
 
 import datetime
 import os
+import time
 from typing import Mapping, Optional
 
+import jax
 import tensorflow as tf
+
+Array = jax.Array
+
+# Model metrics that add up over examples (t5x: sums over target tokens);
+# all others (accuracy, nonpadding_fraction, ...) are per-batch means.
+ADDITIVE_METRICS = ("loss", "z_loss", "cross_ent_loss")
+
+
+def is_additive(name: str) -> bool:
+  """True for metrics that sum over examples (losses and `num_*` counts)."""
+  return name in ADDITIVE_METRICS or name.startswith("num_")
+
+
+def host_metrics(metrics: Mapping[str, Array]) -> dict[str, float]:
+  """Device metrics -> python floats, plus per-token loss."""
+  out = {k: float(v) for k, v in jax.device_get(dict(metrics)).items()}
+  tokens = out.get("num_target_tokens", 0.0)
+  if tokens:
+    out["loss_per_target_token"] = out["loss"] / tokens
+  return out
 
 
 class MetricWriter:
@@ -136,3 +164,53 @@ def loss_curve_summary(losses: list[float], first_step: int = 1) -> str:
       f"over {len(losses)} steps\n"
       f"  {sparkline(losses)}"
   )
+
+
+# ---------------------------------------------------------------------------
+# Progress of the train loop.
+# ---------------------------------------------------------------------------
+
+
+class Throughput:
+  """Recent throughput for progress lines (tokens/s, seconds/step)."""
+
+  def __init__(self, step: int):
+    self.start = time.perf_counter()
+    self.last_time, self.last_step = self.start, step
+    self.tokens = self.examples = 0.0
+
+  def add(self, metrics: Mapping[str, float]) -> None:
+    self.tokens += metrics.get("num_target_tokens", 0.0) + metrics.get(
+        "num_input_tokens", 0.0)
+    self.examples += metrics.get("num_examples", 0.0)
+
+  def lap(self, step: int) -> dict[str, float]:
+    now = time.perf_counter()
+    seconds = max(now - self.last_time, 1e-9)
+    steps = max(step - self.last_step, 1)
+    out = {
+        "timing/seconds_per_step": seconds / steps,
+        "timing/tokens_per_second": self.tokens / seconds,
+        "timing/seqs_per_second": self.examples / seconds,
+    }
+    self.last_time, self.last_step = now, step
+    self.tokens = self.examples = 0.0
+    return out
+
+
+def log_progress(writer: MetricWriter, step: int, total_steps: int,
+                 metrics: Mapping[str, float], timer: Throughput) -> None:
+  """Writes the train scalars and prints the progress line of `step`."""
+  timing = timer.lap(step)
+  scalars = {k: v for k, v in metrics.items() if not k.startswith("num_")}
+  scalars.update(timing)
+  writer.write_scalars(step, scalars)
+  line = progress_line(
+      step=step,
+      total_steps=total_steps,
+      loss=metrics.get("loss_per_target_token", metrics["loss"]),
+      tokens_per_second=timing["timing/tokens_per_second"],
+      seconds_per_step=timing["timing/seconds_per_step"],
+      learning_rate=metrics.get("learning_rate"),
+  )
+  print(line, flush=True)

@@ -15,9 +15,6 @@ the model's contract (`get_initial_variables`, `loss_fn`).
 """
 
 import dataclasses
-import math
-import os
-import time
 from typing import Any, Callable, Mapping, Optional
 
 from absl import logging
@@ -28,26 +25,18 @@ import jax.numpy as jnp
 import optax
 import tensorflow as tf
 
-from crs_tasks import errors
 from train import checkpointing
+from train import finite_checks
+from train import initialization
 from train import input_pipeline
 from train import partitioning
 from train import summaries
+from train import training_eval
 
 Array = jax.Array
 PyTree = Any
 Batch = Mapping[str, Array]
 StepFn = Callable[..., tuple["TrainState", dict[str, Array]]]
-
-
-class NonFiniteLossError(errors.UserError, FloatingPointError):
-  """The loss or gradient norm became NaN/Inf; nothing after it was saved.
-
-  The message names the last good checkpoint: one whose weights are finite
-  and give a finite loss and gradient norm on the batch after it (checked by
-  `make_check_step` before every save), so rerunning the same command with a
-  lower learning rate resumes from it.
-  """
 
 
 @flax.struct.dataclass
@@ -91,16 +80,6 @@ def step_rng(base_rng: Array, step: Array) -> Array:
   return jax.random.fold_in(base_rng, step)
 
 
-# Model metrics that add up over examples (t5x: sums over target tokens);
-# all others (accuracy, nonpadding_fraction, ...) are per-batch means.
-ADDITIVE_METRICS = ("loss", "z_loss", "cross_ent_loss")
-
-
-def is_additive(name: str) -> bool:
-  """True for metrics that sum over examples (losses and `num_*` counts)."""
-  return name in ADDITIVE_METRICS or name.startswith("num_")
-
-
 def _batch_base_metrics(batch: Batch) -> dict[str, Array]:
   weights = batch["decoder_loss_weights"]
   return {
@@ -122,7 +101,8 @@ def accumulate_grads(
   """Loss, gradient and metrics of `batch`, computed in microbatches.
 
   The batch is split into `num_microbatches` equal slices along axis 0; their
-  losses, gradients and additive metrics (`is_additive`) are summed and the
+  losses, gradients and additive metrics (`summaries.is_additive`) are
+  summed and the
   other metrics averaged. For a loss
   that is a sum over target tokens (`loss_normalizing_factor=None`) or
   divided by a constant, the sum equals the full-batch loss and gradient;
@@ -170,7 +150,7 @@ def accumulate_grads(
       body, carry, (jnp.arange(num_microbatches), micro)
   )
   metrics = {
-      k: v if is_additive(k) else v / num_microbatches
+      k: v if summaries.is_additive(k) else v / num_microbatches
       for k, v in metrics.items()
   }
   return loss, grads, metrics
@@ -384,125 +364,53 @@ def compile_check_step(
 # ---------------------------------------------------------------------------
 
 
-def host_metrics(metrics: Mapping[str, Array]) -> dict[str, float]:
-  """Device metrics -> python floats, plus per-token loss."""
-  out = {k: float(v) for k, v in jax.device_get(dict(metrics)).items()}
-  tokens = out.get("num_target_tokens", 0.0)
-  if tokens:
-    out["loss_per_target_token"] = out["loss"] / tokens
-  return out
+# How an unreadable checkpoint's error tells to resume from the previous one.
+_FALLBACK_HINT = (", or rerun with --gin.RESTORE_FALLBACK=True to do that "
+                  "and resume from step {previous}")
 
 
-def _last_good(last_ckpt: Optional[int]) -> str:
-  if last_ckpt is None:
-    return "No checkpoint was saved"
-  return f"The last good checkpoint is step {last_ckpt}"
+def _check_inputs_and_write_model_files(
+    model: Any, model_dir: str,
+    train_dataset_cfg: input_pipeline.DatasetConfig,
+    gin_config_str: Optional[str]) -> None:
+  """Fails on a wrong task, unprepared data or MODEL_DIR before any work."""
+  # A wrong task name fails here, before anything is written to MODEL_DIR.
+  input_pipeline.get_provider(train_dataset_cfg)
+  # An unprepared dataset fails here too ("run prepare first").
+  input_pipeline.check_prepared(train_dataset_cfg)
+  checkpointing.check_writable(model_dir)
+  checkpointing.save_model_files(model_dir, model)
+  if gin_config_str is not None:
+    checkpointing.save_gin_config(model_dir, gin_config_str)
 
 
-def _restart_hint(last_ckpt: Optional[int]) -> str:
-  resume = (f"it resumes from step {last_ckpt}" if last_ckpt is not None
-            else "no checkpoint was kept, so it starts from scratch")
-  return ("lower LEARNING_RATE (or check the data), then rerun the same "
-          f"command: {resume}")
-
-
-def check_finite(step: int, metrics: Mapping[str, float], last_ckpt) -> None:
-  """Raises NonFiniteLossError if the loss or grad norm of `step` is not
-  finite."""
-  for name in ("loss", "grad_norm"):
-    value = metrics.get(name, 0.0)
-    if not math.isfinite(value):
-      label = "training loss" if name == "loss" else "gradient norm"
-      raise NonFiniteLossError(
-          f"{label} is {value} at step {step}; stopping without saving. "
-          f"{_last_good(last_ckpt)}",
-          fix=_restart_hint(last_ckpt))
-
-
-def check_before_save(step: int, metrics: Mapping[str, float],
-                      last_ckpt: Optional[int]) -> None:
-  """Raises NonFiniteLossError if the weights after `step` must not be saved.
-
-  Args:
-    step: the step whose weights are about to be saved.
-    metrics: `check_step` on them and the next batch (host floats).
-    last_ckpt: the last checkpoint saved, named in the message.
-  """
-  problems = []
-  if metrics["params_finite"] != 1.0:
-    problems.append("some weights are not finite")
-  for name, label in (("loss", "next loss"), ("grad_norm",
-                                               "next gradient norm")):
-    if not math.isfinite(metrics[name]):
-      problems.append(f"their {label} is {metrics[name]}")
-  if problems:
-    raise NonFiniteLossError(
-        f"the weights after step {step} are not saved: "
-        f"{', '.join(problems)}. {_last_good(last_ckpt)}",
-        fix=_restart_hint(last_ckpt))
-
-
-def run_training_eval(
-    eval_step: Callable[..., dict[str, Array]],
-    params: PyTree,
-    datasets: Mapping[str, tf.data.Dataset],
-    *,
-    batch_size: int,
+def _save_checked(
+    manager: checkpointing.CheckpointManager,
+    step: int,
+    state: TrainState,
+    batches: input_pipeline.BatchIterator,
+    last_ckpt: Optional[int],
+    check_step: Callable[..., dict[str, Array]],
+    dropout_rng: Array,
     data_sharding: jax.sharding.Sharding,
-    max_batches: Optional[int] = None,
-) -> dict[str, float]:
-  """Token-weighted eval metrics per task, named `training_eval/<task>/...`.
+) -> Batch:
+  """Saves `state` at `step` if its weights and their next step are finite.
 
-  Args:
-    eval_step: compiled `eval_step(params, batch)`.
-    params: model params.
-    datasets: `{task: batched dataset}` from `get_eval_datasets`.
-    batch_size: rows per compiled batch (the last batch is zero-padded).
-    data_sharding: sharding of batches.
-    max_batches: per-task cap (None: the whole split).
+  Runs the next step's loss and gradient (no update) on the next batch,
+  which is returned so that the loop trains on it.
 
-  Returns:
-    `{"training_eval/<task>/loss_per_target_token": ..., ".../accuracy":
-    ..., ".../num_target_tokens": ...}`; additive metrics are divided by the
-    target tokens, means are weighted by them.
+  Raises:
+    finite_checks.NonFiniteLossError: the weights must not be saved.
   """
-  out = {}
-  for task, ds in datasets.items():
-    if max_batches is not None:
-      ds = ds.take(max_batches)
-    totals: dict[str, float] = {}
-    for batch in ds.as_numpy_iterator():
-      batch = input_pipeline.pad_batch(batch, batch_size)
-      metrics = host_metrics(
-          eval_step(params, jax.device_put(batch, data_sharding)))
-      for name, value in metrics.items():
-        # Means are weighted by the batch's tokens (padded rows have none).
-        weight = 1.0 if is_additive(name) else metrics["num_target_tokens"]
-        totals[name] = totals.get(name, 0.0) + value * weight
-    tokens = totals.get("num_target_tokens", 0.0)
-    if not tokens:
-      continue
-    prefix = f"training_eval/{task}/"
-    for name, value in totals.items():
-      if name.startswith("num_"):
-        out[prefix + name] = value
-      elif is_additive(name):
-        out[prefix + name + "_per_target_token"] = value / tokens
-      elif name != "loss_per_target_token":
-        out[prefix + name] = value / tokens
-  return out
-
-
-def _write_eval(writers, model_dir, step, metrics):
-  by_task: dict[str, dict[str, float]] = {}
-  for name, value in metrics.items():
-    _, task, metric = name.split("/", 2)
-    by_task.setdefault(task, {})[metric] = value
-  for task, scalars in by_task.items():
-    key = f"training_eval/{task}"
-    if key not in writers:
-      writers[key] = summaries.MetricWriter(model_dir, key)
-    writers[key].write_scalars(step, scalars)
+  position = batches.position
+  peeked = jax.device_put(next(batches), data_sharding)
+  finite_checks.check_before_save(
+      step, summaries.host_metrics(
+          check_step(state.params, peeked, dropout_rng, state.step)),
+      last_ckpt)
+  manager.save(step, params=state.params, opt_state=state.opt_state,
+               data_position=position)
+  return peeked
 
 
 def train(
@@ -560,100 +468,124 @@ def train(
     A `TrainResult` (per-step losses, eval metrics, final params).
 
   Raises:
-    NonFiniteLossError: the loss or gradient norm became NaN/Inf, or the
+    finite_checks.NonFiniteLossError: the loss or gradient norm became
+      NaN/Inf, or the
       weights about to be saved are not finite or give a non-finite loss or
       gradient norm on the next batch (the last good checkpoint is kept and
       named; nothing after it is saved).
   """
   # ------------------------------ Setup ------------------------------------
-  # A wrong task name fails here, before anything is written to MODEL_DIR.
-  input_pipeline.get_provider(train_dataset_cfg)
-  # An unprepared dataset fails here too ("run prepare first").
-  input_pipeline.check_prepared(train_dataset_cfg)  # Before any work.
-  checkpointing.check_writable(model_dir)
-  checkpointing.save_model_files(model_dir, model)
-  if gin_config_str is not None:
-    checkpointing.save_gin_config(model_dir, gin_config_str)
-  mesh = partitioning.make_mesh(
-      num_partitions=num_partitions, mesh_shape=mesh_shape
-  )
+  _check_inputs_and_write_model_files(model, model_dir, train_dataset_cfg,
+                                      gin_config_str)
+  mesh = partitioning.make_mesh(num_partitions=num_partitions,
+                                mesh_shape=mesh_shape)
   init_rng, dropout_rng = jax.random.split(jax.random.PRNGKey(random_seed))
   batch_size = train_dataset_cfg.batch_size
   state, shardings = create_train_state(
-      model,
-      optimizer,
-      mesh=mesh,
-      init_rng=init_rng,
+      model, optimizer, mesh=mesh, init_rng=init_rng,
       input_shapes=_input_shapes(
-          batch_size, train_dataset_cfg.task_feature_lengths),
-  )
+          batch_size, train_dataset_cfg.task_feature_lengths))
   train_step, eval_step = compile_steps(
-      model,
-      optimizer,
-      mesh=mesh,
-      state_shardings=shardings,
-      num_microbatches=num_microbatches,
-      learning_rate_fn=learning_rate_fn,
-  )
-  check_step = compile_check_step(
-      model, mesh=mesh, state_shardings=shardings,
-      num_microbatches=num_microbatches)
+      model, optimizer, mesh=mesh, state_shardings=shardings,
+      num_microbatches=num_microbatches, learning_rate_fn=learning_rate_fn)
+  check_step = compile_check_step(model, mesh=mesh, state_shardings=shardings,
+                                  num_microbatches=num_microbatches)
   data_sharding = partitioning.batch_sharding(mesh)
 
   # ------------------------- Restore or initialize -------------------------
-  manager = checkpointing.CheckpointManager(model_dir, keep=keep_checkpoints)
-  manager.fallback_hint = (
-      ", or rerun with --gin.RESTORE_FALLBACK=True to do that and resume "
-      "from step {previous}")
-  state, position = restore_or_initialize(
+  manager = checkpointing.CheckpointManager(
+      model_dir, keep=keep_checkpoints, fallback_hint=_FALLBACK_HINT)
+  state, position = initialization.restore_or_initialize(
       manager, state, shardings, initial_checkpoint_path,
       getattr(model.module, "config", None), restore_fallback)
-  start_step = int(state.step)
-  last_ckpt = manager.latest_step()
   batches = input_pipeline.BatchIterator(
-      lambda: input_pipeline.get_dataset(train_dataset_cfg), position
-  )
-  eval_datasets = {}
-  if train_eval_dataset_cfg is not None and eval_period:
-    eval_datasets = input_pipeline.get_eval_datasets(train_eval_dataset_cfg)
+      lambda: input_pipeline.get_dataset(train_dataset_cfg), position)
+  eval_datasets = input_pipeline.get_eval_datasets(train_eval_dataset_cfg) if (
+      train_eval_dataset_cfg is not None and eval_period) else {}
 
   # ------------------------------ Loop -------------------------------------
-  writers = {"train": summaries.MetricWriter(model_dir, "train")}
-  result = TrainResult(model_dir, start_step, {}, {}, None, start_step, model)
-  timer = _Timer(start_step)
-  logging.info("training %s from step %d to %d", model_dir, start_step,
+  loop = _LoopConfig(
+      model_dir=model_dir, total_steps=total_steps, batch_size=batch_size,
+      train_step=train_step, eval_step=eval_step, check_step=check_step,
+      dropout_rng=dropout_rng, data_sharding=data_sharding,
+      eval_datasets=eval_datasets, eval_period=eval_period,
+      eval_steps=eval_steps, checkpoint_period=checkpoint_period,
+      log_period=log_period)
+  return _loop(loop, model, state, manager, batches)
+
+
+@dataclasses.dataclass(frozen=True)
+class _LoopConfig:
+  """What `_loop` runs with, from `train`'s arguments and setup."""
+
+  model_dir: str
+  total_steps: int
+  batch_size: int
+  train_step: StepFn
+  eval_step: Callable[..., dict[str, Array]]
+  check_step: Callable[..., dict[str, Array]]
+  dropout_rng: Array
+  data_sharding: jax.sharding.Sharding
+  eval_datasets: Mapping[str, tf.data.Dataset]
+  eval_period: int
+  eval_steps: Optional[int]
+  checkpoint_period: int
+  log_period: int
+
+
+def _loop(
+    cfg: _LoopConfig,
+    model: Any,
+    state: TrainState,
+    manager: checkpointing.CheckpointManager,
+    batches: input_pipeline.BatchIterator,
+) -> TrainResult:
+  """Runs the steps after `state.step` to `cfg.total_steps`.
+
+  Per step: fetch a batch, step, stop on NaN/Inf, log, evaluate and
+  checkpoint on their periods (and at the last step). Closes the checkpoint
+  manager and the writers.
+
+  Returns:
+    The `TrainResult` of `train`.
+  """
+  start_step, total_steps = int(state.step), cfg.total_steps
+  result = TrainResult(cfg.model_dir, start_step, {}, {}, None, start_step,
+                       model)
+  last_ckpt = manager.latest_step()
+  writers = {"train": summaries.MetricWriter(cfg.model_dir, "train")}
+  timer = summaries.Throughput(start_step)
+  logging.info("training %s from step %d to %d", cfg.model_dir, start_step,
                total_steps)
   peeked = None  # The next batch, fetched early to check a checkpoint.
   try:
     for step in range(start_step + 1, total_steps + 1):
       batch = peeked if peeked is not None else jax.device_put(
-          next(batches), data_sharding)
+          next(batches), cfg.data_sharding)
       peeked = None
-      state, metrics = train_step(state, batch, dropout_rng)
-      metrics = host_metrics(metrics)
-      check_finite(step, metrics, last_ckpt)
+      state, metrics = cfg.train_step(state, batch, cfg.dropout_rng)
+      metrics = summaries.host_metrics(metrics)
+      finite_checks.check_finite(step, metrics, last_ckpt)
       result.losses[step] = metrics.get(
           "loss_per_target_token", metrics["loss"])
       timer.add(metrics)
-      if step % log_period == 0 or step == total_steps:
-        _log_progress(writers["train"], step, total_steps, metrics, timer)
-      if eval_datasets and (step % eval_period == 0 or step == total_steps):
-        eval_metrics = run_training_eval(
-            eval_step, state.params, eval_datasets, batch_size=batch_size,
-            data_sharding=data_sharding, max_batches=eval_steps)
+      last = step == total_steps
+      if step % cfg.log_period == 0 or last:
+        summaries.log_progress(writers["train"], step, total_steps, metrics,
+                               timer)
+      if cfg.eval_datasets and (step % cfg.eval_period == 0 or last):
+        eval_metrics = training_eval.run_training_eval(
+            cfg.eval_step, state.params, cfg.eval_datasets,
+            batch_size=cfg.batch_size, data_sharding=cfg.data_sharding,
+            max_batches=cfg.eval_steps)
         result.eval_metrics[step] = eval_metrics
-        _write_eval(writers, model_dir, step, eval_metrics)
+        training_eval.write_eval_metrics(writers, cfg.model_dir, step,
+                                         eval_metrics)
         logging.info("step %d training eval: %s", step, eval_metrics)
-      if step % checkpoint_period == 0 or step == total_steps:
-        # Save only weights that are finite and whose next step is: run
-        # that step's loss and gradient (no update) on the next batch.
-        position = batches.position
-        peeked = jax.device_put(next(batches), data_sharding)
-        check_before_save(
-            step, host_metrics(check_step(state.params, peeked, dropout_rng,
-                                          state.step)), last_ckpt)
-        manager.save(step, params=state.params, opt_state=state.opt_state,
-                     data_position=position)
+      if step % cfg.checkpoint_period == 0 or last:
+        peeked = _save_checked(manager, step, state, batches, last_ckpt,
+                               cfg.check_step, cfg.dropout_rng,
+                               cfg.data_sharding)
         last_ckpt = step
   finally:
     manager.close()
@@ -662,94 +594,3 @@ def train(
   result.step = int(state.step)
   result.params = state.params
   return result
-
-
-def restore_or_initialize(
-    manager: checkpointing.CheckpointManager,
-    state: TrainState,
-    shardings: TrainState,
-    initial_checkpoint_path: Optional[str],
-    model_config: Any = None,
-    restore_fallback: bool = False,
-) -> tuple[TrainState, int]:
-  """Latest checkpoint of MODEL_DIR, else initial params, else fresh init.
-
-  An unreadable latest checkpoint raises `UnreadableCheckpointError` (step,
-  previous step, command); with `restore_fallback` it is moved aside to
-  `<step>.unreadable` (never deleted) and the previous one is used.
-
-  Returns:
-    `(state, data_position)`.
-  """
-  step = manager.latest_step()
-  while step is not None:
-    try:
-      params, opt_state, meta = manager.restore(
-          step, abstract_params=state.params,
-          abstract_opt_state=state.opt_state)
-      break
-    except checkpointing.UnreadableCheckpointError as e:
-      if not restore_fallback or e.previous is None:
-        raise
-      moved = manager.move_aside(step)
-      print(f"{e.path}: checkpoint step {step} is unreadable; moved it to "
-            f"{moved} (not deleted) and resuming from step {e.previous}.",
-            flush=True)
-      step = manager.latest_step()
-  if step is not None:
-    logging.info("resumed from %s/%d (data position %d)", manager.directory,
-                 step, meta["data_position"])
-    state = TrainState(
-        step=jax.device_put(jnp.asarray(step, jnp.int32), shardings.step),
-        params=params, opt_state=opt_state)
-    return state, int(meta["data_position"])
-  if initial_checkpoint_path:
-    logging.info("initializing params from %s", initial_checkpoint_path)
-    state = state.replace(params=checkpointing.load_initial_params(
-        initial_checkpoint_path, state.params, shardings.params,
-        model_config))
-  return state, 0
-
-
-class _Timer:
-  """Recent throughput for progress lines (tokens/s, seconds/step)."""
-
-  def __init__(self, step: int):
-    self.start = time.perf_counter()
-    self.last_time, self.last_step = self.start, step
-    self.tokens = self.examples = 0.0
-
-  def add(self, metrics: Mapping[str, float]) -> None:
-    self.tokens += metrics.get("num_target_tokens", 0.0) + metrics.get(
-        "num_input_tokens", 0.0)
-    self.examples += metrics.get("num_examples", 0.0)
-
-  def lap(self, step: int) -> dict[str, float]:
-    now = time.perf_counter()
-    seconds = max(now - self.last_time, 1e-9)
-    steps = max(step - self.last_step, 1)
-    out = {
-        "timing/seconds_per_step": seconds / steps,
-        "timing/tokens_per_second": self.tokens / seconds,
-        "timing/seqs_per_second": self.examples / seconds,
-    }
-    self.last_time, self.last_step = now, step
-    self.tokens = self.examples = 0.0
-    return out
-
-
-def _log_progress(writer, step, total_steps, metrics, timer):
-  timing = timer.lap(step)
-  scalars = {k: v for k, v in metrics.items() if not k.startswith("num_")}
-  scalars.update(timing)
-  writer.write_scalars(step, scalars)
-  line = summaries.progress_line(
-      step=step,
-      total_steps=total_steps,
-      loss=metrics.get("loss_per_target_token", metrics["loss"]),
-      tokens_per_second=timing["timing/tokens_per_second"],
-      seconds_per_step=timing["timing/seconds_per_step"],
-      learning_rate=metrics.get("learning_rate"),
-  )
-  print(line, flush=True)
-

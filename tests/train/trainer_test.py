@@ -23,6 +23,7 @@ import tensorflow as tf
 
 from crs_tasks import errors
 from train import checkpointing
+from train import finite_checks
 from train import hf_import
 from train import input_pipeline
 from train import models
@@ -30,6 +31,7 @@ from train import network
 from train import partitioning
 from train import summaries
 from train import trainer
+from train import training_eval
 
 LENGTHS = {"inputs": 9, "targets": 6}
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
@@ -176,7 +178,7 @@ def test_training_eval_weights_means_by_tokens_and_pads_last_batch():
             "num_target_tokens": jnp.asarray(tokens)}
 
   mesh = partitioning.make_mesh(mesh_shape=(1, 1))
-  out = trainer.run_training_eval(
+  out = training_eval.run_training_eval(
       eval_step, None, {"t": ds}, batch_size=2,
       data_sharding=partitioning.batch_sharding(mesh))
   assert seen_rows == [2, 2]  # The 1-row batch was padded to 2.
@@ -307,7 +309,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(
     return wrapped
 
   with mock.patch.object(trainer, "make_train_step", make_nan_at_step_3):
-    with pytest.raises(trainer.NonFiniteLossError,
+    with pytest.raises(finite_checks.NonFiniteLossError,
                        match=r"nan at step 3.*last good checkpoint is step 2"):
       _train(fake_model, toy_task, tmp_path, 6)
   assert checkpointing.CheckpointManager(str(tmp_path)).all_steps() == [2]
@@ -315,7 +317,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(
 
 def test_huge_learning_rate_stops_with_clear_error(
     fake_model, toy_task, tmp_path):
-  with pytest.raises(trainer.NonFiniteLossError, match="training loss is"):
+  with pytest.raises(finite_checks.NonFiniteLossError, match="training loss is"):
     _train(fake_model, toy_task, tmp_path, 10, optimizer=optax.sgd(1e30),
            checkpoint_period=100)
 
@@ -440,7 +442,7 @@ def test_huge_learning_rate_names_a_checkpoint_that_restarts(
     fake_model, toy_task, tmp_path, make_optimizer):
   # CHECKPOINT_PERIOD=1 and LEARNING_RATE=1e10: every step is a checkpoint
   # step, so the first weights that blow up are about to be saved.
-  with pytest.raises(trainer.NonFiniteLossError) as e:
+  with pytest.raises(finite_checks.NonFiniteLossError) as e:
     _train(fake_model, toy_task, tmp_path, 30, optimizer=make_optimizer(1e10),
            checkpoint_period=1, keep_checkpoints=None)
   named = re.search(r"last good checkpoint is step (\w+)", str(e.value))
@@ -470,17 +472,17 @@ def test_weights_whose_next_loss_is_not_finite_are_not_saved():
       ({"params_finite": 1.0, "loss": 2.0, "grad_norm": float("inf")},
        "their next gradient norm is inf"),
   ):
-    with pytest.raises(trainer.NonFiniteLossError) as e:
-      trainer.check_before_save(201, metrics, 200)
+    with pytest.raises(finite_checks.NonFiniteLossError) as e:
+      finite_checks.check_before_save(201, metrics, 200)
     assert str(e.value).startswith(
         f"the weights after step 201 are not saved: {problem}. The last good "
         "checkpoint is step 200. Fix: lower LEARNING_RATE")
-  trainer.check_before_save(
+  finite_checks.check_before_save(
       201, {"params_finite": 1.0, "loss": 3.0, "grad_norm": 1e30}, 200)
-  with pytest.raises(trainer.NonFiniteLossError,
+  with pytest.raises(finite_checks.NonFiniteLossError,
                      match=r"No checkpoint was saved\. Fix: .*starts from "
                      "scratch"):
-    trainer.check_before_save(
+    finite_checks.check_before_save(
         1, {"params_finite": 0.0, "loss": 1.0, "grad_norm": 1.0}, None)
 
 
