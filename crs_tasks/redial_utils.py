@@ -305,15 +305,13 @@ def dialogue_to_examples(
     summary: counts the quirks met into it when given.
 
   Returns:
-    Examples with the string features `context`, `response`,
-    `conversation_id`, the int `turn_index` (position of the target turn among
-    the dialogue's merged turns, from 0), and the title lists
-    `seeker_movies`, `recommender_movies` (from the questionnaires:
-    `suggested` 0 = seeker, 1 or unlabeled = recommender; the initiator's
-    answer wins over the respondent's), `target_movies` (in the target turn,
-    in order), `target_movies_repeated` (those of `target_movies` mentioned in
-    an earlier turn) and `context_movies` (earlier mentions, most recent
-    first, no duplicates).
+    Examples: strings `context`, `response`, `conversation_id`; int
+    `turn_index` (the target turn's index among the merged turns); title
+    lists `seeker_movies`, `recommender_movies` (questionnaires: `suggested`
+    0 = seeker, 1 or unlabeled = recommender; the initiator wins),
+    `target_movies` (in the target turn, in order), `target_movies_repeated`
+    (those mentioned in an earlier turn) and `context_movies` (earlier
+    mentions, most recent first, no duplicates).
   """
   summary = summary if summary is not None else ParseSummary()
   movie_titles = movie_titles or {}
