@@ -178,9 +178,23 @@ class CheckpointManager:
       params: PyTree,
       opt_state: PyTree,
       data_position: int,
+      num_input_shards: int = 1,
   ) -> None:
-    """Saves one step (asynchronously; call `wait` before reading it)."""
-    meta = {"step": int(step), "data_position": int(data_position)}
+    """Saves one step (asynchronously; call `wait` before reading it).
+
+    With several processes every process calls it: each writes its shards of
+    the arrays, process 0 the metadata.
+
+    Args:
+      step: the step.
+      params: the params (jax arrays, possibly spanning processes).
+      opt_state: the optimizer state.
+      data_position: batches consumed from each input shard.
+      num_input_shards: input shards of the global batch
+        (`distributed.DataLayout.num_shards`).
+    """
+    meta = {"step": int(step), "data_position": int(data_position),
+            "num_input_shards": int(num_input_shards)}
     items = {
         "params": ocp.args.StandardSave(params),
         "meta": ocp.args.JsonSave(meta),
@@ -236,6 +250,10 @@ class CheckpointManager:
     os.rename(path, target)
     self._manager.reload()
     return target
+
+  def reload(self) -> None:
+    """Re-reads the steps on disk (after another process moved one)."""
+    self._manager.reload()
 
   def wait(self) -> None:
     self._manager.wait_until_finished()
@@ -401,7 +419,9 @@ def abstract_params(model: Any) -> PyTree:
   variables = jax.eval_shape(
       lambda: model.get_initial_variables(jax.random.PRNGKey(0), shapes)
   )
-  device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  # This process's first device: with several processes, jax.devices()[0]
+  # belongs to process 0.
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
   return jax.tree.map(
       lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
       nn.meta.unbox(variables["params"]),

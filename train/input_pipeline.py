@@ -16,6 +16,14 @@ the skipped batches' preprocessing: about the cost of reading them, which is
 seconds for thousands of ReDial batches on CPU. Very long runs on large
 mixtures would want a checkpointable iterator (tf.train.Checkpoint) instead.
 
+Several processes (`train/distributed.py`): the global batch is made of
+`num_shards` blocks, block s read from `seqio.ShardInfo(s, num_shards)` of
+the Task or Mixture (seqio shards a Task's files when it has enough of them,
+else its examples, before any preprocessing). `get_local_dataset` gives one
+process its blocks side by side, so each process reads and preprocesses only
+its part of the data, and the position (batches consumed) is the same on every
+process.
+
 To add a data source, register a seqio Task in `crs_tasks/` and name it in
 `DatasetConfig.mixture_or_task_name`; nothing here needs to change.
 """
@@ -153,6 +161,8 @@ def get_dataset(
     feature_converter_cls: Callable[..., seqio.FeatureConverter] = (
         seqio.EncDecFeatureConverter
     ),
+    shard_info: Optional[seqio.ShardInfo] = None,
+    batch_size: Optional[int] = None,
 ) -> tf.data.Dataset:
   """Returns the batched model-feature dataset named by `cfg`.
 
@@ -161,10 +171,14 @@ def get_dataset(
     num_epochs: passes over the data; None repeats forever (training).
     drop_remainder: drop a last, smaller batch (training needs fixed shapes).
     feature_converter_cls: the model's feature converter class.
+    shard_info: read only this shard of the data (None or 1 shard: all).
+    batch_size: rows per batch (default `cfg.batch_size`).
 
   Returns:
     A `tf.data.Dataset` of dicts of `[batch_size, length]` int32 tensors.
   """
+  if shard_info is not None and shard_info.num_shards == 1:
+    shard_info = None  # The same stream as an unsharded read.
   provider = get_provider(cfg)
   ds = provider.get_dataset(
       sequence_length=dict(cfg.task_feature_lengths),
@@ -172,11 +186,54 @@ def get_dataset(
       use_cached=cfg.use_cached,
       shuffle=cfg.shuffle,
       seed=cfg.seed,
+      shard_info=shard_info,
       num_epochs=num_epochs,
   )
   converter = feature_converter_cls(pack=cfg.pack)
   ds = converter(ds, dict(cfg.task_feature_lengths))
-  ds = ds.batch(cfg.batch_size, drop_remainder=drop_remainder)
+  ds = ds.batch(batch_size or cfg.batch_size, drop_remainder=drop_remainder)
+  return _deterministic(ds.prefetch(tf.data.AUTOTUNE))
+
+
+def get_local_dataset(
+    cfg: DatasetConfig,
+    *,
+    shard_ids: Sequence[int],
+    num_shards: int,
+    feature_converter_cls: Callable[..., seqio.FeatureConverter] = (
+        seqio.EncDecFeatureConverter
+    ),
+) -> tf.data.Dataset:
+  """This process's rows of every global training batch (repeated forever).
+
+  The global batch of `cfg.batch_size` rows is `num_shards` blocks of
+  `cfg.batch_size // num_shards` rows, block s from shard s; this returns the
+  blocks `shard_ids` concatenated. One shard is exactly `get_dataset(cfg)`.
+
+  Args:
+    cfg: what to read; `batch_size` is the global batch.
+    shard_ids: the shards this process reads (`DataLayout.shard_ids`).
+    num_shards: shards of the global batch.
+    feature_converter_cls: the model's feature converter class.
+
+  Returns:
+    A dataset of `[len(shard_ids) * batch_size // num_shards, length]` dicts.
+  """
+  if cfg.batch_size % num_shards:
+    raise ValueError(
+        f"batch size {cfg.batch_size} does not divide into {num_shards} "
+        "shards")
+  blocks = [
+      get_dataset(cfg, feature_converter_cls=feature_converter_cls,
+                  shard_info=seqio.ShardInfo(index=s, num_shards=num_shards),
+                  batch_size=cfg.batch_size // num_shards)
+      for s in shard_ids
+  ]
+  if len(blocks) == 1:
+    return blocks[0]
+  ds = tf.data.Dataset.zip(tuple(blocks)).map(
+      lambda *parts: {k: tf.concat([p[k] for p in parts], 0)
+                      for k in parts[0]})
   return _deterministic(ds.prefetch(tf.data.AUTOTUNE))
 
 
@@ -239,6 +296,8 @@ def get_eval_datasets(
     feature_converter_cls: Callable[..., seqio.FeatureConverter] = (
         seqio.EncDecFeatureConverter
     ),
+    shard_info: Optional[seqio.ShardInfo] = None,
+    batch_size: Optional[int] = None,
 ) -> dict[str, tf.data.Dataset]:
   """One finite, unshuffled dataset per sub-task of `cfg`'s Task or Mixture.
 
@@ -248,6 +307,8 @@ def get_eval_datasets(
   Args:
     cfg: names the Task or Mixture; `split` is the eval split.
     feature_converter_cls: the model's feature converter class.
+    shard_info: this process's shard of each task (None: all of it).
+    batch_size: rows per batch (default `cfg.batch_size`).
 
   Returns:
     Mapping of task name to a batched dataset (last batch may be smaller).
@@ -266,5 +327,7 @@ def get_eval_datasets(
         num_epochs=1,
         drop_remainder=False,
         feature_converter_cls=feature_converter_cls,
+        shard_info=shard_info,
+        batch_size=batch_size,
     )
   return out

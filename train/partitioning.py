@@ -22,6 +22,8 @@ import flax.linen as nn
 import jax
 import numpy as np
 
+from crs_tasks import errors
+
 PyTree = Any
 
 LOGICAL_AXIS_RULES: tuple[tuple[str, Optional[str]], ...] = (
@@ -54,23 +56,32 @@ def make_mesh(num_partitions: int = 1,
     The mesh.
 
   Raises:
-    ValueError: the shape does not fit the devices.
+    errors.UserError: the shape does not fit the devices (with several
+      processes, the mesh must use every process's devices).
   """
   devices = list(devices if devices is not None else jax.devices())
+  processes = len({d.process_index for d in devices})
+  where = f"{len(devices)} {devices[0].platform} devices" + (
+      f" of {processes} processes" if processes > 1 else "")
   if mesh_shape is None:
     if num_partitions < 1 or len(devices) % num_partitions:
-      raise ValueError(
-          f"num_partitions={num_partitions} does not divide the "
-          f"{len(devices)} devices")
+      raise errors.UserError(
+          f"NUM_PARTITIONS={num_partitions} does not divide the {where}",
+          where="NUM_PARTITIONS",
+          fix=f"use a divisor of {len(devices)}")
     mesh_shape = (len(devices) // num_partitions, num_partitions)
   mesh_shape = tuple(int(d) for d in mesh_shape)
   if len(mesh_shape) != 2 or min(mesh_shape) < 1:
-    raise ValueError(f"mesh_shape must be (data, model), got {mesh_shape}")
+    raise errors.UserError(
+        f"mesh_shape must be (data, model), got {mesh_shape}",
+        where="MESH_SHAPE", fix="two positive sizes, e.g. (4, 2)")
   needed = int(np.prod(mesh_shape))
-  if needed > len(devices):
-    raise ValueError(
-        f"mesh_shape {mesh_shape} needs {needed} devices, "
-        f"only {len(devices)} available ({devices[0].platform})")
+  if needed > len(devices) or (processes > 1 and needed != len(devices)):
+    raise errors.UserError(
+        f"mesh_shape {mesh_shape} needs {needed} devices, the run has the "
+        f"{where}", where="MESH_SHAPE",
+        fix=f"make data x model = {len(devices)} (or use NUM_PARTITIONS), "
+        "or start the run on more devices")
   if needed == len(devices) and devices[0].platform == "tpu":
     # Topology-aware order on TPU slices.
     from jax.experimental import mesh_utils  # pylint: disable=g-import-not-at-top
