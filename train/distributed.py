@@ -38,7 +38,6 @@ from absl import flags
 import jax
 import numpy as np
 
-from crs_tasks import errors
 
 PyTree = Any
 
@@ -62,6 +61,15 @@ flags.DEFINE_integer(
 # Extra seconds JAX waits past our own deadline, so that our message (not
 # JAX's abort) is what a failed start prints.
 _JAX_GRACE_S = 10
+
+
+def _user_error(what: str, **kwargs: Any) -> Exception:
+  """A `crs_tasks.errors.UserError`, imported when one is raised.
+
+  (Importing `crs_tasks` registers every Task, which `train/` does not need.)
+  """
+  from crs_tasks import errors  # pylint: disable=g-import-not-at-top
+  return errors.UserError(what, **kwargs)
 
 
 # ---------------------------------------------------------------------------
@@ -101,7 +109,7 @@ def initialize(
     timeout_s: how long to wait for the coordinator and the other processes.
 
   Raises:
-    errors.UserError: bad arguments, the coordinator's port is taken, or the
+    crs_tasks.errors.UserError: bad arguments, the coordinator's port is taken, or the
       coordinator cannot be reached in time. If the coordinator is reached but
       the other processes do not all join in time, the process prints the
       same kind of one-line message and exits with code 2 (JAX's wait cannot
@@ -109,7 +117,7 @@ def initialize(
   """
   if process_count is not None and process_index is not None and not (
       0 <= process_index < process_count):
-    raise errors.UserError(
+    raise _user_error(
         f"process index {process_index} is not in 0..{process_count - 1}",
         where="--process_index",
         fix="give each of the --process_count processes its own index "
@@ -124,7 +132,7 @@ def initialize(
   role = {None: "this process", 0: "process 0 (the coordinator)"}.get(
       process_index, f"process {process_index}")
   watchdog = threading.Timer(
-      max(deadline - time.monotonic(), 1.0), _give_up, args=(errors.UserError(
+      max(deadline - time.monotonic(), 1.0), _give_up, args=(_user_error(
           f"{role} waited {timeout_s} s for all {process_count or '?'} "
           f"processes to join the coordinator at "
           f"{coordinator_address or '(auto-detected)'}",
@@ -140,7 +148,7 @@ def initialize(
         coordinator_address, process_count, process_index,
         initialization_timeout=timeout_s + _JAX_GRACE_S)
   except ValueError as e:  # Nothing given and nothing detected.
-    raise errors.UserError(
+    raise _user_error(
         str(e), where="jax.distributed.initialize",
         fix="pass --coordinator_address=HOST:PORT --process_count=N "
         "--process_index=I (auto-detection covers only TPU pod slices, "
@@ -152,7 +160,7 @@ def initialize(
 def _split_address(address: str) -> tuple[str, int]:
   host, _, port = address.rpartition(":")
   if not host or not port.isdigit():
-    raise errors.UserError(
+    raise _user_error(
         f"coordinator address {address!r} is not host:port",
         where="--coordinator_address", fix="e.g. 10.0.0.2:8476")
   return host.strip("[]"), int(port)
@@ -163,7 +171,7 @@ def _check_port_free(address: str, port: int) -> None:
     try:
       s.bind(("", port))
     except OSError as e:
-      raise errors.UserError(
+      raise _user_error(
           f"process 0 cannot host the coordinator at {address}: port {port} "
           f"is in use ({e.strerror})", where="--coordinator_address",
           fix="pick a free port (or stop the old run that holds it)") from e
@@ -178,7 +186,7 @@ def _wait_for_coordinator(address: str, host: str, port: int,
         return
     except OSError as e:
       if time.monotonic() >= deadline:
-        raise errors.UserError(
+        raise _user_error(
             f"cannot reach the coordinator at {address} ({e.strerror or e})",
             where="--coordinator_address",
             fix="start process 0 with the same --coordinator_address, check "
@@ -187,7 +195,7 @@ def _wait_for_coordinator(address: str, host: str, port: int,
       time.sleep(0.2)
 
 
-def _give_up(error: errors.UserError) -> None:
+def _give_up(error: Exception) -> None:
   print(str(error), file=sys.stderr, flush=True)
   os._exit(2)  # pylint: disable=protected-access
 
@@ -269,7 +277,7 @@ def data_layout(
     The layout.
 
   Raises:
-    errors.UserError: the batch does not divide over the 'data' axis, the
+    crs_tasks.errors.UserError: the batch does not divide over the 'data' axis, the
       processes, or the input shards.
   """
   if process_index is None:
@@ -280,7 +288,7 @@ def data_layout(
   if global_batch_size % data_size:
     n = jax.process_count()
     on = f" across {n} processes" if n > 1 else ""
-    raise errors.UserError(
+    raise _user_error(
         f"the global batch of {global_batch_size} rows does not divide "
         f"over the mesh's {data_size}-way 'data' axis{on}",
         where="BATCH_SIZE",
@@ -290,12 +298,12 @@ def data_layout(
   if num_input_shards is None:
     num_input_shards = num_groups
   if num_input_shards < 1 or num_input_shards % num_groups:
-    raise errors.UserError(
+    raise _user_error(
         f"{num_input_shards} input shards cannot be split over "
         f"{num_groups} data-parallel process groups",
         where="NUM_INPUT_SHARDS", fix=f"use a multiple of {num_groups}")
   if global_batch_size % num_input_shards:
-    raise errors.UserError(
+    raise _user_error(
         f"the global batch of {global_batch_size} rows does not divide "
         f"into {num_input_shards} input shards", where="NUM_INPUT_SHARDS",
         fix="use a number of input shards that divides BATCH_SIZE")
@@ -324,7 +332,7 @@ def _data_groups(
   seen: set[int] = set()
   for rows, _ in ordered:
     if rows != tuple(range(rows[0], rows[0] + len(rows))) or seen & set(rows):
-      raise errors.UserError(
+      raise _user_error(
           f"the mesh gives processes overlapping or scattered 'data' rows "
           f"{[r for r, _ in ordered]}", where="MESH_SHAPE",
           fix="order the mesh's devices by process (partitioning.make_mesh "

@@ -22,7 +22,6 @@ import flax.linen as nn
 import jax
 import numpy as np
 
-from crs_tasks import errors
 
 PyTree = Any
 
@@ -41,6 +40,15 @@ LOGICAL_AXIS_RULES: tuple[tuple[str, Optional[str]], ...] = (
 MESH_AXES = ("data", "model")
 
 
+def _user_error(what: str, **kwargs: Any) -> Exception:
+  """A `crs_tasks.errors.UserError`, imported when one is raised.
+
+  (Importing `crs_tasks` registers every Task, which `train/` does not need.)
+  """
+  from crs_tasks import errors  # pylint: disable=g-import-not-at-top
+  return errors.UserError(what, **kwargs)
+
+
 def make_mesh(num_partitions: int = 1,
               mesh_shape: Optional[Sequence[int]] = None,
               devices: Optional[Sequence[Any]] = None) -> jax.sharding.Mesh:
@@ -56,7 +64,7 @@ def make_mesh(num_partitions: int = 1,
     The mesh.
 
   Raises:
-    errors.UserError: the shape does not fit the devices (with several
+    crs_tasks.errors.UserError: the shape does not fit the devices (with several
       processes, the mesh must use every process's devices).
   """
   devices = list(devices if devices is not None else jax.devices())
@@ -65,19 +73,19 @@ def make_mesh(num_partitions: int = 1,
       f" of {processes} processes" if processes > 1 else "")
   if mesh_shape is None:
     if num_partitions < 1 or len(devices) % num_partitions:
-      raise errors.UserError(
+      raise _user_error(
           f"NUM_PARTITIONS={num_partitions} does not divide the {where}",
           where="NUM_PARTITIONS",
           fix=f"use a divisor of {len(devices)}")
     mesh_shape = (len(devices) // num_partitions, num_partitions)
   mesh_shape = tuple(int(d) for d in mesh_shape)
   if len(mesh_shape) != 2 or min(mesh_shape) < 1:
-    raise errors.UserError(
+    raise _user_error(
         f"mesh_shape must be (data, model), got {mesh_shape}",
         where="MESH_SHAPE", fix="two positive sizes, e.g. (4, 2)")
   needed = int(np.prod(mesh_shape))
   if needed > len(devices) or (processes > 1 and needed != len(devices)):
-    raise errors.UserError(
+    raise _user_error(
         f"mesh_shape {mesh_shape} needs {needed} devices, the run has the "
         f"{where}", where="MESH_SHAPE",
         fix=f"make data x model = {len(devices)} (or use NUM_PARTITIONS), "
