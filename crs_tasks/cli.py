@@ -138,15 +138,19 @@ class LogCapture:
           getattr(h, "stream", None) is self._saved_stderr):
         h.stream = stream
 
-  def move_to(self, directory: str) -> str:
+  def move_to(self, directory: str, name: Optional[str] = None) -> str:
     """Continues the log in `<directory>/logs/<name>.log` (appending).
 
     When that directory cannot be written, the log stays where it is.
 
+    Args:
+      directory: the command's output directory.
+      name: the log's name (default: the command's).
+
     Returns:
       The log file's path.
     """
-    path = os.path.join(directory, "logs", f"{self.name}.log")
+    path = os.path.join(directory, "logs", f"{name or self.name}.log")
     if os.path.abspath(path) == os.path.abspath(self.path):
       return self.path
     try:
@@ -189,12 +193,19 @@ class LogCapture:
 _CAPTURE: Optional[LogCapture] = None
 
 
-def log_to(directory: Optional[str]) -> Optional[str]:
+def log_to(directory: Optional[str], *, process_index: int = 0,
+           process_count: int = 1) -> Optional[str]:
   """Moves this command's log file into `<directory>/logs/`.
 
   Entry points call it once their output directory is known (and checked).
   Does nothing when logs are not captured (library use, tests,
-  `--verbosity=1`).
+  `--verbosity=1`). In a run of several processes sharing the directory,
+  each has its own log: `<name>.process<i>.log`.
+
+  Args:
+    directory: the output directory (None: keep the temporary log).
+    process_index: this process's index (`jax.process_index()`).
+    process_count: processes in the run.
 
   Returns:
     The log file's path, or None when logs are not captured.
@@ -202,7 +213,9 @@ def log_to(directory: Optional[str]) -> Optional[str]:
   if _CAPTURE is None:
     return None
   if directory:
-    return _CAPTURE.move_to(directory)
+    name = (f"{_CAPTURE.name}.process{process_index}"
+            if process_count > 1 else None)
+    return _CAPTURE.move_to(directory, name)
   return _CAPTURE.path
 
 

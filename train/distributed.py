@@ -196,7 +196,9 @@ def _wait_for_coordinator(address: str, host: str, port: int,
 
 
 def _give_up(error: Exception) -> None:
-  print(str(error), file=sys.stderr, flush=True)
+  # As crs_tasks.cli prints a user error: one line, exit code 2.
+  print("error: " + " ".join(str(error).split()), file=sys.stderr,
+        flush=True)
   os._exit(2)  # pylint: disable=protected-access
 
 

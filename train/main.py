@@ -10,7 +10,9 @@ r"""Trains a T5 on a seqio mixture: the gin entry point.
     --gin.MODEL_DIR="'/tmp/t5cr_base'"
 
 Re-running the same command after a crash resumes from the latest checkpoint
-in MODEL_DIR. After training, prints a loss-curve summary and (if
+in MODEL_DIR. On several hosts every host runs the same command with
+`--multiprocess` (TPU pod slices, Slurm) or `--coordinator_address=HOST:PORT
+--process_count=N --process_index=I` (README, "Several hosts"). After training, prints a loss-curve summary and (if
 `infer.show_predictions` is bound) decodes a few examples.
 """
 
@@ -21,11 +23,13 @@ from typing import Any, Mapping, Optional, Sequence
 
 from absl import app
 import gin
+import jax
 import seqio
 import tensorflow as tf
 
 from crs_tasks import cli
 from crs_tasks import errors
+from train import distributed
 from train import gin_flags
 from train import infer
 from train import input_pipeline
@@ -105,14 +109,19 @@ def run() -> trainer_lib.TrainResult:
   """Trains with the parsed gin config, then reports on the run."""
   check_config()
   model_dir = _macro("MODEL_DIR")
-  log = cli.log_to(model_dir if isinstance(model_dir, str) else None)
+  log = cli.log_to(model_dir if isinstance(model_dir, str) else None,
+                   process_index=jax.process_index(),
+                   process_count=jax.process_count())
   result = train_using_gin(gin_config_str=gin.config_str())
+  if not distributed.is_primary():  # Process 0 reports for everyone.
+    return result
   steps = sorted(result.losses)
   losses = [result.losses[s] for s in steps]
   print(f"Trained {result.model_dir} to step {result.step}.")
   print(summaries.loss_curve_summary(
       losses, first_step=steps[0] if steps else 1), flush=True)
-  show_predictions_using_gin(result.model, result.params)
+  if jax.process_count() == 1:  # Decoding reads one process's examples.
+    show_predictions_using_gin(result.model, result.params)
   print(f"\nOutputs in {result.model_dir}: checkpoints/ (latest step "
         f"{result.step}), config.gin, TensorBoard summaries (tensorboard "
         f"--logdir={result.model_dir})" + (f"; log: {log}" if log else ""))
@@ -126,6 +135,7 @@ def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   tf.config.set_visible_devices([], "GPU")  # JAX owns the accelerators.
+  distributed.initialize_from_flags()  # Before anything touches a device.
   gin_flags.parse_from_flags()
   run()
 

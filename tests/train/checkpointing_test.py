@@ -47,7 +47,7 @@ def test_round_trip_params_opt_state_and_position(tmp_path):
   zeros = jax.tree.map(jnp.zeros_like, (params, opt_state))
   got_params, got_opt, meta = manager.restore(
       7, abstract_params=zeros[0], abstract_opt_state=zeros[1])
-  assert meta == {"step": 7, "data_position": 21}
+  assert meta == {"step": 7, "data_position": 21, "num_input_shards": 1}
   jax.tree.map(np.testing.assert_array_equal, got_params, params)
   jax.tree.map(np.testing.assert_array_equal, got_opt, opt_state)
   assert (tmp_path / "checkpoints" / "7" / "params").is_dir()

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import seqio
 
 from train import input_pipeline
 
@@ -113,3 +114,58 @@ def test_eval_datasets_cover_each_task_once(toy_task):
     rows = sum(int((b["decoder_loss_weights"].sum(-1) > 0).sum())
                for b in batches)
     assert rows == 12
+
+
+# ------------------------- Per-host input shards ----------------------------
+
+
+def _rows(ds, n=None):
+  """Encoder-input rows of the first n batches (all when n is None)."""
+  it = ds.as_numpy_iterator()
+  batches = list(it) if n is None else [next(it) for _ in range(n)]
+  return [tuple(r) for b in batches for r in b["encoder_input_tokens"]]
+
+
+def test_one_local_shard_is_the_unsharded_stream(toy_task):
+  _assert_batches_equal(
+      _take(input_pipeline.get_local_dataset(
+          _cfg(toy_task), shard_ids=(0,), num_shards=1), 14),
+      _take(input_pipeline.get_dataset(_cfg(toy_task)), 14))
+
+
+def test_local_batch_is_its_shards_blocks_side_by_side(toy_task):
+  cfg = _cfg(toy_task, batch_size=8)
+  both = _take(input_pipeline.get_local_dataset(
+      cfg, shard_ids=(0, 1), num_shards=2), 7)
+  blocks = [
+      _take(input_pipeline.get_local_dataset(cfg, shard_ids=(s,),
+                                             num_shards=2), 7)
+      for s in (0, 1)]
+  assert blocks[0][0]["encoder_input_tokens"].shape == (4, 7)
+  for k, batch in enumerate(both):
+    for key in batch:
+      np.testing.assert_array_equal(
+          batch[key], np.concatenate([blocks[0][k][key], blocks[1][k][key]]))
+
+
+def test_shuffled_shards_read_their_halves_of_the_split(toy_task):
+  unshuffled = _cfg(toy_task, shuffle=False)
+  halves = [_rows(input_pipeline.get_dataset(
+      unshuffled, num_epochs=1, shard_info=seqio.ShardInfo(s, 2),
+      drop_remainder=False)) for s in (0, 1)]
+  everything = _rows(input_pipeline.get_dataset(
+      unshuffled, num_epochs=1, drop_remainder=False))
+  # Examples 0, 2, 4, ... and 1, 3, 5, ...: two halves making up the split.
+  assert len(halves[0]) == len(halves[1]) == 24
+  assert halves[0] == everything[0::2] and halves[1] == everything[1::2]
+  # The shuffled, repeated training stream of shard s stays in half s.
+  for s in (0, 1):
+    stream = input_pipeline.get_local_dataset(
+        _cfg(toy_task, batch_size=8), shard_ids=(s,), num_shards=2)
+    assert set(_rows(stream, 15)) <= set(halves[s])
+
+
+def test_local_dataset_needs_a_batch_that_divides(toy_task):
+  with pytest.raises(ValueError, match="batch size 4 does not divide into 3"):
+    input_pipeline.get_local_dataset(_cfg(toy_task), shard_ids=(0,),
+                                     num_shards=3)

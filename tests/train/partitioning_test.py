@@ -3,6 +3,7 @@
 import jax
 import pytest
 
+from crs_tasks import errors
 from train import partitioning
 
 P = jax.sharding.PartitionSpec
@@ -22,9 +23,11 @@ def test_make_mesh_shapes_and_errors():
   assert mesh.devices.shape == (1, 1)
   n = len(jax.devices())
   assert partitioning.make_mesh().devices.shape == (n, 1)
-  with pytest.raises(ValueError, match="needs"):
+  # A user's mistake, with the fix (tests/train/distributed_test.py has the
+  # multi-process cases).
+  with pytest.raises(errors.UserError, match="needs"):
     partitioning.make_mesh(mesh_shape=(n + 1, 1))
-  with pytest.raises(ValueError, match="does not divide"):
+  with pytest.raises(errors.UserError, match="does not divide"):
     partitioning.make_mesh(num_partitions=n + 1)
 
 
