@@ -9,8 +9,8 @@ that 6 steps of 8 rows are exactly one epoch) on a 4x2 mesh, reading 2 input
 shards, and writes `<out>.<process>.json` (the per-step losses, training-eval
 metrics) and `<out>.<process>.rows.jsonl` (the rows, i.e. encoder inputs,
 this process built at each step, flushed as they are built). `--kill_after=K` makes
-the process SIGKILL itself once checkpoint K is on disk, when it fetches the
-next batch.
+the process SIGKILL itself once checkpoint K is on disk, at its next fetch
+of a batch.
 """
 
 import argparse
@@ -75,7 +75,9 @@ def main(argv):
   ckpt = os.path.join(args.model_dir, "checkpoints", str(args.kill_after))
 
   def recording_next(self):
-    if args.kill_after and self.position == args.kill_after:
+    # The first fetch after checkpoint K was issued (the trainer fetches
+    # batch K+1 before saving K, to check the weights on it).
+    if args.kill_after and self.position > args.kill_after:
       while not os.path.isdir(ckpt):  # Finalized (renamed from a tmp dir).
         time.sleep(0.05)
       os.kill(os.getpid(), signal.SIGKILL)
