@@ -136,9 +136,10 @@ def test_two_processes_train_like_one_and_resume_exactly(runs):
         [two["losses"][str(s)] for s in (4, 5, 6)],
         [ref[s] for s in (4, 5, 6)], rtol=RTOL)
   # Process 0 alone prints progress and writes TensorBoard: one event file
-  # per launch, with every step's loss (before the kill and after).
+  # per launch, with every step's loss (before the kill and after). The
+  # killed run got to step 4 (after checkpoint 3) and died fetching batch 5.
   killed0, killed1, restarted0, restarted1 = runs.outputs
-  assert _progress_steps(killed0) == [1, 2, 3]
+  assert _progress_steps(killed0) == [1, 2, 3, 4]
   assert _progress_steps(restarted0) == [4, 5, 6]
   assert _progress_steps(killed1) == _progress_steps(restarted1) == []
   train_dir = os.path.join(runs.two_dir, "train")
@@ -163,12 +164,12 @@ def test_each_example_of_the_epoch_is_built_once_across_processes(
   epoch = []
   for process, built in enumerate(runs.two_rows):
     positions = [position for position, _ in built]
-    # The killed run built batches 1-4 (4 to check the weights before saving
-    # checkpoint 3; never trained on), the restart 4-6 from position 3.
-    restart = positions.index(4, positions.index(4) + 1)
-    assert positions == [1, 2, 3, 4, 4, 5, 6]
-    assert built[3] == built[restart]  # The resumed stream is the same.
-    for position, rows in built[:3] + built[restart:]:
+    # The killed run built batches 1-4 and was killed fetching 5; the
+    # restart resumed at position 3: batches 4-6, and 7, which the trainer
+    # fetches to check the final weights before saving them.
+    assert positions == [1, 2, 3, 4, 4, 5, 6, 7]
+    assert built[3] == built[4]  # The resumed stream is the same.
+    for position, rows in built[:3] + built[4:7]:
       # Process p builds rows 4p..4p+3 of the 1-process run's global batch.
       assert rows == ref[position][4 * process:4 * (process + 1)]
       epoch.extend(tuple(r) for r in rows)
