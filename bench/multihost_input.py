@@ -3,7 +3,7 @@ r"""Per-host input time and step time with 1 and 2 processes, same global batch.
   python bench/multihost_input.py --batches=20 --steps=8
 
 Input: each process builds its rows of `--batches` global batches of
-`--batch_size` rows of `crs_sample_redial_v001` (lengths 512/128) through
+`--batch_size` rows of `crs_sample_redial_v002` (lengths 512/128) through
 `input_pipeline.get_local_dataset`: 1 process reads the whole batch, each of
 2 processes (run at the same time) reads its shard, half the rows. Prints
 each process's seconds (after the first batch, which pays for building the
@@ -30,7 +30,7 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TASK = "crs_sample_redial_v001"
+TASK = "crs_sample_redial_v002"
 LENGTHS = {"inputs": 512, "targets": 128}
 
 

@@ -29,7 +29,7 @@ LENGTHS = {"inputs": 512, "targets": 128}
 SAMPLE_TASKS = sorted(
     n for n in seqio.TaskRegistry.names()
     if n.startswith(("crs_sample_", "probe_sample_")))
-REAL_TASKS = ("crs_redial_v001", "crs_redial_cased_v001",
+REAL_TASKS = ("crs_redial_v002", "crs_redial_cased_v002",
               "crs_small_ml_sequences_v001", "crs_small_ml_tags_v001",
               "crs_small_ml_tags_reversed_v001")
 
@@ -60,12 +60,16 @@ def assert_shards_partition_split(task_name, split):
     shards = [_examples(task, split, seqio.ShardInfo(i, n)) for i in range(n)]
     assert sum(shards, collections.Counter()) == whole, (task_name, split, n)
     sizes = [sum(s.values()) for s in shards]
-    assert max(sizes) - min(sizes) <= max(1, 0.03 * min(sizes)), (
-        task_name, split, n, sizes)
+    # Source examples split to within one; a Task that filters (tags
+    # reversed) may drop its dropped examples all from one shard.
+    source = task.source.num_input_examples(split)  # None: not known.
+    dropped = (source or 0) - sum(whole.values())
+    assert max(sizes) - min(sizes) <= 1 + max(dropped, 0), (
+        task_name, split, n, sizes, dropped)
 
 
 @pytest.mark.parametrize("task_name", [
-    "crs_sample_redial_v001", "crs_sample_ml_tags_reversed_v001",
+    "crs_sample_redial_v002", "crs_sample_ml_tags_reversed_v001",
     "probe_sample_recommendation_v001"])
 def test_sample_task_shards_partition_validation_split(task_name):
   assert_shards_partition_split(task_name, "validation")
@@ -88,7 +92,7 @@ def test_every_sample_task_is_checked():
   assert len([n for n in SAMPLE_TASKS if n.startswith("probe_")]) == 4
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def real_tfds_dir(shared_data, tmp_path_factory):
   """The full ReDial prepared into a fresh TFDS dir (seconds)."""
   path = str(tmp_path_factory.mktemp("tfds_real"))
@@ -98,7 +102,7 @@ def real_tfds_dir(shared_data, tmp_path_factory):
   seqio.set_tfds_data_dir_override(None)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def real_movielens_tfds_dir(shared_data, real_tfds_dir):
   """Adds ml-latest-small's sequences and tags."""
   prepare.prepare(data_dir=real_tfds_dir,
@@ -110,7 +114,7 @@ def real_movielens_tfds_dir(shared_data, real_tfds_dir):
 @pytest.mark.shared_data
 def test_real_redial_shards_partition_validation_split(real_tfds_dir):
   del real_tfds_dir
-  assert_shards_partition_split("crs_redial_v001", "validation")
+  assert_shards_partition_split("crs_redial_v002", "validation")
 
 
 @pytest.mark.slow
