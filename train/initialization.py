@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from train import checkpointing
+from train import distributed
 
 PyTree = Any
 
@@ -100,6 +101,8 @@ def restore_or_initialize(
     initial_checkpoint_path: Optional[str],
     model_config: Any = None,
     restore_fallback: bool = False,
+    *,
+    num_input_shards: int = 1,
 ) -> tuple[PyTree, int]:
   """Latest checkpoint of MODEL_DIR, else initial params, else fresh init.
 
@@ -111,7 +114,8 @@ def restore_or_initialize(
   `<step>.unreadable` (never deleted) and the previous one is used.
 
   Returns:
-    `(state, data_position)`.
+    `(state, data_position)`: the position counts batches of every input
+    shard (the same on every process).
   """
   step = manager.latest_step()
   while step is not None:
@@ -123,7 +127,12 @@ def restore_or_initialize(
     except checkpointing.UnreadableCheckpointError as e:
       if not restore_fallback or e.previous is None:
         raise
-      moved = manager.move_aside(step)
+      if distributed.is_primary():  # One process renames; all re-read.
+        moved = manager.move_aside(step)
+      distributed.sync(f"move_aside_{step}")
+      if not distributed.is_primary():
+        manager.reload()
+        moved = f"{step}{checkpointing.UNREADABLE_SUFFIX}"
       print(f"{e.path}: checkpoint step {step} is unreadable; moved it to "
             f"{moved} (not deleted) and resuming from step {e.previous}.",
             flush=True)
@@ -131,6 +140,13 @@ def restore_or_initialize(
   if step is not None:
     logging.info("resumed from %s/%d (data position %d)", manager.directory,
                  step, meta["data_position"])
+    saved_shards = int(meta.get("num_input_shards", 1))
+    if saved_shards != num_input_shards:
+      logging.warning(
+          "checkpoint %d was trained on %d input shards, this run reads %d: "
+          "the data order differs from the uninterrupted run's (set "
+          "NUM_INPUT_SHARDS=%d to keep it)", step, saved_shards,
+          num_input_shards, saved_shards)
     state = state.replace(
         step=jax.device_put(jnp.asarray(step, jnp.int32), shardings.step),
         params=params, opt_state=opt_state)

@@ -22,11 +22,12 @@ import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
+import seqio
 import tensorflow as tf
 
 from train import checkpointing
+from train import distributed
 from train import finite_checks
 from train import initialization
 from train import input_pipeline
@@ -379,6 +380,8 @@ def _check_inputs_and_write_model_files(
   input_pipeline.get_provider(train_dataset_cfg)
   # An unprepared dataset fails here too ("run prepare first").
   input_pipeline.check_prepared(train_dataset_cfg)
+  if not distributed.is_primary():  # Files that exist once: process 0's.
+    return
   checkpointing.check_writable(model_dir)
   checkpointing.save_model_files(model_dir, model)
   if gin_config_str is not None:
@@ -394,6 +397,7 @@ def _save_checked(
     check_step: Callable[..., dict[str, Array]],
     dropout_rng: Array,
     data_sharding: jax.sharding.Sharding,
+    layout: distributed.DataLayout,
 ) -> Batch:
   """Saves `state` at `step` if its weights and their next step are finite.
 
@@ -404,13 +408,13 @@ def _save_checked(
     finite_checks.NonFiniteLossError: the weights must not be saved.
   """
   position = batches.position
-  peeked = jax.device_put(next(batches), data_sharding)
+  peeked = distributed.global_batch(next(batches), data_sharding, layout)
   finite_checks.check_before_save(
       step, summaries.host_metrics(
           check_step(state.params, peeked, dropout_rng, state.step)),
       last_ckpt)
   manager.save(step, params=state.params, opt_state=state.opt_state,
-               data_position=position)
+               data_position=position, num_input_shards=layout.num_shards)
   return peeked
 
 
@@ -429,6 +433,7 @@ def train(
     num_microbatches: int = 1,
     num_partitions: int = 1,
     mesh_shape: Optional[tuple[int, int]] = None,
+    num_input_shards: Optional[int] = None,
     initial_checkpoint_path: Optional[str] = None,
     learning_rate_fn: Optional[optax.Schedule] = None,
     random_seed: int = 0,
@@ -453,6 +458,9 @@ def train(
     num_partitions: model-parallel size (mesh 'model' axis).
     mesh_shape: explicit `(data, model)` mesh shape; overrides
       num_partitions.
+    num_input_shards: input shards of each global batch (None: one per
+      data-parallel process group; `distributed.data_layout`). Set it to
+      give runs on different numbers of processes the same batches.
     initial_checkpoint_path: params to start from when MODEL_DIR has no
       checkpoint (ours, or a Hugging Face T5 checkpoint).
     learning_rate_fn: the optimizer's schedule, for the `learning_rate`
@@ -482,6 +490,7 @@ def train(
                                 mesh_shape=mesh_shape)
   init_rng, dropout_rng = jax.random.split(jax.random.PRNGKey(random_seed))
   batch_size = train_dataset_cfg.batch_size
+  layout = distributed.data_layout(mesh, batch_size, num_input_shards)
   state, shardings = create_train_state(
       model, optimizer, mesh=mesh, init_rng=init_rng,
       input_shapes=_input_shapes(
@@ -498,15 +507,22 @@ def train(
       model_dir, keep=keep_checkpoints, fallback_hint=_FALLBACK_HINT)
   state, position = initialization.restore_or_initialize(
       manager, state, shardings, initial_checkpoint_path,
-      getattr(model.module, "config", None), restore_fallback)
+      getattr(model.module, "config", None), restore_fallback,
+      num_input_shards=layout.num_shards)
+  # Each process reads only its input shards and builds its rows.
   batches = input_pipeline.BatchIterator(
-      lambda: input_pipeline.get_dataset(train_dataset_cfg), position)
-  eval_datasets = input_pipeline.get_eval_datasets(train_eval_dataset_cfg) if (
-      train_eval_dataset_cfg is not None and eval_period) else {}
+      lambda: input_pipeline.get_local_dataset(
+          train_dataset_cfg, shard_ids=layout.shard_ids,
+          num_shards=layout.num_shards), position)
+  eval_datasets = input_pipeline.get_eval_datasets(
+      train_eval_dataset_cfg,
+      shard_info=seqio.ShardInfo(layout.group_index, layout.num_groups),
+      batch_size=layout.local_batch_size) if (
+          train_eval_dataset_cfg is not None and eval_period) else {}
 
   # ------------------------------ Loop -------------------------------------
   loop = _LoopConfig(
-      model_dir=model_dir, total_steps=total_steps, batch_size=batch_size,
+      model_dir=model_dir, total_steps=total_steps, layout=layout,
       train_step=train_step, eval_step=eval_step, check_step=check_step,
       dropout_rng=dropout_rng, data_sharding=data_sharding,
       eval_datasets=eval_datasets, eval_period=eval_period,
@@ -521,7 +537,7 @@ class _LoopConfig:
 
   model_dir: str
   total_steps: int
-  batch_size: int
+  layout: distributed.DataLayout
   train_step: StepFn
   eval_step: Callable[..., dict[str, Array]]
   check_step: Callable[..., dict[str, Array]]
@@ -554,15 +570,17 @@ def _loop(
   result = TrainResult(cfg.model_dir, start_step, {}, {}, None, start_step,
                        model)
   last_ckpt = manager.latest_step()
-  writers = {"train": summaries.MetricWriter(cfg.model_dir, "train")}
+  primary = distributed.is_primary()  # Writes summaries, prints progress.
+  writers = {"train": summaries.MetricWriter(cfg.model_dir, "train")
+             } if primary else {}
   timer = summaries.Throughput(start_step)
   logging.info("training %s from step %d to %d", cfg.model_dir, start_step,
                total_steps)
   peeked = None  # The next batch, fetched early to check a checkpoint.
   try:
     for step in range(start_step + 1, total_steps + 1):
-      batch = peeked if peeked is not None else jax.device_put(
-          next(batches), cfg.data_sharding)
+      batch = peeked if peeked is not None else distributed.global_batch(
+          next(batches), cfg.data_sharding, cfg.layout)
       peeked = None
       state, metrics = cfg.train_step(state, batch, cfg.dropout_rng)
       metrics = summaries.host_metrics(metrics)
@@ -571,22 +589,24 @@ def _loop(
           "loss_per_target_token", metrics["loss"])
       timer.add(metrics)
       last = step == total_steps
-      if step % cfg.log_period == 0 or last:
+      if primary and (step % cfg.log_period == 0 or last):
         summaries.log_progress(writers["train"], step, total_steps, metrics,
                                timer)
       if cfg.eval_datasets and (step % cfg.eval_period == 0 or last):
         eval_metrics = training_eval.run_training_eval(
             cfg.eval_step, state.params, cfg.eval_datasets,
-            batch_size=cfg.batch_size, data_sharding=cfg.data_sharding,
-            max_batches=cfg.eval_steps)
+            batch_size=cfg.layout.local_batch_size,
+            data_sharding=cfg.data_sharding, max_batches=cfg.eval_steps,
+            layout=cfg.layout)
         result.eval_metrics[step] = eval_metrics
-        training_eval.write_eval_metrics(writers, cfg.model_dir, step,
-                                         eval_metrics)
+        if primary:
+          training_eval.write_eval_metrics(writers, cfg.model_dir, step,
+                                           eval_metrics)
         logging.info("step %d training eval: %s", step, eval_metrics)
       if step % cfg.checkpoint_period == 0 or last:
         peeked = _save_checked(manager, step, state, batches, last_ckpt,
                                cfg.check_step, cfg.dropout_rng,
-                               cfg.data_sharding)
+                               cfg.data_sharding, cfg.layout)
         last_ckpt = step
   finally:
     manager.close()

@@ -12,8 +12,10 @@ means weighted by the target tokens. `write_eval_metrics` writes them to
 from typing import Any, Callable, Mapping, Optional
 
 import jax
+import numpy as np
 import tensorflow as tf
 
+from train import distributed
 from train import input_pipeline
 from train import summaries
 
@@ -29,31 +31,41 @@ def run_training_eval(
     batch_size: int,
     data_sharding: jax.sharding.Sharding,
     max_batches: Optional[int] = None,
+    layout: Optional[distributed.DataLayout] = None,
 ) -> dict[str, float]:
   """Token-weighted eval metrics per task, named `training_eval/<task>/...`.
+
+  With several processes each reads its own shard of every task (`datasets`)
+  and builds its rows of each global batch; they step together until every
+  process has run out, the ones done early feeding all-padding rows, which
+  count for nothing.
 
   Args:
     eval_step: compiled `eval_step(params, batch)`.
     params: model params.
-    datasets: `{task: batched dataset}` from `get_eval_datasets`.
-    batch_size: rows per compiled batch (the last batch is zero-padded).
+    datasets: `{task: batched dataset}` from `get_eval_datasets` (this
+      process's shard).
+    batch_size: this process's rows per compiled batch (the last batch is
+      zero-padded); the global batch when there is one process.
     data_sharding: sharding of batches.
     max_batches: per-task cap (None: the whole split).
+    layout: the processes' data layout (None: one process).
 
   Returns:
     `{"training_eval/<task>/loss_per_target_token": ..., ".../accuracy":
     ..., ".../num_target_tokens": ...}`; additive metrics are divided by the
     target tokens, means are weighted by them.
   """
+  if layout is None:
+    layout = distributed.DataLayout(batch_size, 1, (0,))
   out = {}
   for task, ds in datasets.items():
     if max_batches is not None:
       ds = ds.take(max_batches)
     totals: dict[str, float] = {}
-    for batch in ds.as_numpy_iterator():
-      batch = input_pipeline.pad_batch(batch, batch_size)
-      metrics = summaries.host_metrics(
-          eval_step(params, jax.device_put(batch, data_sharding)))
+    for batch in _lockstep_batches(ds, batch_size):
+      batch = distributed.global_batch(batch, data_sharding, layout)
+      metrics = summaries.host_metrics(eval_step(params, batch))
       for name, value in metrics.items():
         # Means are weighted by the batch's tokens (padded rows have none).
         weight = (1.0 if summaries.is_additive(name)
@@ -71,6 +83,26 @@ def run_training_eval(
       elif name != "loss_per_target_token":
         out[prefix + name] = value / tokens
   return out
+
+
+def _lockstep_batches(ds: tf.data.Dataset, batch_size: int):
+  """`ds`'s batches padded to `batch_size` rows, while any process has one.
+
+  A process whose shard ran out yields all-padding batches until every
+  process has (one small collective per batch when there are several).
+  """
+  it = ds.as_numpy_iterator()
+  several = jax.process_count() > 1
+  while True:
+    batch = next(it, None)
+    if several and not any(distributed.allgather_objects(batch is not None)):
+      return
+    if batch is None:
+      if not several:
+        return
+      batch = {k: np.zeros((0, *spec.shape[1:]), spec.dtype.as_numpy_dtype)
+               for k, spec in ds.element_spec.items()}
+    yield input_pipeline.pad_batch(batch, batch_size)
 
 
 def write_eval_metrics(writers: dict[str, summaries.MetricWriter],
