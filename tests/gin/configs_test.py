@@ -39,16 +39,16 @@ GIN_FILES = sorted(
 # the file.
 KNOWN_BINDINGS = {
     "experiments/sample_tiny.gin": (
-        "%MIXTURE_OR_TASK_NAME", "crs_sample_t5cr_v001"),
+        "%MIXTURE_OR_TASK_NAME", "crs_sample_t5cr_v002"),
     "experiments/study_common.gin": ("%TRAIN_STEPS", 600),
     "experiments/study_redial_only.gin": (
-        "%MIXTURE_OR_TASK_NAME", "crs_redial_only_v001"),
+        "%MIXTURE_OR_TASK_NAME", "crs_redial_only_v002"),
     "experiments/study_redial_sequences.gin": (
-        "%MIXTURE_OR_TASK_NAME", "crs_small_redial_sequences_v001"),
+        "%MIXTURE_OR_TASK_NAME", "crs_small_redial_sequences_v002"),
     "experiments/study_redial_tags.gin": (
-        "%MIXTURE_OR_TASK_NAME", "crs_small_redial_tags_v001"),
+        "%MIXTURE_OR_TASK_NAME", "crs_small_redial_tags_v002"),
     "experiments/study_t5cr_no_reviews.gin": (
-        "%MIXTURE_OR_TASK_NAME", "crs_small_t5cr_no_reviews_v001"),
+        "%MIXTURE_OR_TASK_NAME", "crs_small_t5cr_no_reviews_v002"),
     "models/t5_1_0.gin": ("network.T5Config.mlp_activations", ("relu",)),
     "models/t5_1_0_tiny.gin": ("network.T5Config.emb_dim", 128),
     "models/t5_1_0_small.gin": ("network.T5Config.num_heads", 8),
