@@ -98,8 +98,23 @@ def real_tfds_dir(shared_data, tmp_path_factory):
   path = str(tmp_path_factory.mktemp("tfds_real"))
   prepare.prepare(data_dir=path, redial_dir=str(shared_data / "redial"))
   seqio.set_tfds_data_dir_override(path)
+  _forget_tfds_dirs()
   yield path
   seqio.set_tfds_data_dir_override(None)
+  _forget_tfds_dirs()
+
+
+def _forget_tfds_dirs():
+  """Drops the data dir each Task's TFDS loader kept from an earlier test.
+
+  seqio's LazyTfdsLoader keeps the first override it saw, so a Task read by
+  an earlier test in the same process would still read that test's dir.
+  """
+  for name in seqio.TaskRegistry.names():
+    loader = getattr(seqio.TaskRegistry.get(name).source, "_tfds_dataset",
+                     None)
+    if loader is not None and hasattr(loader, "_data_dir_override"):
+      loader._data_dir_override = None  # pylint: disable=protected-access
 
 
 @pytest.fixture
