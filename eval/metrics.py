@@ -32,6 +32,7 @@ ours is the number they meant; the literal one is not comparable with it.
 import collections
 import math
 import re
+import statistics
 from typing import Any, Iterable, Mapping, Optional, Sequence, Union
 
 import numpy as np
@@ -316,19 +317,60 @@ def distinct(targets: Optional[Sequence[Any]],
 # ================================== rank/ ===================================
 
 
+def wilson_interval(
+    successes: int, n: int, confidence: float = 0.95
+) -> tuple[float, float]:
+  """Wilson score interval of a binomial proportion.
+
+  Args:
+    successes: number of successes k, 0 <= k <= n.
+    n: number of trials (> 0).
+    confidence: two-sided coverage, in (0, 1).
+
+  Returns:
+    `(low, high)`; e.g. k = 8, n = 10 at 95% gives about (0.490, 0.943).
+  """
+  if n <= 0:
+    raise ValueError(f"n must be > 0, got {n}")
+  if not 0 <= successes <= n:
+    raise ValueError(f"successes must be in [0, {n}], got {successes}")
+  if not 0.0 < confidence < 1.0:
+    raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+  z = statistics.NormalDist().inv_cdf(0.5 + confidence / 2)
+  p = successes / n
+  denom = 1 + z * z / n
+  center = (p + z * z / (2 * n)) / denom
+  half = z / denom * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+  # The bounds are exactly 0 at k = 0 and 1 at k = n (avoid round-off).
+  low = 0.0 if successes == 0 else max(0.0, center - half)
+  high = 1.0 if successes == n else min(1.0, center + half)
+  return low, high
+
+
 def recall_from_ranks(
     ranks: Sequence[float],
     ks: Sequence[int] = (1, 10, 50),
     prefix: str = "rank",
+    confidence: float = 0.95,
 ) -> dict[str, float]:
   """`{prefix}/recall@{k}` (0-100) and `{prefix}/num_samples` from 1-based
-  label ranks (`inf` = miss).
+  label ranks (`inf` = miss), with the Wilson interval of each recall as
+  `{prefix}/recall@{k}/ci_low` and `.../ci_high` (0-100, at `confidence`).
+
+  The interval treats samples as independent; the samples of one turn
+  share a context, so it is somewhat too narrow. No interval without
+  samples.
   """
   ranks = np.asarray(ranks, dtype=np.float64)
   out = {}
   for k in ks:
+    hits = int(np.sum(ranks <= k))
     out[f"{prefix}/recall@{k}"] = (
-        100.0 * float(np.mean(ranks <= k)) if ranks.size else 0.0)
+        100.0 * hits / ranks.size if ranks.size else 0.0)
+    if ranks.size:
+      low, high = wilson_interval(hits, ranks.size, confidence)
+      out[f"{prefix}/recall@{k}/ci_low"] = 100.0 * low
+      out[f"{prefix}/recall@{k}/ci_high"] = 100.0 * high
   out[f"{prefix}/num_samples"] = float(ranks.size)
   return out
 

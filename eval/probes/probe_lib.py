@@ -23,9 +23,7 @@ combination probes. Metric names: `probe/<name>/accuracy`, `.../ci_low`,
 `.../num_pairs`.
 """
 
-import math
 import os
-import statistics
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 from absl import logging
@@ -33,42 +31,13 @@ import numpy as np
 
 from crs_tasks import probe_builders as builders
 from crs_tasks import probe_io
+from eval.metrics import wilson_interval
 
 # (inputs [N], targets [N]) -> log p(targets | inputs) [N].
 PairScoreFn = Callable[[Sequence[str], Sequence[str]], np.ndarray]
 # (PairScoreFn) -> metrics: one probe as `eval.evaluation` runs it.
 ProbeFn = Callable[[PairScoreFn], dict]
 REQUIRED_FIELDS = ("inputs", "targets", "negative_targets")
-
-
-def wilson_interval(
-    successes: int, n: int, confidence: float = 0.95
-) -> tuple[float, float]:
-  """Wilson score interval of a binomial proportion.
-
-  Args:
-    successes: number of successes k, 0 <= k <= n.
-    n: number of trials (> 0).
-    confidence: two-sided coverage, in (0, 1).
-
-  Returns:
-    `(low, high)`; e.g. k = 8, n = 10 at 95% gives about (0.490, 0.943).
-  """
-  if n <= 0:
-    raise ValueError(f"n must be > 0, got {n}")
-  if not 0 <= successes <= n:
-    raise ValueError(f"successes must be in [0, {n}], got {successes}")
-  if not 0.0 < confidence < 1.0:
-    raise ValueError(f"confidence must be in (0, 1), got {confidence}")
-  z = statistics.NormalDist().inv_cdf(0.5 + confidence / 2)
-  p = successes / n
-  denom = 1 + z * z / n
-  center = (p + z * z / (2 * n)) / denom
-  half = z / denom * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-  # The bounds are exactly 0 at k = 0 and 1 at k = n (avoid round-off).
-  low = 0.0 if successes == 0 else max(0.0, center - half)
-  high = 1.0 if successes == n else min(1.0, center + half)
-  return low, high
 
 
 def pair_metrics(

@@ -25,28 +25,6 @@ def _examples(n=4, name="recommendation"):
   ]
 
 
-def test_wilson_interval_by_hand():
-  # k = 8, n = 10: p = .8, z^2 = 3.8415, denom = 1.38415,
-  # center = (.8 + .19207) / 1.38415 = .71674,
-  # half = 1.95996 / 1.38415 * sqrt(.016 + .0096036) = .22658.
-  low, high = probe_lib.wilson_interval(8, 10)
-  assert low == pytest.approx(0.71674 - 0.22658, abs=1e-4)
-  assert high == pytest.approx(0.71674 + 0.22658, abs=1e-4)
-  # k = n: low = n / (n + z^2), high = 1.
-  low, high = probe_lib.wilson_interval(10, 10)
-  assert low == pytest.approx(10 / (10 + Z95**2))
-  assert high == 1.0
-  # k = 0 mirrors it.
-  low, high = probe_lib.wilson_interval(0, 10)
-  assert low == 0.0 and high == pytest.approx(1 - 10 / (10 + Z95**2))
-  # 99% is wider than 95%.
-  low99, high99 = probe_lib.wilson_interval(8, 10, 0.99)
-  assert low99 < 0.71674 - 0.22658 and high99 > 0.71674 + 0.22658
-  for bad in ((11, 10), (-1, 10), (0, 0)):
-    with pytest.raises(ValueError):
-      probe_lib.wilson_interval(*bad)
-
-
 def test_pair_metrics_all_correct_and_ties():
   metrics = probe_lib.pair_metrics(
       "attribute", [-1.0, -2.0, -3.0, -1.0], [-5.0, -2.0, -4.0, -9.0]
