@@ -181,8 +181,10 @@ def aggregate(runs: Sequence[Run]) -> dict[str, dict[str, Stat]]:
 def metric_columns(groups: Mapping[str, Mapping[str, Stat]]) -> list[str]:
   """Every metric name, grouped by family (`gen/`, `rec/`, ..., `probe/`).
 
-  Probe confidence bounds and pair counts are left out of the columns (they
-  are drawn as error bars); everything else is kept.
+  Confidence bounds (probe accuracies and recall@k, `.../ci_low` and
+  `.../ci_high`) and probe pair counts are left out of the columns: they are
+  shown inside their metric's cell and drawn as error bars; everything else
+  is kept.
 
   Args:
     groups: output of `aggregate`.
@@ -194,7 +196,7 @@ def metric_columns(groups: Mapping[str, Mapping[str, Stat]]) -> list[str]:
   names = {
       n
       for n in names
-      if not re.search(r"probe/[^/]+/(ci_low|ci_high|num_pairs)$", n)
+      if not re.search(r"(/ci_low|/ci_high|probe/[^/]+/num_pairs)$", n)
   }
 
   def key(name):
@@ -224,6 +226,19 @@ def format_stat(stat: Optional[Stat], digits: int = 2) -> str:
   return f"{stat.mean:.{digits}f}"
 
 
+def _cell(by_metric: Mapping[str, Stat], name: str, digits: int) -> str:
+  """`format_stat` of `name`; a single run's recall@k with its interval,
+  `"12.60 [7.60, 19.40]"`, when `name/ci_low` and `name/ci_high` exist.
+  """
+  stat = by_metric.get(name)
+  low, high = by_metric.get(f"{name}/ci_low"), by_metric.get(f"{name}/ci_high")
+  if (stat is not None and stat.n == 1 and low is not None
+      and high is not None and _RECALL_RE.match(name)):
+    return (f"{stat.mean:.{digits}f} [{low.mean:.{digits}f}, "
+            f"{high.mean:.{digits}f}]")
+  return format_stat(stat, digits)
+
+
 def markdown_table(
     groups: Mapping[str, Mapping[str, Stat]],
     columns: Optional[Sequence[str]] = None,
@@ -238,6 +253,8 @@ def markdown_table(
 
   Returns:
     The table, ending with a newline. The `runs` column counts the seeds.
+    Several runs: `mean ± std`; one run's recall@k: `value [ci_low,
+    ci_high]` (its 95% Wilson interval, from `eval.metrics`).
   """
   columns = metric_columns(groups) if columns is None else list(columns)
   header = ["model", "runs"] + columns
@@ -248,7 +265,7 @@ def markdown_table(
   for label, by_metric in groups.items():
     runs = max((s.n for s in by_metric.values()), default=0)
     cells = [label, str(runs)]
-    cells += [format_stat(by_metric.get(c), digits) for c in columns]
+    cells += [_cell(by_metric, c, digits) for c in columns]
     lines.append("| " + " | ".join(cells) + " |")
   return "\n".join(lines) + "\n"
 
@@ -306,6 +323,9 @@ def plot_recall_curves(
 ) -> bool:
   """Recall@k against k: one line per label and recall family.
 
+  Error bars: the sample std over seeds, or, for a single run, its
+  confidence interval (`recall@k/ci_low` to `ci_high`) when reported.
+
   Args:
     groups: output of `aggregate`.
     path: PNG file to write.
@@ -324,10 +344,18 @@ def plot_recall_curves(
   fig, ax = plt.subplots(figsize=(6, 4))
   for (label, prefix), by_k in sorted(curves.items()):
     ks = sorted(by_k)
+    means = [by_k[k].mean for k in ks]
+    yerr = [by_k[k].std for k in ks]
+    bounds = [(groups[label].get(f"{prefix}recall@{k}/ci_low"),
+               groups[label].get(f"{prefix}recall@{k}/ci_high")) for k in ks]
+    if all(by_k[k].n == 1 for k in ks) and all(
+        low is not None and high is not None for low, high in bounds):
+      yerr = [[m - low.mean for m, (low, _) in zip(means, bounds)],
+              [high.mean - m for m, (_, high) in zip(means, bounds)]]
     ax.errorbar(
         ks,
-        [by_k[k].mean for k in ks],
-        yerr=[by_k[k].std for k in ks],
+        means,
+        yerr=yerr,
         marker="o",
         capsize=3,
         label=f"{label} {prefix.rstrip('/')}".strip(),

@@ -77,6 +77,26 @@ def test_markdown_table_cells():
   assert table[3] == "| b | 1 | – | 2.00 | 7.50 | 60.00 |"
 
 
+def test_markdown_table_single_run_recall_shows_its_interval():
+  groups = reporting.aggregate([
+      reporting.Run("a", "d1", 1, {"rank/recall@10": 12.6,
+                                   "rank/recall@10/ci_low": 7.6,
+                                   "rank/recall@10/ci_high": 19.4}),
+      reporting.Run("b", "d2", 1, {"rank/recall@10": 10.0,
+                                   "rank/recall@10/ci_low": 5.0,
+                                   "rank/recall@10/ci_high": 17.0}),
+      reporting.Run("b", "d3", 1, {"rank/recall@10": 14.0,
+                                   "rank/recall@10/ci_low": 9.0,
+                                   "rank/recall@10/ci_high": 21.0}),
+  ])
+  table = reporting.markdown_table(groups).splitlines()
+  # The bounds are no columns of their own.
+  assert table[0] == "| model | runs | rank/recall@10 |"
+  assert table[2] == "| a | 1 | 12.60 [7.60, 19.40] |"
+  # Several seeds: mean ± std over seeds, as for every metric.
+  assert table[3] == "| b | 2 | 12.00 ± 2.83 |"
+
+
 def test_write_report_table_and_pngs(tmp_path):
   dirs = []
   for i, (mix, r1, r10, acc) in enumerate([
@@ -104,6 +124,18 @@ def test_write_report_table_and_pngs(tmp_path):
     with open(written[kind], "rb") as f:
       data = f.read()
     assert data[:8] == PNG_MAGIC and len(data) > 1000
+
+
+def test_recall_plot_of_a_single_run_with_intervals(tmp_path):
+  d = write_metrics(str(tmp_path / "m"), 600, {
+      "rank/recall@1": 0.0, "rank/recall@1/ci_low": 0.0,
+      "rank/recall@1/ci_high": 2.9, "rank/recall@10": 3.1,
+      "rank/recall@10/ci_low": 1.2, "rank/recall@10/ci_high": 7.8})
+  written = reporting.write_report(model_dirs=[d],
+                                   output_dir=str(tmp_path / "r"))
+  with open(written["recall"], "rb") as f:
+    assert f.read(8) == PNG_MAGIC
+  assert "| 1 | 3.10 [1.20, 7.80] |" in open(written["report"]).read()
 
 
 def test_write_report_labels_override_and_mismatch(tmp_path):
