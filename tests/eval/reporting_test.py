@@ -135,7 +135,8 @@ def test_recall_plot_of_a_single_run_with_intervals(tmp_path):
                                    output_dir=str(tmp_path / "r"))
   with open(written["recall"], "rb") as f:
     assert f.read(8) == PNG_MAGIC
-  assert "| 1 | 3.10 [1.20, 7.80] |" in open(written["report"]).read()
+  assert "| m | 1 | 0.00 [0.00, 2.90] | 3.10 [1.20, 7.80] |" in open(
+      written["report"]).read()
 
 
 def test_write_report_labels_override_and_mismatch(tmp_path):
