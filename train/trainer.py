@@ -1,11 +1,12 @@
-"""Trainer: pure jit-compiled step functions and a thin, resumable loop.
+"""Trainer: the jit-compiled steps and a thin, resumable loop.
 
-`make_train_step` / `make_eval_step` build pure functions of
-(state, batch, rng); they are compiled with explicit in/out shardings on a
-('data', 'model') mesh from `train/partitioning.py` (params and optimizer
-state placed by logical axis rules, batches split over 'data'). The dropout
-RNG of step s is `jax.random.fold_in(base_rng, s)`, so a run resumed at step
-k draws the same RNGs as an uninterrupted one.
+The pure step functions (`make_train_step`, `make_eval_step`,
+`make_check_step`, `TrainState`) live in `train/steps.py`; here they are
+compiled with explicit in/out shardings on a ('data', 'model') mesh from
+`train/partitioning.py` (params and optimizer state placed by logical axis
+rules, batches split over 'data'). The dropout RNG of step s is
+`jax.random.fold_in(base_rng, s)`, so a run resumed at step k draws the
+same RNGs as an uninterrupted one.
 
 `train(...)` is the loop: restore-or-init, then per step fetch a batch, step,
 log, evaluate (`training_eval/<task>`), checkpoint. Each section calls a named
@@ -18,7 +19,6 @@ import dataclasses
 from typing import Any, Callable, Mapping, Optional
 
 from absl import logging
-import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -32,20 +32,22 @@ from train import finite_checks
 from train import initialization
 from train import input_pipeline
 from train import partitioning
+from train import steps
 from train import summaries
 from train import training_eval
 
 Array = jax.Array
 PyTree = Any
-Batch = Mapping[str, Array]
-StepFn = Callable[..., tuple["TrainState", dict[str, Array]]]
+Batch = steps.Batch
+StepFn = steps.StepFn
 
-
-@flax.struct.dataclass
-class TrainState:
-  step: Array  # int32 scalar: optimizer updates applied so far.
-  params: PyTree
-  opt_state: PyTree
+# The pure steps, re-exported for callers of `train.trainer`.
+TrainState = steps.TrainState
+step_rng = steps.step_rng
+accumulate_grads = steps.accumulate_grads
+make_train_step = steps.make_train_step
+make_check_step = steps.make_check_step
+make_eval_step = steps.make_eval_step
 
 
 @dataclasses.dataclass
@@ -73,192 +75,16 @@ class TrainResult:
 
 
 # ---------------------------------------------------------------------------
-# Pure step functions.
-# ---------------------------------------------------------------------------
-
-
-def step_rng(base_rng: Array, step: Array) -> Array:
-  """The dropout RNG of step `step`: `fold_in(base_rng, step)`."""
-  return jax.random.fold_in(base_rng, step)
-
-
-def _batch_base_metrics(batch: Batch) -> dict[str, Array]:
-  weights = batch["decoder_loss_weights"]
-  return {
-      "num_target_tokens": jnp.sum(weights > 0).astype(jnp.float32),
-      "num_input_tokens": jnp.sum(
-          batch["encoder_input_tokens"] > 0).astype(jnp.float32),
-      "num_examples": jnp.sum(
-          jnp.any(weights > 0, axis=-1)).astype(jnp.float32),
-  }
-
-
-def accumulate_grads(
-    loss_fn: Callable[..., tuple[Array, dict[str, Array]]],
-    params: PyTree,
-    batch: Batch,
-    rng: Array,
-    num_microbatches: int = 1,
-) -> tuple[Array, PyTree, dict[str, Array]]:
-  """Loss, gradient and metrics of `batch`, computed in microbatches.
-
-  The batch is split into `num_microbatches` equal slices along axis 0; their
-  losses, gradients and additive metrics (`summaries.is_additive`) are
-  summed and the
-  other metrics averaged. For a loss
-  that is a sum over target tokens (`loss_normalizing_factor=None`) or
-  divided by a constant, the sum equals the full-batch loss and gradient;
-  microbatch i uses dropout RNG `fold_in(rng, i)`.
-
-  Args:
-    loss_fn: `(params, batch, dropout_rng) -> (loss, metrics)`.
-    params: model params.
-    batch: dict of `[batch, ...]` arrays.
-    rng: dropout RNG of this step.
-    num_microbatches: slices; must divide the batch size.
-
-  Returns:
-    `(loss, grads, metrics)`.
-  """
-  grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-  if num_microbatches <= 1:
-    (loss, metrics), grads = grad_fn(params, batch, rng)
-    return loss, grads, metrics
-  size = jax.tree.leaves(batch)[0].shape[0]
-  if size % num_microbatches:
-    raise ValueError(
-        f"batch size {size} is not divisible by num_microbatches "
-        f"{num_microbatches}"
-    )
-  micro = jax.tree.map(
-      lambda x: x.reshape((num_microbatches, -1) + x.shape[1:]), batch
-  )
-
-  def body(carry, inputs):
-    index, microbatch = inputs
-    (loss, metrics), grads = grad_fn(
-        params, microbatch, jax.random.fold_in(rng, index)
-    )
-    return jax.tree.map(jnp.add, carry, (loss, grads, metrics)), None
-
-  first = jax.tree.map(lambda x: x[0], micro)
-  zeros = jax.tree.map(
-      jnp.zeros_like,
-      jax.eval_shape(lambda: grad_fn(params, first, rng)),
-  )
-  (loss, metrics), grads = zeros
-  carry = (loss, grads, metrics)
-  (loss, grads, metrics), _ = jax.lax.scan(
-      body, carry, (jnp.arange(num_microbatches), micro)
-  )
-  metrics = {
-      k: v if summaries.is_additive(k) else v / num_microbatches
-      for k, v in metrics.items()
-  }
-  return loss, grads, metrics
-
-
-def make_train_step(
-    loss_fn: Callable[..., tuple[Array, dict[str, Array]]],
-    optimizer: optax.GradientTransformation,
-    *,
-    num_microbatches: int = 1,
-    learning_rate_fn: Optional[optax.Schedule] = None,
-) -> StepFn:
-  """Returns the pure `train_step(state, batch, base_rng)`.
-
-  Args:
-    loss_fn: the model's `loss_fn(params, batch, dropout_rng)`.
-    optimizer: an optax transformation.
-    num_microbatches: gradient-accumulation slices per batch.
-    learning_rate_fn: schedule of step, only for the `learning_rate` metric.
-
-  Returns:
-    `train_step(state, batch, base_rng) -> (new_state, metrics)`.
-  """
-
-  def train_step(state: TrainState, batch: Batch, base_rng: Array):
-    rng = step_rng(base_rng, state.step)
-    loss, grads, metrics = accumulate_grads(
-        loss_fn, state.params, batch, rng, num_microbatches
-    )
-    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
-    metrics = dict(metrics)
-    metrics.update(_batch_base_metrics(batch))
-    metrics["loss"] = loss
-    metrics["grad_norm"] = optax.global_norm(grads)
-    if learning_rate_fn is not None:
-      metrics["learning_rate"] = jnp.asarray(
-          learning_rate_fn(state.step), jnp.float32
-      )
-    new_state = TrainState(
-        step=state.step + 1, params=params, opt_state=opt_state
-    )
-    return new_state, metrics
-
-  return train_step
-
-
-def make_check_step(
-    loss_fn: Callable[..., tuple[Array, dict[str, Array]]],
-    *,
-    num_microbatches: int = 1,
-) -> Callable[..., dict[str, Array]]:
-  """Returns `check_step(params, batch, base_rng, step) -> metrics`.
-
-  What the next train step would compute from `params` (same batch, same
-  dropout RNG), without updating anything: `loss`, `grad_norm` and
-  `params_finite` (1.0 when every parameter is finite). The trainer runs it
-  before each save, so a checkpoint is never written from weights that are
-  not finite or whose next loss or gradient norm is not.
-
-  Args:
-    loss_fn: the model's `loss_fn(params, batch, dropout_rng)`.
-    num_microbatches: as in `make_train_step`.
-
-  Returns:
-    The pure function.
-  """
-
-  def check_step(params: PyTree, batch: Batch, base_rng: Array, step: Array):
-    loss, grads, _ = accumulate_grads(
-        loss_fn, params, batch, step_rng(base_rng, step), num_microbatches)
-    finite = jnp.stack(
-        [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(params)])
-    return {
-        "loss": loss,
-        "grad_norm": optax.global_norm(grads),
-        "params_finite": jnp.all(finite).astype(jnp.float32),
-    }
-
-  return check_step
-
-
-def make_eval_step(
-    loss_fn: Callable[..., tuple[Array, dict[str, Array]]],
-) -> Callable[[PyTree, Batch], dict[str, Array]]:
-  """Returns the pure `eval_step(params, batch) -> metrics` (no dropout)."""
-
-  def eval_step(params: PyTree, batch: Batch):
-    loss, metrics = loss_fn(params, batch, None)
-    metrics = dict(metrics)
-    metrics.update(_batch_base_metrics(batch))
-    metrics["loss"] = loss
-    return metrics
-
-  return eval_step
-
-
-# ---------------------------------------------------------------------------
 # State creation and sharding.
 # ---------------------------------------------------------------------------
 
 
-def _input_shapes(batch_size: int, lengths: Mapping[str, int]):
+def _input_shapes(cfg: input_pipeline.DatasetConfig):
+  """Model feature shapes of one global batch of `cfg`, for the init."""
+  lengths = cfg.task_feature_lengths
   return {
-      "encoder_input_tokens": (batch_size, lengths["inputs"]),
-      "decoder_input_tokens": (batch_size, lengths["targets"]),
+      "encoder_input_tokens": (cfg.batch_size, lengths["inputs"]),
+      "decoder_input_tokens": (cfg.batch_size, lengths["targets"]),
   }
 
 
@@ -269,7 +95,7 @@ def create_train_state(
     mesh: jax.sharding.Mesh,
     init_rng: Array,
     input_shapes: Mapping[str, tuple[int, ...]],
-) -> tuple[TrainState, TrainState]:
+) -> tuple[steps.TrainState, steps.TrainState]:
   """Initializes params and optimizer state directly in their shardings.
 
   Args:
@@ -295,7 +121,7 @@ def create_train_state(
   opt_shardings = partitioning.opt_state_shardings(
       jax.eval_shape(optimizer.init, params), params, param_shardings, mesh)
   opt_state = jax.jit(optimizer.init, out_shardings=opt_shardings)(params)
-  state = TrainState(
+  state = steps.TrainState(
       step=jax.device_put(jnp.zeros((), jnp.int32),
                           partitioning.replicated(mesh)),
       params=params,
@@ -310,7 +136,7 @@ def compile_steps(
     optimizer: optax.GradientTransformation,
     *,
     mesh: jax.sharding.Mesh,
-    state_shardings: TrainState,
+    state_shardings: steps.TrainState,
     num_microbatches: int = 1,
     learning_rate_fn: Optional[optax.Schedule] = None,
 ) -> tuple[StepFn, Callable[..., dict[str, Array]]]:
@@ -323,7 +149,7 @@ def compile_steps(
   data = partitioning.batch_sharding(mesh)
   replicated = partitioning.replicated(mesh)
   train_step = jax.jit(
-      make_train_step(
+      steps.make_train_step(
           model.loss_fn,
           optimizer,
           num_microbatches=num_microbatches,
@@ -334,7 +160,7 @@ def compile_steps(
       donate_argnums=(0,),
   )
   eval_step = jax.jit(
-      make_eval_step(model.loss_fn),
+      steps.make_eval_step(model.loss_fn),
       in_shardings=(state_shardings.params, data),
       out_shardings=replicated,
   )
@@ -346,14 +172,14 @@ def compile_check_step(
     model: Any,
     *,
     mesh: jax.sharding.Mesh,
-    state_shardings: TrainState,
+    state_shardings: steps.TrainState,
     num_microbatches: int = 1,
 ) -> Callable[..., dict[str, Array]]:
   """jit-compiles `make_check_step` like the train step (nothing donated)."""
   data = partitioning.batch_sharding(mesh)
   replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
   check_step = jax.jit(
-      make_check_step(model.loss_fn, num_microbatches=num_microbatches),
+      steps.make_check_step(model.loss_fn, num_microbatches=num_microbatches),
       in_shardings=(state_shardings.params, data, replicated,
                     state_shardings.step),
       out_shardings=replicated,
@@ -391,7 +217,7 @@ def _check_inputs_and_write_model_files(
 def _save_checked(
     manager: checkpointing.CheckpointManager,
     step: int,
-    state: TrainState,
+    state: steps.TrainState,
     batches: input_pipeline.BatchIterator,
     last_ckpt: Optional[int],
     check_step: Callable[..., dict[str, Array]],
@@ -416,6 +242,29 @@ def _save_checked(
   manager.save(step, params=state.params, opt_state=state.opt_state,
                data_position=position, num_input_shards=layout.num_shards)
   return peeked
+
+
+def _open_data(
+    train_dataset_cfg: input_pipeline.DatasetConfig,
+    train_eval_dataset_cfg: Optional[input_pipeline.DatasetConfig],
+    layout: distributed.DataLayout,
+    position: int,
+) -> tuple[input_pipeline.BatchIterator, Mapping[str, tf.data.Dataset]]:
+  """This process's training batches (from `position`) and eval datasets.
+
+  Each process reads only its input shards and builds its rows of the
+  global batch; the training eval reads its process group's shard.
+  """
+  batches = input_pipeline.BatchIterator(
+      lambda: input_pipeline.get_local_dataset(
+          train_dataset_cfg, shard_ids=layout.shard_ids,
+          num_shards=layout.num_shards), position)
+  eval_datasets = input_pipeline.get_eval_datasets(
+      train_eval_dataset_cfg,
+      shard_info=seqio.ShardInfo(layout.group_index, layout.num_groups),
+      batch_size=layout.local_batch_size) if (
+          train_eval_dataset_cfg is not None) else {}
+  return batches, eval_datasets
 
 
 def train(
@@ -456,15 +305,13 @@ def train(
     keep_checkpoints: newest checkpoints kept (None: all).
     num_microbatches: gradient-accumulation slices per batch.
     num_partitions: model-parallel size (mesh 'model' axis).
-    mesh_shape: explicit `(data, model)` mesh shape; overrides
-      num_partitions.
+    mesh_shape: explicit `(data, model)` mesh shape; overrides num_partitions.
     num_input_shards: input shards of each global batch (None: one per
       data-parallel process group; `distributed.data_layout`). Set it to
       give runs on different numbers of processes the same batches.
     initial_checkpoint_path: params to start from when MODEL_DIR has no
       checkpoint (ours, or a Hugging Face T5 checkpoint).
-    learning_rate_fn: the optimizer's schedule, for the `learning_rate`
-      summary.
+    learning_rate_fn: the optimizer's schedule, for the `learning_rate` summary.
     random_seed: seeds parameter init and dropout (the data order is
       seeded by `train_dataset_cfg.seed`).
     log_period: steps between progress lines and train summaries.
@@ -478,10 +325,9 @@ def train(
 
   Raises:
     finite_checks.NonFiniteLossError: the loss or gradient norm became
-      NaN/Inf, or the
-      weights about to be saved are not finite or give a non-finite loss or
-      gradient norm on the next batch (the last good checkpoint is kept and
-      named; nothing after it is saved).
+      NaN/Inf, or the weights about to be saved are not finite or give a
+      non-finite loss or gradient norm on the next batch (the last good
+      checkpoint is kept and named; nothing after it is saved).
   """
   # ------------------------------ Setup ------------------------------------
   _check_inputs_and_write_model_files(model, model_dir, train_dataset_cfg,
@@ -489,18 +335,16 @@ def train(
   mesh = partitioning.make_mesh(num_partitions=num_partitions,
                                 mesh_shape=mesh_shape)
   init_rng, dropout_rng = jax.random.split(jax.random.PRNGKey(random_seed))
-  batch_size = train_dataset_cfg.batch_size
-  layout = distributed.data_layout(mesh, batch_size, num_input_shards)
+  layout = distributed.data_layout(mesh, train_dataset_cfg.batch_size,
+                                   num_input_shards)
   state, shardings = create_train_state(
       model, optimizer, mesh=mesh, init_rng=init_rng,
-      input_shapes=_input_shapes(
-          batch_size, train_dataset_cfg.task_feature_lengths))
+      input_shapes=_input_shapes(train_dataset_cfg))
   train_step, eval_step = compile_steps(
       model, optimizer, mesh=mesh, state_shardings=shardings,
       num_microbatches=num_microbatches, learning_rate_fn=learning_rate_fn)
   check_step = compile_check_step(model, mesh=mesh, state_shardings=shardings,
                                   num_microbatches=num_microbatches)
-  data_sharding = partitioning.batch_sharding(mesh)
 
   # ------------------------- Restore or initialize -------------------------
   manager = checkpointing.CheckpointManager(
@@ -509,22 +353,15 @@ def train(
       manager, state, shardings, initial_checkpoint_path,
       getattr(model.module, "config", None), restore_fallback,
       num_input_shards=layout.num_shards)
-  # Each process reads only its input shards and builds its rows.
-  batches = input_pipeline.BatchIterator(
-      lambda: input_pipeline.get_local_dataset(
-          train_dataset_cfg, shard_ids=layout.shard_ids,
-          num_shards=layout.num_shards), position)
-  eval_datasets = input_pipeline.get_eval_datasets(
-      train_eval_dataset_cfg,
-      shard_info=seqio.ShardInfo(layout.group_index, layout.num_groups),
-      batch_size=layout.local_batch_size) if (
-          train_eval_dataset_cfg is not None and eval_period) else {}
+  batches, eval_datasets = _open_data(
+      train_dataset_cfg, train_eval_dataset_cfg if eval_period else None,
+      layout, position)
 
   # ------------------------------ Loop -------------------------------------
   loop = _LoopConfig(
       model_dir=model_dir, total_steps=total_steps, layout=layout,
       train_step=train_step, eval_step=eval_step, check_step=check_step,
-      dropout_rng=dropout_rng, data_sharding=data_sharding,
+      dropout_rng=dropout_rng, data_sharding=partitioning.batch_sharding(mesh),
       eval_datasets=eval_datasets, eval_period=eval_period,
       eval_steps=eval_steps, checkpoint_period=checkpoint_period,
       log_period=log_period)
@@ -553,7 +390,7 @@ class _LoopConfig:
 def _loop(
     cfg: _LoopConfig,
     model: Any,
-    state: TrainState,
+    state: steps.TrainState,
     manager: checkpointing.CheckpointManager,
     batches: input_pipeline.BatchIterator,
 ) -> TrainResult:
