@@ -12,8 +12,8 @@ import collections
 import dataclasses
 from typing import Mapping, Optional
 
-from crs_tasks import errors
 from crs_tasks import movielens_data
+from crs_tasks import redial_movies
 from crs_tasks import titles
 
 @dataclasses.dataclass(frozen=True)
@@ -76,14 +76,10 @@ class TitleMatcher:
 
 
 def load_redial_movies(path: str) -> dict[str, str]:
-  """Reads ReDial `movies_with_mentions.csv` -> {movieId: cleaned title}."""
-  out = {}
-  for line, row in movielens_data.read_csv(path, ("movieId", "movieName")):
-    movie_id = (row["movieId"] or "").strip()
-    if not movie_id:
-      raise errors.UserError("field 'movieId': empty", where=f"{path}:{line}")
-    out[movie_id] = titles.clean_text(row["movieName"] or "")
-  return out
+  """Reads ReDial `movies_with_mentions.csv` -> {movieId: cleaned title}
+  (`redial_movies.read_movie_list`, `titles.clean_text`)."""
+  return {m.movie_id: titles.clean_text(m.name)
+          for m in redial_movies.read_movie_list(path)}
 
 
 def match_redial_to_movielens(

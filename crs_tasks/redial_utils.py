@@ -36,7 +36,6 @@ To support another quirk: count it in `ParseSummary` and test it in
 """
 
 import collections
-import csv
 import dataclasses
 import hashlib
 import html
@@ -47,7 +46,7 @@ from typing import Any, Iterable, Iterator, Mapping, Optional
 
 from absl import logging
 
-from crs_tasks import errors
+from crs_tasks import redial_movies
 from crs_tasks import titles as titles_lib
 
 USER_TAG = "[User]"
@@ -124,7 +123,7 @@ class ParseSummary:
 
 
 def load_movie_titles(path: str) -> dict[str, str]:
-  """Reads `movies_with_mentions.csv` (`movieId,movieName,nbMentions`).
+  """Reads `movies_with_mentions.csv` (`redial_movies.read_movie_list`).
 
   Args:
     path: the CSV file.
@@ -133,26 +132,10 @@ def load_movie_titles(path: str) -> dict[str, str]:
     `{movieId: raw movieName}` (not normalized).
 
   Raises:
-    errors.UserError: naming the file and line of a bad header or of a row
-      without the two columns.
+    errors.UserError: naming the file, line and field of a bad header or
+      row (`redial_movies.read_movie_list`).
   """
-  titles = {}
-  with open(path, encoding="utf-8", newline="") as f:
-    reader = csv.reader(f)
-    header = next(reader, None)
-    if not header or header[:2] != ["movieId", "movieName"]:
-      raise errors.UserError(
-          f"expected the header movieId,movieName,..., got {header}",
-          where=f"{path}:1",
-          fix="give ReDial's movies_with_mentions.csv (movieId,movieName,"
-          "nbMentions)")
-    for row in reader:
-      if len(row) < 2 or not row[0].strip().isdigit():
-        raise errors.UserError(
-            f"field movieId/movieName: bad row {row}",
-            where=f"{path}:{reader.line_num}", fix="fix or delete that line")
-      titles[row[0].strip()] = row[1]
-  return titles
+  return {m.movie_id: m.name for m in redial_movies.read_movie_list(path)}
 
 
 def read_dialogues(

@@ -31,8 +31,11 @@ import difflib
 import re
 from typing import Callable, Iterable, Optional, Sequence, TextIO
 
+from crs_tasks import errors
+from crs_tasks import movielens_data
 from crs_tasks import postprocessors
 from crs_tasks import preprocessors
+from crs_tasks import redial_movies
 from crs_tasks import redial_utils
 from crs_tasks import titles as titles_lib
 
@@ -298,42 +301,39 @@ def load_catalogue(paths: Sequence[str]) -> Catalogue:
 
   Args:
     paths: CSV files; the kind is told by the header (`movieName` for
-      ReDial, `title` for MovieLens).
+      ReDial, read by `crs_tasks.redial_movies.read_movie_list`; `title`
+      for MovieLens).
 
   Returns:
     One `Catalogue` over all files.
 
   Raises:
-    ValueError: a file has neither header, or a row lacks the title field;
-      the message names the file and line.
+    errors.UserError: a file has neither header, or a bad row (a MovieLens
+      row without a title; any ReDial error of `read_movie_list`); the
+      message names the file and line.
   """
   movies = []
   for path in paths:
     with open(path, encoding="utf-8", newline="") as f:
-      reader = csv.DictReader(f)
-      fields = reader.fieldnames or []
-      if "movieName" in fields:
-        field, is_movielens = "movieName", False
-      elif "title" in fields:
-        field, is_movielens = "title", True
-      else:
-        raise ValueError(
-            f"{path}: line 1: header has neither 'movieName' (ReDial) nor "
-            f"'title' (MovieLens): {fields}"
-        )
-      for row in reader:
-        if not row.get(field):
-          raise ValueError(
-              f"{path}: line {reader.line_num}: field '{field}' is empty"
-          )
-        aliases = ()
-        if is_movielens:
-          name, aliases, year = titles_lib.parse_ml_title(row[field])
-        else:
-          name, year = titles_lib.split_title(row[field])
-        mentions = (row.get("nbMentions") or "0").strip()
-        popularity = int(mentions) if mentions.isdigit() else 0
-        movies.append(Movie(name, year, popularity, aliases))
+      fields = next(csv.reader(f), None) or []
+    if "movieName" in fields:
+      for movie in redial_movies.read_movie_list(path):
+        name, year = titles_lib.split_title(movie.name)
+        movies.append(Movie(name, year, movie.mentions))
+    elif "title" in fields:
+      for line, row in movielens_data.read_csv(path, ("title",)):
+        if not row.get("title"):
+          raise errors.UserError("field 'title' is empty",
+                                 where=f"{path}:{line}",
+                                 fix="fix or delete that line")
+        name, aliases, year = titles_lib.parse_ml_title(row["title"])
+        movies.append(Movie(name, year, 0, aliases))
+    else:
+      raise errors.UserError(
+          f"header has neither 'movieName' (ReDial) nor 'title' "
+          f"(MovieLens): {fields}", where=f"{path}:1",
+          fix="give ReDial's movies_with_mentions.csv or MovieLens' "
+          "movies.csv")
   return Catalogue(movies)
 
 

@@ -19,7 +19,6 @@ decodes from). Ties count against the label (rank = candidates scoring at
 least as high), so a constant scorer gets 0.
 """
 
-import csv
 import dataclasses
 import functools
 import math
@@ -28,6 +27,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import tqdm
 
+from crs_tasks import redial_movies
 from crs_tasks import titles as titles_lib
 from eval import metrics as metrics_lib
 
@@ -74,39 +74,24 @@ def load_movie_list(path: str, *, lowercase: bool = True) -> MovieList:
     The movie list, in file order.
 
   Raises:
-    ValueError: naming the file, line and field of a bad row.
+    errors.UserError: naming the file, line and field of a bad header or
+      row (`crs_tasks.redial_movies.read_movie_list`).
   """
   titles, mentions = [], []
   position = {}
-  num_rows = 0
-  with open(path, encoding="utf-8", newline="") as f:
-    reader = csv.DictReader(f)
-    for field in ("movieName", "nbMentions"):
-      if field not in (reader.fieldnames or []):
-        raise ValueError(f"{path}: header has no {field!r} column "
-                         f"(got {reader.fieldnames})")
-    for row in reader:
-      line = reader.line_num
-      name, count = row.get("movieName"), row.get("nbMentions")
-      if not name:
-        raise ValueError(f"{path}:{line}: empty field 'movieName'")
-      try:
-        count = int(count)
-      except (TypeError, ValueError):
-        raise ValueError(f"{path}:{line}: field 'nbMentions' is not an "
-                         f"integer: {count!r}") from None
-      num_rows += 1
-      title = titles_lib.clean_text(name)
-      if lowercase:
-        title = title.lower()
-      key = metrics_lib.normalize_title(title)
-      if key in position:
-        mentions[position[key]] += count
-        continue
-      position[key] = len(titles)
-      titles.append(title)
-      mentions.append(count)
-  return MovieList(tuple(titles), tuple(mentions), num_rows)
+  rows = redial_movies.read_movie_list(path)
+  for movie in rows:
+    title = titles_lib.clean_text(movie.name)
+    if lowercase:
+      title = title.lower()
+    key = metrics_lib.normalize_title(title)
+    if key in position:
+      mentions[position[key]] += movie.mentions
+      continue
+    position[key] = len(titles)
+    titles.append(title)
+    mentions.append(movie.mentions)
+  return MovieList(tuple(titles), tuple(mentions), len(rows))
 
 
 def candidate_reply(title: str) -> str:

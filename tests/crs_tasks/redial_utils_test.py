@@ -12,12 +12,9 @@ was written by hand from that file.
 import json
 import os
 import re
-import tempfile
 
 import pytest
 
-
-from crs_tasks import errors
 from crs_tasks import redial_utils
 
 TESTDATA = os.path.join(os.path.dirname(os.path.dirname(__file__)), "testdata")
@@ -211,15 +208,6 @@ def test_validation_split_deterministic_seeded_and_about_ten_percent():
   assert a != [redial_utils.is_validation(i, seed=7) for i in ids]
   assert 0.085 <= sum(a) / len(ids) <= 0.115
   assert not any(redial_utils.is_validation(i, fraction=0) for i in ids)
-
-
-def test_bad_row_names_file_and_line():
-  with tempfile.TemporaryDirectory() as tmp:
-    path = os.path.join(tmp, "m.csv")
-    with open(path, "w", encoding="utf-8") as f:
-      f.write("movieId,movieName,nbMentions\n1,A (2000),1\nx\n")
-    with pytest.raises(errors.UserError, match=r"m\.csv:3: field movieId"):
-      redial_utils.load_movie_titles(path)
 
 
 def test_reads_raw_titles():

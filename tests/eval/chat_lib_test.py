@@ -5,6 +5,7 @@ import io
 import pytest
 import tensorflow as tf
 
+from crs_tasks import errors
 from crs_tasks import preprocessors
 from crs_tasks import redial_utils
 from eval import chat_lib
@@ -97,11 +98,12 @@ def test_load_catalogue_both_formats(tmp_path):
 def test_load_catalogue_errors_name_file_and_line(tmp_path):
   bad = tmp_path / "bad.csv"
   bad.write_text("id,name\n1,x\n")
-  with pytest.raises(ValueError, match=r"bad.csv: line 1: header"):
+  with pytest.raises(errors.UserError, match=r"bad.csv:1: header"):
     chat_lib.load_catalogue([str(bad)])
   empty = tmp_path / "empty.csv"
   empty.write_text("movieId,title,genres\n1,A (1990),x\n2,,y\n")
-  with pytest.raises(ValueError, match=r"empty.csv: line 3: field 'title'"):
+  with pytest.raises(errors.UserError,
+                     match=r"empty.csv:3: field 'title' is empty"):
     chat_lib.load_catalogue([str(empty)])
 
 
