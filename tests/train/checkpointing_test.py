@@ -102,18 +102,8 @@ def test_gin_config_is_written(tmp_path):
   assert (tmp_path / "config.gin").read_text() == "A = 1\n"
 
 
-def _tiny_config(**kw):
-  fields = dict(
-      vocab_size=32, emb_dim=16, num_heads=2, num_encoder_layers=2,
-      num_decoder_layers=2, head_dim=8, mlp_dim=32,
-      mlp_activations=("gelu", "linear"), dropout_rate=0.0,
-      logits_via_embedding=False, dtype=jnp.float32)
-  fields.update(kw)
-  return network.T5Config(**fields)
-
-
-def test_model_config_round_trip(tmp_path):
-  config = _tiny_config(dtype=jnp.bfloat16)
+def test_model_config_round_trip(tmp_path, tiny_t5_config):
+  config = tiny_t5_config(dtype=jnp.bfloat16)
   checkpointing.save_model_config(str(tmp_path), config)
   with open(tmp_path / "model_config.json") as f:
     fields = json.load(f)
@@ -125,8 +115,8 @@ def test_model_config_round_trip(tmp_path):
   assert loaded.emb_dim == 16 and loaded.num_heads == 2
 
 
-def test_unknown_model_config_field_is_named(tmp_path):
-  checkpointing.save_model_config(str(tmp_path), _tiny_config())
+def test_unknown_model_config_field_is_named(tmp_path, tiny_t5_config):
+  checkpointing.save_model_config(str(tmp_path), tiny_t5_config())
   path = tmp_path / "model_config.json"
   fields = json.loads(path.read_text())
   fields["bogus_width"] = 3
@@ -135,10 +125,10 @@ def test_unknown_model_config_field_is_named(tmp_path):
     checkpointing.load_model_config(str(tmp_path))
 
 
-def test_load_model_rebuilds_model_and_params(tmp_path):
+def test_load_model_rebuilds_model_and_params(tmp_path, tiny_t5_config):
   vocab = seqio.test_utils.sentencepiece_vocab()
   model = models.EncoderDecoderModel(
-      network.Transformer(_tiny_config()), vocab, vocab)
+      network.Transformer(tiny_t5_config()), vocab, vocab)
   variables = model.get_initial_variables(
       jax.random.PRNGKey(3),
       {"encoder_input_tokens": (1, 5), "decoder_input_tokens": (1, 4)})

@@ -33,6 +33,32 @@ WORDS = ("this", "is", "a", "test", "cat", "map", "we", "lie", "vat", "hot")
 SPLIT_SIZES = {"train": 48, "validation": 12, "test": 6}
 
 
+def tiny_t5_config(**overrides):
+  """The tests' tiny T5 1.1 config (2+2 layers, float32, no dropout).
+
+  Args:
+    **overrides: T5Config fields to change, e.g. `dtype=jnp.bfloat16`.
+
+  Returns:
+    A `network.T5Config`.
+  """
+  from train import network  # pylint: disable=g-import-not-at-top
+
+  fields = dict(
+      vocab_size=32, emb_dim=16, num_heads=2, num_encoder_layers=2,
+      num_decoder_layers=2, head_dim=8, mlp_dim=32,
+      mlp_activations=("gelu", "linear"), dropout_rate=0.0,
+      logits_via_embedding=False, dtype=jnp.float32)
+  fields.update(overrides)
+  return network.T5Config(**fields)
+
+
+@pytest.fixture(name="tiny_t5_config", scope="session")
+def _tiny_t5_config():
+  """`tiny_t5_config(**overrides) -> network.T5Config`."""
+  return tiny_t5_config
+
+
 def _toy_dataset(split, shuffle_files=False, seed=None):
   del shuffle_files, seed
   n = SPLIT_SIZES[split]

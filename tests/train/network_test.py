@@ -16,15 +16,6 @@ import pytest
 from train import network
 
 
-def _config(**kw):
-  fields = dict(vocab_size=16, emb_dim=8, num_heads=2, num_encoder_layers=2,
-                num_decoder_layers=2, head_dim=4, mlp_dim=16,
-                mlp_activations=("gelu", "linear"), dropout_rate=0.0,
-                logits_via_embedding=False, dtype=jnp.float32)
-  fields.update(kw)
-  return network.T5Config(**fields)
-
-
 def _init(config):
   model = network.Transformer(config)
   variables = model.init(jax.random.PRNGKey(0), jnp.ones((1, 5), jnp.int32),
@@ -33,8 +24,8 @@ def _init(config):
 
 
 @pytest.fixture(name="t5", scope="module")
-def _t5():
-  return _init(_config())
+def _t5(tiny_t5_config):
+  return _init(tiny_t5_config())
 
 
 def _logits(t5, encoder, decoder_inputs, targets, **kw):
@@ -50,7 +41,7 @@ EX2 = ([[8, 9]], [[0, 10]], [[10, 1]])
 
 
 def test_logits_have_shape_batch_length_vocab(t5):
-  assert _logits(t5, *EX1).shape == (1, 3, 16)
+  assert _logits(t5, *EX1).shape == (1, 3, 32)  # vocab_size 32
 
 
 def test_padding_changes_nothing_at_the_real_positions(t5):
@@ -90,17 +81,18 @@ def _final_activations_and_logits(config):
   return params, np.asarray(final), np.asarray(logits)
 
 
-def test_t5_1_0_logits_are_the_tied_embedding_over_sqrt_emb_dim():
+def test_t5_1_0_logits_are_the_tied_embedding_over_sqrt_emb_dim(
+    tiny_t5_config):
   params, final, logits = _final_activations_and_logits(
-      _config(mlp_activations=("relu",), logits_via_embedding=True))
+      tiny_t5_config(mlp_activations=("relu",), logits_via_embedding=True))
   embedding = np.asarray(params["token_embedder"]["embedding"])  # [v, e]
   assert "logits_dense" not in params["decoder"]
-  np.testing.assert_allclose(logits, final @ embedding.T / np.sqrt(8.0),
+  np.testing.assert_allclose(logits, final @ embedding.T / np.sqrt(16.0),
                              rtol=1e-5, atol=1e-5)
 
 
-def test_t5_1_1_logits_use_a_separate_unscaled_projection():
-  params, final, logits = _final_activations_and_logits(_config())
+def test_t5_1_1_logits_use_a_separate_unscaled_projection(tiny_t5_config):
+  params, final, logits = _final_activations_and_logits(tiny_t5_config())
   kernel = np.asarray(params["decoder"]["logits_dense"]["kernel"])  # [e, v]
   np.testing.assert_allclose(logits, final @ kernel, rtol=1e-5, atol=1e-5)
 

@@ -332,20 +332,13 @@ def test_initial_checkpoint_from_our_model_dir(fake_model, toy_task,
   jax.tree.map(np.testing.assert_array_equal, second.params, first.params)
 
 
-def _tiny_t5(**kw):
-  fields = dict(
-      vocab_size=32, emb_dim=16, num_heads=2, num_encoder_layers=2,
-      num_decoder_layers=2, head_dim=8, mlp_dim=32,
-      mlp_activations=("gelu", "linear"), dropout_rate=0.0,
-      logits_via_embedding=False)
-  fields.update(kw)
+def _tiny_t5(config):
   vocab = seqio.test_utils.sentencepiece_vocab()
-  return models.EncoderDecoderModel(
-      network.Transformer(network.T5Config(**fields)), vocab, vocab)
+  return models.EncoderDecoderModel(network.Transformer(config), vocab, vocab)
 
 
 def test_initial_checkpoint_from_hugging_face(toy_task, tmp_path,
-                                             hf_reference):
+                                             hf_reference, tiny_t5_config):
   # Written by transformers in its own process (torch stays out of this one).
   hf_reference(str(tmp_path), {"models": {"hf": dict(
       config=dict(vocab_size=32, d_model=16, d_kv=8, d_ff=32, num_layers=2,
@@ -353,14 +346,15 @@ def test_initial_checkpoint_from_hugging_face(toy_task, tmp_path,
                   feed_forward_proj="gated-gelu", tie_word_embeddings=False,
                   dropout_rate=0.0),
       save_pretrained=str(tmp_path / "hf"))}})
-  result = _train(_tiny_t5(), toy_task, tmp_path / "run", 0,
+  result = _train(_tiny_t5(tiny_t5_config()), toy_task, tmp_path / "run", 0,
                   initial_checkpoint_path=str(tmp_path / "hf"))
   _, expected = hf_import.load_pretrained(str(tmp_path / "hf"))
   jax.tree.map(np.testing.assert_array_equal, result.params,
                nn.meta.unbox(expected))
   # A model gin that does not match the checkpoint fails with the reason.
   with pytest.raises(ValueError, match="emb_dim: model 32 vs checkpoint 16"):
-    _train(_tiny_t5(emb_dim=32), toy_task, tmp_path / "bad", 0,
+    _train(_tiny_t5(tiny_t5_config(emb_dim=32)), toy_task, tmp_path / "bad",
+           0,
            initial_checkpoint_path=str(tmp_path / "hf"))
 
 
