@@ -35,10 +35,11 @@ lower-cased context and `targets` / `negative_targets` are lower-cased; the
 metadata (`query_movie`, `positive_movie`, `negative_movie`, `tag`) uses the
 same casing as the text, titles without the `@` markers.
 
-Popularity and relatedness. Sequences are `movielens_sequences.liked_sequences`
-(rating >= 4.0; the latest `max_len` liked movies of users with >=
-`min_liked` likes; the `crs_ml_sequences` defaults). popularity(x) = number
-of sequences containing x; co(x, y) = number containing both;
+Popularity and relatedness (`crs_tasks/movie_relatedness.py`). Sequences
+are `movielens_sequences.liked_sequences` (rating >= 4.0; the latest
+`max_len` liked movies of users with >= `min_liked` likes; the
+`crs_ml_sequences` defaults). popularity(x) = number of sequences containing
+x; co(x, y) = number containing both;
 PMI^2(x, y) = log(p(x, y)^2 / (p(x) p(y))) = log(co^2 / (pop(x) pop(y)))
 (the sequence count cancels). Related movies are ranked by PMI^2 (ties by
 movieId); pairs that never co-occur are never related.
@@ -60,13 +61,11 @@ Everything is deterministic for a `ProbeConfig.seed`: each probe draws from
 import collections
 import dataclasses
 import json
-import math
 import os
 import random
-from typing import Iterable, Mapping, Optional, Sequence
+from typing import Mapping, Optional, Sequence
 
-import numpy as np
-
+from crs_tasks import movie_relatedness
 from crs_tasks import movielens_data
 from crs_tasks import movielens_reviews
 from crs_tasks import movielens_sequences
@@ -143,109 +142,6 @@ SAMPLE_DATA_DIR = os.path.join(
     os.path.dirname(movielens_data.__file__), "sample_data"
 )
 SAMPLE_CONFIG = ProbeConfig(review_test_fraction=0.5, max_pairs=100)
-
-# ============================ Popularity, PMI^2 =============================
-
-
-@dataclasses.dataclass
-class Cooccurrence:
-  """Sequence statistics behind the probes.
-
-  Attributes:
-    num_sequences: number of sequences.
-    popularity: movieId -> number of sequences containing it.
-    co: movieId -> Counter of movieId -> sequences containing both
-      (symmetric, no diagonal).
-  """
-
-  num_sequences: int
-  popularity: collections.Counter
-  co: dict
-
-
-def cooccurrence(sequences: Iterable[Sequence[int]]) -> Cooccurrence:
-  """Counts popularity and co-occurrence over sequences of movieIds.
-
-  Args:
-    sequences: e.g. `[[1, 2], [1, 3], [1, 2, 3]]`.
-
-  Returns:
-    For that example: popularity {1: 3, 2: 2, 3: 2}, co[1] = {2: 2, 3: 2},
-    co[2] = {1: 2, 3: 1}, 3 sequences.
-  """
-  popularity = collections.Counter()
-  co = collections.defaultdict(collections.Counter)
-  n = 0
-  for seq in sequences:
-    n += 1
-    movies = sorted(set(seq))
-    popularity.update(movies)
-    for i, x in enumerate(movies):
-      for y in movies[i + 1 :]:
-        co[x][y] += 1
-        co[y][x] += 1
-  return Cooccurrence(n, popularity, dict(co))
-
-
-def pmi2(co_xy: int, pop_x: int, pop_y: int) -> float:
-  """PMI^2 = log(co^2 / (pop_x pop_y)); -inf when they never co-occur."""
-  if co_xy <= 0:
-    return -math.inf
-  return math.log(co_xy * co_xy / (pop_x * pop_y))
-
-
-def popularity_threshold(
-    popularity: Mapping[int, int],
-    quantile: float,
-    *,
-    absolute: Optional[int] = None,
-    floor: int = 1,
-) -> int:
-  """Minimum sequence count of a movie at the `quantile` of popularity.
-
-  Args:
-    popularity: movieId -> sequence count (movies with count >= 1).
-    quantile: in [0, 1]; `np.quantile(counts, quantile, method="lower")`.
-    absolute: if given, the threshold instead of the quantile.
-    floor: the threshold is at least this.
-
-  Returns:
-    E.g. counts [1, 1, 2, 3, 5], quantile 0.75 -> index floor(0.75 * 4) = 3
-    of the sorted counts -> 3.
-  """
-  if not 0.0 <= quantile <= 1.0:
-    raise ValueError(f"quantile must be in [0, 1], got {quantile}")
-  if absolute is not None:
-    return max(floor, int(absolute))
-  if not popularity:
-    return floor
-  counts = np.array(sorted(popularity.values()))
-  return max(floor, int(np.quantile(counts, quantile, method="lower")))
-
-
-def related_movies(
-    stats: Cooccurrence, movie: int, candidates: Iterable[int], k: int
-) -> list[int]:
-  """The `k` candidates most related to `movie` by PMI^2.
-
-  Args:
-    stats: sequence statistics.
-    movie: the query movieId.
-    candidates: allowed movieIds (the query itself is never returned).
-    k: how many.
-
-  Returns:
-    movieIds, highest PMI^2 first, ties by smaller movieId; only movies
-    that co-occur with `movie` at least once.
-  """
-  allowed = set(candidates)
-  pop_x = stats.popularity[movie]
-  scored = [
-      (-pmi2(c, pop_x, stats.popularity[y]), y)
-      for y, c in stats.co.get(movie, {}).items()
-      if y in allowed and y != movie and c > 0
-  ]
-  return [y for _, y in sorted(scored)[:k]]
 
 
 # ================================ Examples ==================================
@@ -340,15 +236,15 @@ class ProbeBuilder:
     self.data = data
     self.config = config
     self.stats = collections.Counter()
-    self.cooc = cooccurrence(data.sequences)
+    self.cooc = movie_relatedness.cooccurrence(data.sequences)
     pop = self.cooc.popularity
-    self.probe_threshold = popularity_threshold(
+    self.probe_threshold = movie_relatedness.popularity_threshold(
         pop,
         config.probe_quantile,
         absolute=config.probe_min_sequences,
         floor=config.min_sequences,
     )
-    self.popular_threshold = popularity_threshold(
+    self.popular_threshold = movie_relatedness.popularity_threshold(
         pop,
         config.popular_quantile,
         absolute=config.popular_min_sequences,
@@ -381,7 +277,7 @@ class ProbeBuilder:
   def related(self, movie: int) -> list[int]:
     """`num_related` most related probe movies of `movie` (cached)."""
     if movie not in self._related:
-      self._related[movie] = related_movies(
+      self._related[movie] = movie_relatedness.related_movies(
           self.cooc, movie, self.probe_movies, self.config.num_related
       )
     return self._related[movie]

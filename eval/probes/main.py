@@ -30,6 +30,7 @@ from absl import app
 from absl import flags
 
 from crs_tasks import cli
+from crs_tasks import movie_relatedness
 from crs_tasks import probe_builders as builders
 from eval import baselines
 from eval.probes import probe_lib
@@ -69,7 +70,7 @@ def movielens_popularity(movielens_dir: str) -> dict[str, float]:
   The same popularity (and titles) as the probe builders use.
   """
   data = builders.load_probe_data(movielens_dir)
-  counts = builders.cooccurrence(data.sequences).popularity
+  counts = movie_relatedness.cooccurrence(data.sequences).popularity
   return {data.movies[m].title.lower(): float(n) for m, n in counts.items()
           if m in data.movies}
 

@@ -1,4 +1,5 @@
-"""Tests of crs_tasks/probe_builders.py on hand-made tables and real data."""
+"""Tests of crs_tasks/probe_builders.py (and the movie_relatedness statistics
+it draws from) on hand-made tables and real data."""
 
 import collections
 import csv
@@ -9,6 +10,7 @@ import math
 import numpy as np
 import pytest
 
+from crs_tasks import movie_relatedness
 from crs_tasks import movielens_reviews
 from crs_tasks import preprocessors
 from crs_tasks import probe_builders as builders
@@ -91,27 +93,28 @@ def test_prefix_matches_redial_tasks():
 
 
 def test_cooccurrence_and_pmi2_by_hand():
-  stats = builders.cooccurrence(SEQUENCES.values())
+  stats = movie_relatedness.cooccurrence(SEQUENCES.values())
   assert stats.num_sequences == 7
   assert dict(stats.popularity) == {1: 5, 2: 3, 3: 2, 4: 2, 5: 3, 6: 2, 7: 1}
   assert dict(stats.co[1]) == {2: 2, 3: 2, 4: 1, 5: 1, 6: 1, 7: 1}
-  assert builders.pmi2(2, 5, 2) == pytest.approx(math.log(0.4))
-  assert builders.pmi2(0, 5, 2) == -math.inf
-  related = builders.related_movies(stats, 1, range(1, 8), k=10)
+  assert movie_relatedness.pmi2(2, 5, 2) == pytest.approx(math.log(0.4))
+  assert movie_relatedness.pmi2(0, 5, 2) == -math.inf
+  related = movie_relatedness.related_movies(stats, 1, range(1, 8), k=10)
   assert related == [3, 2, 7, 4, 6, 5]
-  assert builders.related_movies(stats, 1, [2, 4, 5, 6], k=2) == [2, 4]
+  assert movie_relatedness.related_movies(
+      stats, 1, [2, 4, 5, 6], k=2) == [2, 4]
 
 
 def test_popularity_threshold_quantiles():
   pop = {10: 1, 11: 1, 12: 2, 13: 3, 14: 5}
   # Sorted [1, 1, 2, 3, 5]; "lower" quantile index floor(q * 4).
-  assert builders.popularity_threshold(pop, 0.75) == 3
-  assert builders.popularity_threshold(pop, 0.9) == 3
-  assert builders.popularity_threshold(pop, 1.0) == 5
-  assert builders.popularity_threshold(pop, 0.0, floor=2) == 2
-  assert builders.popularity_threshold(pop, 0.9, absolute=30) == 30
+  assert movie_relatedness.popularity_threshold(pop, 0.75) == 3
+  assert movie_relatedness.popularity_threshold(pop, 0.9) == 3
+  assert movie_relatedness.popularity_threshold(pop, 1.0) == 5
+  assert movie_relatedness.popularity_threshold(pop, 0.0, floor=2) == 2
+  assert movie_relatedness.popularity_threshold(pop, 0.9, absolute=30) == 30
   with pytest.raises(ValueError, match="quantile"):
-    builders.popularity_threshold(pop, 1.5)
+    movie_relatedness.popularity_threshold(pop, 1.5)
 
 
 def test_load_probe_data_reads_likes_and_tags(tiny_data):

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from crs_tasks import features
+from crs_tasks import movie_relatedness
 from crs_tasks import probes
 from crs_tasks import probe_builders as builders
 from eval.probes import main
@@ -88,7 +89,7 @@ def test_popularity_baseline_on_the_sample(capsys):
   # Recomputed here from the builders' own popularity: pairs where the
   # correct movie is at least as popular as the negative.
   data = builders.load_probe_data(sample_ml)
-  pop = builders.cooccurrence(data.sequences).popularity
+  pop = movie_relatedness.cooccurrence(data.sequences).popularity
   by_title = {data.movies[m].title.lower(): n for m, n in pop.items()}
   examples = probe_lib.load_probe_examples(
       os.path.join(probes.SAMPLE_PROBES_DIR, "recommendation.jsonl"))
