@@ -29,6 +29,7 @@ from train import input_pipeline
 from train import models
 from train import network
 from train import partitioning
+from train import steps
 from train import summaries
 from train import trainer
 from train import training_eval
@@ -296,7 +297,7 @@ def test_crash_and_restart_gives_identical_losses(
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(
     fake_model, toy_task, tmp_path):
-  real_make = trainer.make_train_step
+  real_make = steps.make_train_step
 
   def make_nan_at_step_3(*args, **kwargs):
     step_fn = real_make(*args, **kwargs)
@@ -308,7 +309,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(
 
     return wrapped
 
-  with mock.patch.object(trainer, "make_train_step", make_nan_at_step_3):
+  with mock.patch.object(steps, "make_train_step", make_nan_at_step_3):
     with pytest.raises(finite_checks.NonFiniteLossError,
                        match=r"nan at step 3.*last good checkpoint is step 2"):
       _train(fake_model, toy_task, tmp_path, 6)
@@ -443,9 +444,9 @@ def test_huge_learning_rate_names_a_checkpoint_that_restarts(
   # Before, the weights after the first 1e10 update were kept although
   # their next loss was NaN; now a checkpoint is named, and it restarts.
   assert named and named.group(1) != "None", str(e.value)
-  steps = checkpointing.CheckpointManager(str(tmp_path)).all_steps()
+  saved = checkpointing.CheckpointManager(str(tmp_path)).all_steps()
   good = int(named.group(1))
-  assert steps and max(steps) == good  # Nothing after it was written.
+  assert saved and max(saved) == good  # Nothing after it was written.
   assert f"it resumes from step {good}" in str(e.value)
   # Restarting the same command at a sane learning rate resumes from the
   # named checkpoint and trains on with finite losses.
