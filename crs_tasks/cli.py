@@ -31,10 +31,11 @@ import datetime
 import faulthandler
 import logging
 import os
+import shlex
 import shutil
 import sys
 import tempfile
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 from absl import app
 from absl import flags
@@ -364,3 +365,61 @@ def run(main: Callable[[Sequence[str]], Any], *, name: str,
 def next_command(*lines: str) -> str:
   """'next: <command>' lines for the end of a command's output."""
   return "\n".join(f"next: {line}" for line in lines)
+
+
+# ---------------------------------------------------------------------------
+# The commands a command suggests next.
+# ---------------------------------------------------------------------------
+
+SAMPLE_DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                           "sample_data")
+
+
+def gin_string(value: str) -> str:
+  """A gin string literal as one shell word: `"'value'"`."""
+  return shlex.quote(repr(value)) if "'" in value else f"\"'{value}'\""
+
+
+def eval_command(checkpoint_path: str,
+                 mixture_or_task_name: Optional[str] = None,
+                 lengths: Optional[Mapping[str, int]] = None,
+                 probe_dir: Optional[str] = None) -> str:
+  """The `python -m eval.main` command that evaluates a checkpoint.
+
+  It evaluates the mixture's ReDial task (a Task is taken as it is; None
+  leaves eval.gin's default); on the bundled sample (`crs_sample_*`) it
+  adds the bundled movie list and probes and 100 examples.
+
+  Args:
+    checkpoint_path: the run directory or one checkpoint.
+    mixture_or_task_name: what the checkpoint was trained on.
+    lengths: its TASK_FEATURE_LENGTHS (`inputs`, `targets` are kept).
+    probe_dir: PROBE_DIR (default: the bundled probes on the sample, else
+      none).
+
+  Returns:
+    The command line, paths relative to the current directory.
+  """
+  task = mixture_or_task_name
+  if isinstance(task, str):
+    import seqio  # pylint: disable=g-import-not-at-top  (this module is light)
+    if task in seqio.MixtureRegistry.names():
+      names = [t.name for t in seqio.get_mixture_or_task(task).tasks]
+      task = next((n for n in names if "redial" in n), names[0])
+  parts = ["python -m eval.main --gin_file=gin/runs/eval.gin",
+           f"--gin.CHECKPOINT_PATH={gin_string(checkpoint_path)}"]
+  if isinstance(task, str):
+    parts.append(f"--gin.MIXTURE_OR_TASK_NAME={gin_string(task)}")
+  if isinstance(lengths, Mapping):
+    parts.append("--gin.TASK_FEATURE_LENGTHS=\"" + repr(
+        {k: lengths[k] for k in ("inputs", "targets") if k in lengths}) + "\"")
+  if isinstance(task, str) and task.startswith("crs_sample_"):
+    parts += [
+        "--gin.NUM_EXAMPLES=100",
+        "--gin.MOVIE_LIST=" + gin_string(os.path.relpath(os.path.join(
+            SAMPLE_DATA, "redial", "movies_with_mentions.csv")))]
+    probe_dir = probe_dir or os.path.relpath(
+        os.path.join(SAMPLE_DATA, "probes"))
+  if probe_dir:
+    parts.append(f"--gin.PROBE_DIR={gin_string(probe_dir)}")
+  return " ".join(parts)

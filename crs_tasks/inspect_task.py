@@ -8,10 +8,15 @@ For each of the first `--n` examples it prints the decoded `inputs` and
 or that many draws of a mixture, repeated), the length in tokens
 (EOS included) of each feature: mean, 50/90/99th percentiles, max, and the
 share of examples longer than `--inputs_length` / `--targets_length` (512 and
-128, the T5-CR lengths), i.e. the truncation rate at those lengths.
+128, the T5-CR lengths), i.e. the truncation rate at those lengths. It
+writes nothing; it ends with the command that trains a tiny model on the
+task (`--list`: the command that inspects one).
 """
 
 from collections.abc import Mapping, Sequence
+import os
+import shlex
+from typing import Optional
 
 from absl import app
 from absl import flags
@@ -134,12 +139,25 @@ def list_names() -> str:
                    [f"task {n}" for n in tasks])
 
 
+def train_command(name: str, tfds_dir: Optional[str] = None) -> str:
+  """`python -m train.main` on the tiny sample config, trained on `name`
+  (with `TFDS_DATA_DIR=tfds_dir` when given: where its data were prepared)."""
+  env = f"TFDS_DATA_DIR={shlex.quote(tfds_dir)} " if tfds_dir else ""
+  return (f"{env}python -m train.main "
+          "--gin_file=gin/experiments/sample_tiny.gin "
+          f"--gin.MIXTURE_OR_TASK_NAME={cli.gin_string(name)} "
+          f"--gin.MODEL_DIR={cli.gin_string(f'/tmp/{name}')}")
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   args = flags.FLAGS
   if args.list:
     print(list_names())
+    print("\nOutputs: none written (the names are above)")
+    print(cli.next_command("python -m crs_tasks.inspect_task "
+                           "--task=crs_sample_t5cr_v002 --n=2"))
     return
   if not args.task:
     raise app.UsageError("--task is required (--list shows the names)")
@@ -158,6 +176,9 @@ def main(argv):
           },
       )
   )
+  print("\nOutputs: none written (the report is above)")
+  print(cli.next_command(train_command(
+      args.task, args.tfds_dir or os.environ.get("TFDS_DATA_DIR"))))
 
 
 if __name__ == "__main__":

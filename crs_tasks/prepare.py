@@ -29,16 +29,19 @@ from the text; each warned with `file:line`), and the next command to run.
 """
 
 import os
+import shlex
 import tempfile
-from typing import Optional
+from typing import Optional, Sequence
 
 from absl import app
 from absl import flags
 from absl import logging
+import seqio
 import tensorflow_datasets as tfds
 
 from crs_tasks import cli
 from crs_tasks import errors
+from crs_tasks import inspect_task
 from crs_tasks.tfds_builders import movielens as movielens_builder
 from crs_tasks.tfds_builders import redial as redial_builder
 from crs_tasks.tfds_builders import sources
@@ -149,6 +152,31 @@ def prepare(
   return out
 
 
+def task_reading(config: str) -> Optional[str]:
+  """The newest plain seqio Task that reads a TFDS config, e.g.
+  `crs_redial/full` -> `crs_redial_v002` (not a `_cased_` or `_reversed`
+  variant when there is a plain one). None when no Task reads it."""
+  names = sorted(
+      name for name in seqio.TaskRegistry.names()
+      if isinstance(source := seqio.TaskRegistry.get(name).source,
+                    seqio.TfdsDataSource)
+      and source.tfds_dataset.name.split(":")[0] == config)
+  plain = [n for n in names if "_cased_" not in n and "_reversed_" not in n]
+  return (plain or names or [None])[-1]
+
+
+def next_commands(data_dir: str, configs: Sequence[str]) -> list[str]:
+  """The commands to run after preparing `configs` in `data_dir`: look at
+  the first prepared Task, then train a tiny model on it."""
+  tasks = [t for t in map(task_reading, configs) if t]
+  if not tasks:
+    return []
+  task = tasks[0]
+  return [f"python -m crs_tasks.inspect_task --task={task} --n=2 "
+          f"--tfds_dir={shlex.quote(data_dir)}",
+          inspect_task.train_command(task, data_dir)]
+
+
 def _define_flags() -> None:
   """Defines the command-line flags (only when run as a program, so that
   importing this module next to other absl programs defines nothing)."""
@@ -182,7 +210,7 @@ def main(argv):
   del argv
   args = flags.FLAGS
   data_dir = os.path.expanduser(args.data_dir)
-  cli.log_to(data_dir)
+  log = cli.log_to(data_dir)
   report = []
   counts = prepare(
       data_dir=data_dir,
@@ -204,8 +232,9 @@ def main(argv):
     print(f"  {name}: {splits}")
   for line in report:
     print(line)
-  print(f"Next: TFDS_DATA_DIR={data_dir} python -m crs_tasks.inspect_task "
-        "--task=<task, e.g. crs_redial_v001> --n=2")
+  print(f"\nOutputs in {data_dir}: {', '.join(counts)} (TFDS datasets)"
+        + (f"; log: {log}" if log else ""))
+  print(cli.next_command(*next_commands(data_dir, list(counts))), flush=True)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,9 @@ Input may be piped (`printf 'hi\n/quit\n' | python -m eval.chat ...`). The
 conversation logic is `eval/chat_lib.py`. `--checkpoint_path` is a run
 directory (MODEL_DIR of `train.main`) or one of its `checkpoints/<step>`
 directories, like CHECKPOINT_PATH of `eval.main` and `train.infer`
-(`--checkpoint` is its deprecated spelling).
+(`--checkpoint` is its deprecated spelling). At the end it prints where its
+log is and the command that evaluates the checkpoint (on the mixture named
+in the run's `config.gin`).
 """
 
 import glob
@@ -41,6 +43,15 @@ def default_catalogue_files() -> list[str]:
       for path in glob.glob(os.path.join(_SAMPLE_DATA, "**", name),
                             recursive=True)
   )
+
+
+def end_lines(checkpoint: str, log: Optional[str]) -> str:
+  """What chat prints at exit: where its log is and what to run next."""
+  model_dir, _ = checkpointing.split_checkpoint_path(checkpoint, check=False)
+  name, lengths = checkpointing.trained_on(model_dir)
+  return (f"\nOutputs: none (the transcript is above, not saved)"
+          + (f"; log: {log}" if log else "") + "\n"
+          + cli.next_command(cli.eval_command(checkpoint, name, lengths)))
 
 
 def run_chat(
@@ -135,7 +146,7 @@ if __name__ == "__main__":
           "--checkpoint_path is required: a training run directory "
           "(e.g. --checkpoint_path=/tmp/t5cr_sample)")
     model_dir, _ = checkpointing.split_checkpoint_path(checkpoint)
-    cli.log_to(model_dir)
+    log = cli.log_to(model_dir)
     run_chat(
         checkpoint=checkpoint, step=_STEP.value,
         catalogue_paths=_CATALOGUE.value, inputs_length=_INPUTS_LENGTH.value,
@@ -143,5 +154,6 @@ if __name__ == "__main__":
             method=_DECODE_METHOD.value, num_beams=_NUM_BEAMS.value,
             temperature=_TEMPERATURE.value,
             max_decode_length=_MAX_DECODE_LENGTH.value))
+    print(end_lines(checkpoint, log), flush=True)
 
   cli.run(main, name="chat")

@@ -169,7 +169,13 @@ def _report(metrics_dir: Optional[str]) -> None:
   log = cli.log_path()
   print(f"\nOutputs in {metrics_dir}: metrics.json, predictions.jsonl, "
         "config.gin" + (f"; log: {log}" if log else ""))
-  run_dir = os.path.dirname(os.path.dirname(metrics_dir))
+  output_dir = os.path.dirname(os.path.normpath(metrics_dir))
+  if os.path.basename(output_dir) != "eval":  # eval.report reads <run>/eval.
+    print(cli.next_command(
+        f"cat {shlex.quote(os.path.join(metrics_dir, 'metrics.json'))}"),
+          flush=True)
+    return
+  run_dir = os.path.dirname(output_dir)
   print(cli.next_command(
       f"python -m eval.report --model_dirs={shlex.quote(run_dir)} "
       f"--output_dir={shlex.quote(os.path.join(run_dir, 'report'))}"),

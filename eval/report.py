@@ -5,8 +5,12 @@ r"""Writes a Markdown report and plots comparing evaluated model dirs.
 
 Model dirs sharing a label are seeds of one setting: the table shows their
 mean ± sample std. Without `--labels`, each dir is labelled by the
-`MIXTURE_OR_TASK_NAME` in its `config.gin`. See `eval/reporting.py`.
+`MIXTURE_OR_TASK_NAME` in its `config.gin`. See `eval/reporting.py`. The
+command ends with where the files are and the command that shows the report.
 """
+
+import os
+import shlex
 
 from absl import app
 from absl import flags
@@ -34,14 +38,22 @@ if __name__ == "__main__":
       raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     if not _MODEL_DIRS.value or not _OUTPUT_DIR.value:
       raise app.UsageError("--model_dirs and --output_dir are required")
-    cli.log_to(_OUTPUT_DIR.value)
+    if _LABELS.value and len(_LABELS.value) != len(_MODEL_DIRS.value):
+      raise app.UsageError(
+          f"{len(_LABELS.value)} --labels given for "
+          f"{len(_MODEL_DIRS.value)} --model_dirs; give one label per dir")
+    log = cli.log_to(_OUTPUT_DIR.value)
     written = reporting.write_report(
         model_dirs=_MODEL_DIRS.value,
         labels=_LABELS.value,
         output_dir=_OUTPUT_DIR.value,
         step=_STEP.value,
     )
-    for kind, path in sorted(written.items()):
-      print(f"{kind}: {path}")
+    names = [os.path.basename(written[kind])
+             for kind in ("report", "probes", "recall") if kind in written]
+    print(f"Outputs in {_OUTPUT_DIR.value}: {', '.join(names)}"
+          + (f"; log: {log}" if log else ""))
+    print(cli.next_command(f"cat {shlex.quote(written['report'])}"),
+          flush=True)
 
   cli.run(main, name="report")

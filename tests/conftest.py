@@ -8,9 +8,12 @@ torch, triton and transformers cannot be imported in the pytest process (see
 `_KeepTorchOut`); the Hugging Face reference runs in a subprocess.
 """
 
+import ast
 import importlib.abc
 import os
 import pathlib
+import re
+import shlex
 import sys
 
 import pytest
@@ -101,3 +104,79 @@ def tiny_model_dir(tmp_path):
   def make(step: int = 3) -> str:
     return write_tiny_model_dir(str(tmp_path / f"tiny_{step}"), step)
   return make
+
+
+# Flags and gin macros of a suggested command that name inputs: they must
+# exist. (MODEL_DIR, --output_dir, ... are outputs and may not.)
+_INPUT_FLAGS = ("gin_file", "CHECKPOINT_PATH", "MOVIE_LIST", "PROBE_DIR",
+                "checkpoint_path", "probe_dir", "movielens_dir", "tfds_dir",
+                "model_dirs")
+
+
+def _gin_text(path: pathlib.Path) -> str:
+  """A gin file's text with its includes (searched in gin/ and the root)."""
+  text = path.read_text()
+  for include in re.findall(r"^include '([^']+)'", text, re.M):
+    text += _gin_text(next(p for p in (ROOT / "gin" / include, ROOT / include)
+                           if p.exists()))
+  return text
+
+
+def assert_runnable(line: str, cwd: pathlib.Path = ROOT) -> None:
+  """Checks a `next: <command>` line a command printed.
+
+  The module exists; every `--flag` is one the module defines; every
+  `--gin.MACRO` is defined by the gin files given; inputs (see
+  `_INPUT_FLAGS`), `VAR=dir` prefixes and `cat`/`head` files exist; task
+  names are registered.
+
+  Args:
+    line: the printed line.
+    cwd: where the command is to be run (relative paths start there).
+  """
+  assert line.startswith("next: "), line
+  words = shlex.split(line[len("next: "):])
+  while re.fullmatch(r"[A-Z_]+=.+", words[0]):
+    directory = words.pop(0).split("=", 1)[1]
+    assert os.path.isdir(cwd / directory), line
+  if words[0] in ("cat", "head"):
+    assert os.path.isfile(cwd / words[-1]), line
+    return
+  assert words[:2] == ["python", "-m"], line
+  source = ROOT / (words[2].replace(".", "/") + ".py")
+  assert source.is_file(), line
+  code = source.read_text()
+  values, macros, gin_text = {}, {}, ""
+  for word in words[3:]:
+    assert word.startswith("--"), (word, line)
+    name, _, value = word[2:].partition("=")  # --bool_flag has no value.
+    if name.startswith("gin."):
+      macros[name[4:]] = ast.literal_eval(value)
+      continue
+    if name == "gin_file":
+      assert "gin_flags" in code, (word, line)
+      gin_text += _gin_text(next(p for p in (cwd / value, ROOT / "gin" / value)
+                                 if p.exists()))
+    else:
+      assert re.search(rf"DEFINE_\w+\(\s*\"{name}\"", code), (
+          f"{words[2]} defines no --{name}", line)
+    values[name] = value
+  for name, value in macros.items():
+    assert re.search(rf"^{name}\s*=", gin_text, re.M), (
+        f"no gin file of the command defines {name}", line)
+    values[name] = value
+  for name in _INPUT_FLAGS:
+    for path in str(values.get(name) or "").split(","):
+      assert not path or os.path.exists(cwd / path), (name, path, line)
+  import seqio  # pylint: disable=g-import-not-at-top
+  import crs_tasks  # pylint: disable=g-import-not-at-top,unused-import
+  for name in ("MIXTURE_OR_TASK_NAME", "task"):
+    if name in values:
+      assert values[name] in (set(seqio.TaskRegistry.names())
+                              | set(seqio.MixtureRegistry.names())), line
+
+
+@pytest.fixture
+def runnable():
+  """`runnable(line, cwd=ROOT)`: `assert_runnable` for a `next:` line."""
+  return assert_runnable

@@ -26,9 +26,11 @@ To store more state (e.g. an EMA of the params), add an item name to
 `ITEM_NAMES` and a matching entry in `save`/`restore`.
 """
 
+import ast
 import dataclasses
 import json
 import os
+import re
 import shutil
 import sys
 from typing import Any, Optional
@@ -396,6 +398,38 @@ def save_gin_config(model_dir: str, config_str: str) -> str:
   path = os.path.join(model_dir, GIN_CONFIG_FILE)
   _write_atomic(path, config_str)
   return path
+
+
+_MACRO_RE = r"^{}\s*=\s*(.+)$"
+
+
+def trained_on(
+    model_dir: str) -> tuple[Optional[str], Optional[dict[str, Any]]]:
+  """MIXTURE_OR_TASK_NAME and TASK_FEATURE_LENGTHS from the run's config.gin.
+
+  Args:
+    model_dir: a run directory of `train.main`.
+
+  Returns:
+    `(name, lengths)`; None for what the file (or a one-line literal of it)
+    does not hold.
+  """
+  path = os.path.join(model_dir, GIN_CONFIG_FILE)
+  try:
+    with open(path, encoding="utf-8") as f:
+      text = f.read()
+  except OSError:
+    return None, None
+  values = []
+  for macro in ("MIXTURE_OR_TASK_NAME", "TASK_FEATURE_LENGTHS"):
+    match = re.search(_MACRO_RE.format(macro), text, re.M)
+    try:
+      values.append(ast.literal_eval(match.group(1)) if match else None)
+    except (ValueError, SyntaxError):
+      values.append(None)
+  name, lengths = values
+  return (name if isinstance(name, str) else None,
+          lengths if isinstance(lengths, dict) else None)
 
 
 def save_model_files(model_dir: str, model: Any) -> None:

@@ -17,14 +17,12 @@ in MODEL_DIR. On several hosts every host runs the same command with
 """
 
 import importlib
-import os
 import shlex
 from typing import Any, Mapping, Optional, Sequence
 
 from absl import app
 import gin
 import jax
-import seqio
 import tensorflow as tf
 
 from crs_tasks import cli
@@ -38,8 +36,6 @@ from train import trainer as trainer_lib
 
 train_using_gin = gin.configurable(trainer_lib.train)
 show_predictions_using_gin = gin.configurable(infer.show_predictions)
-
-_SAMPLE_DATA = os.path.join(gin_flags.REPO_ROOT, "crs_tasks", "sample_data")
 
 
 def _macro(name: str) -> Any:
@@ -71,37 +67,10 @@ def check_config() -> None:
     errors.get_mixture_or_task(name, where="MIXTURE_OR_TASK_NAME")
 
 
-def _quote(value: str) -> str:
-  """A gin string literal as one shell word: "'value'"."""
-  return shlex.quote(repr(value)) if "'" in value else f"\"'{value}'\""
-
-
 def next_commands(model_dir: str, mixture_or_task_name: Optional[str],
                   lengths: Optional[Mapping[str, int]]) -> list[str]:
-  """The commands to run after training: evaluation and chat.
-
-  The evaluation runs on the mixture's ReDial task; on the bundled sample
-  (`crs_sample_*`) it also gets the bundled movie list and probes.
-  """
-  task = mixture_or_task_name
-  if isinstance(task, str) and task in seqio.MixtureRegistry.names():
-    names = [t.name for t in seqio.get_mixture_or_task(task).tasks]
-    task = next((n for n in names if "redial" in n), names[0])
-  parts = ["python -m eval.main --gin_file=gin/runs/eval.gin",
-           f"--gin.CHECKPOINT_PATH={_quote(model_dir)}"]
-  if isinstance(task, str):
-    parts.append(f"--gin.MIXTURE_OR_TASK_NAME={_quote(task)}")
-  if isinstance(lengths, Mapping):
-    parts.append("--gin.TASK_FEATURE_LENGTHS=\"" + repr(
-        {k: lengths[k] for k in ("inputs", "targets") if k in lengths}) + "\"")
-  if isinstance(task, str) and task.startswith("crs_sample_"):
-    parts += [
-        "--gin.NUM_EXAMPLES=100",
-        "--gin.MOVIE_LIST=" + _quote(os.path.relpath(os.path.join(
-            _SAMPLE_DATA, "redial", "movies_with_mentions.csv"))),
-        "--gin.PROBE_DIR=" + _quote(os.path.relpath(
-            os.path.join(_SAMPLE_DATA, "probes")))]
-  return [" ".join(parts),
+  """The commands to run after training: evaluation and chat."""
+  return [cli.eval_command(model_dir, mixture_or_task_name, lengths),
           f"python -m eval.chat --checkpoint_path={shlex.quote(model_dir)}"]
 
 

@@ -18,11 +18,17 @@ negatives are popular movies):
 
   python -m eval.probes.main --probe_dir=/tmp/probes --popularity_baseline \
       --movielens_dir=../shared/data/movielens
+
+It ends with where its outputs are and the next command: after scoring, the
+full evaluation of the checkpoint with these probes (`eval.main`); after a
+build, the popularity baseline on the new probes; after the baseline alone,
+training the sample model and scoring it.
 """
 
 import dataclasses
 import json
 import os
+import shlex
 import sys
 from typing import Optional, Sequence
 
@@ -101,6 +107,29 @@ def score(
   return metrics
 
 
+_SAMPLE_RUN = "/tmp/t5cr_sample"  # The README's sample run directory.
+
+
+def next_commands(*, probe_dir: str, checkpoint_path: Optional[str],
+                  movielens_dir: Optional[str],
+                  baseline_done: bool) -> list[str]:
+  """What to run after this command (see the module docstring)."""
+  probes = shlex.quote(probe_dir)
+  if checkpoint_path:
+    model_dir, _ = checkpointing.split_checkpoint_path(
+        checkpoint_path, check=False)
+    name, lengths = checkpointing.trained_on(model_dir)
+    return [cli.eval_command(checkpoint_path, name, lengths, probe_dir)]
+  if movielens_dir and not baseline_done:
+    return [f"python -m eval.probes.main --probe_dir={probes} "
+            "--popularity_baseline "
+            f"--movielens_dir={shlex.quote(movielens_dir)}"]
+  return ["python -m train.main --gin_file=gin/experiments/sample_tiny.gin "
+          f"--gin.MODEL_DIR={cli.gin_string(_SAMPLE_RUN)}",
+          f"python -m eval.probes.main --probe_dir={probes} "
+          f"--checkpoint_path={_SAMPLE_RUN}"]
+
+
 def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -115,7 +144,9 @@ def main(argv: Sequence[str]) -> None:
   log_dir = _BUILD_DIR.value or (
       os.path.dirname(os.path.abspath(_OUTPUT.value)) if _OUTPUT.value
       else None)
-  cli.log_to(log_dir)
+  log = cli.log_to(log_dir)
+  outputs = []
+  movielens_dir = _MOVIELENS_DIR.value
   if _BUILD_DIR.value:
     config = builders.SAMPLE_CONFIG if _SAMPLE.value else builders.ProbeConfig()
     config = dataclasses.replace(config, seed=_SEED.value)
@@ -135,6 +166,8 @@ def main(argv: Sequence[str]) -> None:
         data, _BUILD_DIR.value, probes=_PROBES.value, config=config
     )
     print(json.dumps(stats["counts"], indent=2))
+    outputs.append(f"{_BUILD_DIR.value} ("
+                   + ", ".join(f"{p}.jsonl" for p in _PROBES.value) + ")")
   if _POPULARITY_BASELINE.value:
     if not _MOVIELENS_DIR.value:
       raise app.UsageError("--popularity_baseline needs --movielens_dir")
@@ -154,6 +187,14 @@ def main(argv: Sequence[str]) -> None:
     if _OUTPUT.value:
       with open(_OUTPUT.value, "w") as f:
         json.dump(metrics, f, indent=2, sort_keys=True)
+      outputs.append(_OUTPUT.value)
+  print("\nOutputs: " + (", ".join(outputs) or
+                         "none written (the metrics are above)")
+        + (f"; log: {log}" if log else ""))
+  print(cli.next_command(*next_commands(
+      probe_dir=_PROBE_DIR.value or _BUILD_DIR.value,
+      checkpoint_path=checkpoint_path, movielens_dir=movielens_dir,
+      baseline_done=_POPULARITY_BASELINE.value)), flush=True)
 
 
 if __name__ == "__main__":

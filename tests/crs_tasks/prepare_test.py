@@ -1,6 +1,10 @@
 """Tests for crs_tasks.prepare on the bundled files (no download)."""
 
 import os
+import pathlib
+import shlex
+import subprocess
+import sys
 
 import pytest
 import tensorflow_datasets as tfds
@@ -97,3 +101,61 @@ def test_prepare_full_uses_tag_genome(tmp_path, monkeypatch):
   # 5 users x 9 prefixes (no down-sampling); 1 of 5 users in validation.
   assert counts["crs_movielens/sequences_full"] == {
       "train": 36, "validation": 9}
+
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def test_task_reading_picks_the_newest_plain_task():
+  assert prepare.task_reading("crs_redial/full") == "crs_redial_v002"
+  assert prepare.task_reading("crs_redial/sample") == "crs_sample_redial_v002"
+  assert (prepare.task_reading("crs_movielens/sequences_small")
+          == "crs_small_ml_sequences_v001")
+  assert (prepare.task_reading("crs_movielens/tags_full")
+          == "crs_ml_tags_v001")  # Not crs_ml_tags_reversed_v001.
+  assert prepare.task_reading("no_such/config") is None
+
+
+def _command(line):
+  """A printed `next: VAR=value python ...` line -> (env, argv)."""
+  words = shlex.split(line[len("next: "):])
+  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  while "=" in words[0] and not words[0].startswith("-"):
+    name, value = words.pop(0).split("=", 1)
+    env[name] = value
+  assert words[0] == "python"
+  return env, [sys.executable] + words[1:]
+
+
+def test_prepare_then_the_commands_it_suggests(tmp_path, runnable):
+  """prepare ends with inspect_task on what it built; that command runs as
+  printed and ends with the train.main command for the task."""
+  data_dir = tmp_path / "tfds"
+  proc = subprocess.run(
+      [sys.executable, "-m", "crs_tasks.prepare", f"--data_dir={data_dir}",
+       f"--reviews_csv={_REVIEWS}"],
+      cwd=ROOT, capture_output=True, text=True, timeout=600, check=False,
+      env=dict(os.environ, JAX_PLATFORMS="cpu"))
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  lines = proc.stdout.rstrip().splitlines()
+  assert lines[-3] == (f"Outputs in {data_dir}: crs_movielens/reviews_full "
+                       f"(TFDS datasets); log: {data_dir}/logs/prepare.log")
+  assert lines[-2] == (
+      "next: python -m crs_tasks.inspect_task --task=crs_ml_reviews_v001 "
+      f"--n=2 --tfds_dir={data_dir}")
+  runnable(lines[-2])
+  train = ("python -m train.main --gin_file=gin/experiments/sample_tiny.gin "
+           "--gin.MIXTURE_OR_TASK_NAME=\"'crs_ml_reviews_v001'\" "
+           "--gin.MODEL_DIR=\"'/tmp/crs_ml_reviews_v001'\"")
+  assert lines[-1] == f"next: TFDS_DATA_DIR={data_dir} {train}"
+  runnable(lines[-1])
+
+  env, argv = _command(lines[-2])
+  proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True,
+                        timeout=600, check=False, env=env)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  lines = proc.stdout.rstrip().splitlines()
+  assert lines[0] == "== crs_ml_reviews_v001 (train) =="
+  assert sum(line.startswith("-- example") for line in lines) == 2
+  assert lines[-2] == "Outputs: none written (the report is above)"
+  assert lines[-1] == f"next: TFDS_DATA_DIR={data_dir} {train}"

@@ -96,9 +96,13 @@ def test_long_history_drops_oldest_turns(run_chat):
       "[user] second")
 
 
-def test_cli_session_with_tiny_random_model(tiny_model_dir):
+def test_cli_session_with_tiny_random_model(tiny_model_dir, runnable):
   """`python -m eval.chat` on a random 1-layer T5, stdin piped."""
   model_dir = tiny_model_dir(step=2)
+  # What train.main writes: the run's gin config names what it trained on.
+  with open(os.path.join(model_dir, "config.gin"), "w") as f:
+    f.write("MIXTURE_OR_TASK_NAME = 'crs_sample_t5cr_v002'\n"
+            "TASK_FEATURE_LENGTHS = {'inputs': 128, 'targets': 32}\n")
   root = pathlib.Path(__file__).resolve().parents[2]
   proc = subprocess.run(
       [sys.executable, "-m", "eval.chat", f"--checkpoint_path={model_dir}",
@@ -115,4 +119,19 @@ def test_cli_session_with_tiny_random_model(tiny_model_dir):
   rest = [l for l in lines[4:] if not l.startswith("  recommended: ")]
   assert rest[:3] == ["you> /reset", "(new conversation)", "you> any comedy?"]
   assert rest[3].startswith("assistant> ")
-  assert rest[4:] == ["you> /quit", "bye."]
+  assert rest[4:7] == ["you> /quit", "bye.", ""]
+  # At exit: where the log is, and the command that evaluates the model on
+  # the ReDial task of the mixture it was trained on (sample: with the
+  # bundled movie list and probes).
+  assert rest[7] == (f"Outputs: none (the transcript is above, not saved); "
+                     f"log: {model_dir}/logs/chat.log")
+  assert os.path.exists(os.path.join(model_dir, "logs", "chat.log"))
+  assert rest[8:] == [
+      "next: python -m eval.main --gin_file=gin/runs/eval.gin "
+      f"--gin.CHECKPOINT_PATH=\"'{model_dir}'\" "
+      "--gin.MIXTURE_OR_TASK_NAME=\"'crs_sample_redial_v002'\" "
+      "--gin.TASK_FEATURE_LENGTHS=\"{'inputs': 128, 'targets': 32}\" "
+      "--gin.NUM_EXAMPLES=100 --gin.MOVIE_LIST=\"'crs_tasks/sample_data/"
+      "redial/movies_with_mentions.csv'\" "
+      "--gin.PROBE_DIR=\"'crs_tasks/sample_data/probes'\""]
+  runnable(rest[8], root)

@@ -245,3 +245,17 @@ def test_cli_on_tiny_random_checkpoint(tiny_model_dir):
   assert proc.stdout.rstrip().splitlines()[-1] == (
       f"next: python -m eval.report --model_dirs={model_dir} "
       f"--output_dir={model_dir}/report")
+
+
+def test_report_line_when_eval_output_dir_is_not_run_eval(tmp_path, capsys):
+  """eval.report reads <run>/eval/<step>: elsewhere the next step is the
+  metrics file itself."""
+  main_lib._report(str(tmp_path / "evals" / "3"))
+  lines = capsys.readouterr().out.rstrip().splitlines()
+  assert lines[-2] == (f"Outputs in {tmp_path}/evals/3: metrics.json, "
+                       "predictions.jsonl, config.gin")
+  assert lines[-1] == f"next: cat {tmp_path}/evals/3/metrics.json"
+  main_lib._report(str(tmp_path / "run" / "eval" / "3"))
+  assert capsys.readouterr().out.rstrip().splitlines()[-1] == (
+      f"next: python -m eval.report --model_dirs={tmp_path}/run "
+      f"--output_dir={tmp_path}/run/report")

@@ -9,7 +9,7 @@ import sys
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
-def test_report_entry_point(tmp_path):
+def test_report_entry_point(tmp_path, runnable):
   dirs = []
   for i, recall in enumerate([10.0, 20.0]):
     d = tmp_path / f"m{i}"
@@ -25,7 +25,7 @@ def test_report_entry_point(tmp_path):
   proc = subprocess.run(
       [sys.executable, "-m", "eval.report", "--model_dirs=" + ",".join(dirs),
        "--labels=seedy,seedy", f"--output_dir={out}"],
-      cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+      cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)
   assert proc.returncode == 0, proc.stderr
   report = (out / "report.md").read_text()
   # recall@1 (10, 20): mean 15, sample std sqrt(50) = 7.07.
@@ -34,4 +34,19 @@ def test_report_entry_point(tmp_path):
   for png in ("probes.png", "recall_at_k.png"):
     data = (out / png).read_bytes()
     assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 1000
-  assert f"report: {out / 'report.md'}" in proc.stdout
+  # It ends with where the files are and the command that shows the report.
+  lines = proc.stdout.rstrip().splitlines()
+  assert lines[-2] == (f"Outputs in {out}: report.md, probes.png, "
+                       f"recall_at_k.png; log: {out}/logs/report.log")
+  assert lines[-1] == f"next: cat {out / 'report.md'}"
+  runnable(lines[-1])
+
+
+def test_report_labels_must_match_the_dirs(tmp_path):
+  proc = subprocess.run(
+      [sys.executable, "-m", "eval.report", "--model_dirs=/a,/b",
+       "--labels=one", f"--output_dir={tmp_path}"],
+      cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)
+  assert proc.returncode == 2
+  assert proc.stderr == ("error: 1 --labels given for 2 --model_dirs; give "
+                         "one label per dir\n")

@@ -247,3 +247,20 @@ def test_closed_loop_callbacks_of_a_failed_restore_are_quiet():
   finally:
     sys.unraisablehook = previous
   assert seen == ["something else"]
+
+
+def test_trained_on_reads_the_macros_of_config_gin(tmp_path):
+  (tmp_path / "config.gin").write_text(
+      "# Macros:\n"
+      "# " + "=" * 78 + "\n"
+      "BATCH_SIZE = 16\n"
+      "MIXTURE_OR_TASK_NAME = 'crs_sample_t5cr_v002'\n"
+      "TASK_FEATURE_LENGTHS = {'inputs': 128, 'targets': 32}\n"
+      "TRAIN_STEPS = 400\n")
+  assert checkpointing.trained_on(str(tmp_path)) == (
+      "crs_sample_t5cr_v002", {"inputs": 128, "targets": 32})
+  (tmp_path / "config.gin").write_text(
+      "MIXTURE_OR_TASK_NAME = %gin.REQUIRED\n"
+      "TASK_FEATURE_LENGTHS = \\\n    {'inputs': 128,\n")
+  assert checkpointing.trained_on(str(tmp_path)) == (None, None)
+  assert checkpointing.trained_on(str(tmp_path / "absent")) == (None, None)

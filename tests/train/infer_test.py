@@ -210,7 +210,7 @@ def test_infer_writes_one_jsonl_per_task(toy_task, tmp_path, method):
         r["prediction"] for r in direct]
 
 
-def test_infer_command_line(tmp_path):
+def test_infer_command_line(tmp_path, runnable):
   """python -m train.infer with runs/infer.gin on the bundled sample task."""
   from crs_tasks import features  # pylint: disable=g-import-not-at-top
   _save_tiny_model(tmp_path / "model", features.get_vocabulary(), 32128)
@@ -230,3 +230,9 @@ def test_infer_command_line(tmp_path):
     rows = [json.loads(l) for l in f]
   assert len(rows) == 3
   assert {"conversation_id", "target_movies", "prediction"} <= set(rows[0])
+  # It ends with where the predictions and the log are, and what next.
+  path = out / "crs_sample_redial_v001-test.jsonl"
+  lines = proc.stdout.rstrip().splitlines()
+  assert lines[-2] == f"Outputs: {path}; log: {out}/logs/infer.log"
+  assert lines[-1] == f"next: head -n 1 {path}"
+  runnable(lines[-1])

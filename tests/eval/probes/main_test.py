@@ -22,9 +22,20 @@ def _run(**flag_values):
     main.main(["main"])
 
 
-def test_build_sample_reproduces_bundled_files(tmp_path, capsys):
+def test_build_sample_reproduces_bundled_files(tmp_path, capsys, runnable):
   _run(sample=True, build_dir=str(tmp_path))
-  assert '"recommendation/pairs": 100' in capsys.readouterr().out
+  out = capsys.readouterr().out
+  assert '"recommendation/pairs": 100' in out
+  # Ends with the files written and the baseline on them as the next step.
+  lines = out.rstrip().splitlines()
+  assert lines[-2] == (f"Outputs: {tmp_path} (recommendation.jsonl, "
+                       "attribute.jsonl, description.jsonl, "
+                       "combination.jsonl)")
+  sample_ml = os.path.join(builders.SAMPLE_DATA_DIR, "movielens")
+  assert lines[-1] == (f"next: python -m eval.probes.main --probe_dir="
+                       f"{tmp_path} --popularity_baseline "
+                       f"--movielens_dir={sample_ml}")
+  runnable(lines[-1])
   for name in builders.PROBE_NAMES:
     with open(os.path.join(probes.SAMPLE_PROBES_DIR, f"{name}.jsonl")) as f:
       bundled = f.read()
@@ -44,7 +55,7 @@ class _ShortTargetModel:
     return -np.sum(batch["decoder_loss_weights"], axis=1).astype(np.float32)
 
 
-def test_score_writes_metrics(tmp_path, monkeypatch, capsys):
+def test_score_writes_metrics(tmp_path, monkeypatch, capsys, runnable):
   monkeypatch.setattr(
       main.checkpointing,
       "load_model",
@@ -73,7 +84,16 @@ def test_score_writes_metrics(tmp_path, monkeypatch, capsys):
     assert metrics[f"probe/{name}/accuracy"] == pytest.approx(
         100 * np.mean(right))
     assert metrics[f"probe/{name}/num_pairs"] == len(examples)
-  assert "probe/attribute/accuracy" in capsys.readouterr().out
+  out = capsys.readouterr().out
+  assert "probe/attribute/accuracy" in out
+  # Ends with the metrics file and the full evaluation with these probes.
+  lines = out.rstrip().splitlines()
+  assert lines[-2] == f"Outputs: {output}"
+  assert lines[-1] == (
+      "next: python -m eval.main --gin_file=gin/runs/eval.gin "
+      f"--gin.CHECKPOINT_PATH=\"'{tmp_path}'\" "
+      f"--gin.PROBE_DIR=\"'{probes.SAMPLE_PROBES_DIR}'\"")
+  runnable(lines[-1])
 
 
 def test_needs_an_action():
@@ -81,7 +101,7 @@ def test_needs_an_action():
     _run()
 
 
-def test_popularity_baseline_on_the_sample(capsys):
+def test_popularity_baseline_on_the_sample(capsys, runnable):
   sample_ml = os.path.join(builders.SAMPLE_DATA_DIR, "movielens")
   _run(probe_dir=probes.SAMPLE_PROBES_DIR, popularity_baseline=True,
        movielens_dir=sample_ml, probes=["recommendation"])
@@ -98,6 +118,15 @@ def test_popularity_baseline_on_the_sample(capsys):
   expected = 100 * np.mean(right)
   assert f"popularity probe/recommendation/accuracy: {expected:.4f}" in out
   assert expected < 50.0  # negatives are popular movies
+  # No checkpoint yet: train the sample model, then score it.
+  lines = out.rstrip().splitlines()
+  assert lines[-3] == "Outputs: none written (the metrics are above)"
+  assert lines[-2] == ("next: python -m train.main --gin_file=gin/experiments/"
+                       "sample_tiny.gin --gin.MODEL_DIR=\"'/tmp/t5cr_sample'\"")
+  runnable(lines[-2])
+  assert lines[-1] == ("next: python -m eval.probes.main --probe_dir="
+                       f"{probes.SAMPLE_PROBES_DIR} "
+                       "--checkpoint_path=/tmp/t5cr_sample")
 
 
 def test_deprecated_model_dir_flag_still_scores(tmp_path, monkeypatch,
