@@ -15,6 +15,8 @@ import pathlib
 import shutil
 import subprocess
 import sys
+import tempfile
+import time
 
 import gin
 import jax
@@ -194,3 +196,60 @@ def test_cli_macro_typo_exits_2_with_one_line(tmp_path):
       "you mean TRAIN_STEPS?\n")
   assert proc.stdout == ""
   assert not (tmp_path / "run").exists()
+
+
+NOBODY = 65534
+
+
+def test_read_only_model_dir_is_one_error_line_before_training():
+  """`train.main` with a MODEL_DIR the user cannot write: exit 2 and one
+  `error:` line, no traceback, nothing trained.
+
+  root writes anywhere, so under root the command runs as user nobody
+  (util-linux `setpriv`); otherwise the directory is made read-only (0555).
+  """
+  prefix = []
+  if os.geteuid() == 0:
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+      pytest.skip("running as root, which writes anywhere, and util-linux's "
+                  "setpriv (to run as user nobody) is not installed")
+    prefix = [setpriv, f"--reuid={NOBODY}", f"--regid={NOBODY}",
+              "--clear-groups"]
+    probe = subprocess.run(
+        prefix + [sys.executable, "-c",
+                  f"open({str(ROOT / 'train' / 'main.py')!r}).close()"],
+        capture_output=True, text=True, timeout=120, check=False)
+    if probe.returncode != 0:
+      pytest.skip(f"user nobody cannot run {sys.executable} on {ROOT}: "
+                  f"{(probe.stderr.strip().splitlines() or ['?'])[-1]}")
+  # Not under pytest's tmp_path: that is private to root (0700).
+  base = pathlib.Path(tempfile.mkdtemp(prefix="crs-read-only-"))
+  model_dir, home = base / "run", base / "home"
+  try:
+    os.chmod(base, 0o755)
+    model_dir.mkdir(mode=0o555)
+    home.mkdir()
+    if prefix:
+      os.chown(home, NOBODY, NOBODY)  # TFDS and JAX may write under HOME.
+    os.chmod(model_dir, 0o555)  # mkdir's mode is masked by the umask.
+    start = time.monotonic()
+    proc = subprocess.run(
+        prefix + [sys.executable, "-m", "train.main",
+                  "--gin_file=gin/experiments/sample_tiny.gin",
+                  f"--gin.MODEL_DIR='{model_dir}'"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600, check=False,
+        env=dict(os.environ, HOME=str(home), JAX_PLATFORMS="cpu"))
+    elapsed = time.monotonic() - start
+    assert proc.returncode == 2, (proc.stdout[-2000:], proc.stderr[-3000:])
+    assert proc.stderr == (
+        f"error: {model_dir}: MODEL_DIR is not writable (Permission denied)."
+        " Fix: choose a writable --gin.MODEL_DIR or fix its permissions\n")
+    assert "Traceback" not in proc.stdout
+    assert "step 1/" not in proc.stdout  # Failed before training.
+    assert not list(model_dir.iterdir())
+    print(f"read-only MODEL_DIR ({'as nobody' if prefix else '0555'}): "
+          f"exit 2 in {elapsed:.1f} s")
+  finally:
+    os.chmod(model_dir, 0o755)
+    shutil.rmtree(base)
