@@ -12,7 +12,10 @@ MIXTURE_OR_TASK_NAME, TASK_FEATURE_LENGTHS, EVAL_OUTPUT_DIR and a
 
 Writes EVAL_OUTPUT_DIR/<step>/{metrics.json,predictions.jsonl,config.gin}
 and TensorBoard scalars under EVAL_OUTPUT_DIR (default: the run
-directory's `eval/`). The work is `eval.evaluation.evaluate`; this file only
+directory's `eval/`). On several hosts (or processes) every one runs the
+same command with `--multiprocess` or `--coordinator_address=HOST:PORT
+--process_count=N --process_index=I` (as `train.main`); they split the work
+and process 0 writes the outputs. The work is `eval.evaluation.evaluate`; this file only
 resolves the gin config and loads the checkpoint. The old macro names
 (TASKS, INPUTS_LENGTH, TARGETS_LENGTH, MODEL_DIR) still work, with a
 deprecation warning (`DEPRECATED_MACROS`).
@@ -26,6 +29,7 @@ from typing import Mapping, Optional, Sequence, Union
 from absl import app
 from absl import flags
 import gin
+import jax
 
 import crs_tasks  # pylint: disable=unused-import  # Registers the tasks.
 from crs_tasks import cli
@@ -34,6 +38,7 @@ from eval import evaluation
 from eval import ranking
 from eval.probes import probe_lib
 from train import checkpointing
+from train import distributed
 from train import gin_flags
 from train import input_pipeline
 
@@ -126,7 +131,8 @@ def evaluate_checkpoint(
       checkpoint_path, step, check=False)
   output_dir = output_dir or os.path.join(model_dir, "eval")
   model, params, step = checkpointing.load_model(checkpoint_path, step=step)
-  cli.log_to(output_dir)
+  cli.log_to(output_dir, process_index=jax.process_index(),
+             process_count=jax.process_count())
   if probe_dir:
     probe_fns = dict(probe_fns or {}, **probe_lib.make_probe_fns(
         probe_dir, max_pairs=max_probe_pairs))
@@ -144,8 +150,9 @@ def evaluate_checkpoint(
       targets_length=lengths["targets"], batch_size=dataset_cfg.batch_size,
       ranking_fns=ranking_fns, ranking_examples=ranking_examples,
       probe_fns=probe_fns)
-  with open(os.path.join(step_dir, "config.gin"), "w") as f:
-    f.write(gin.operative_config_str())
+  if distributed.is_primary():
+    with open(os.path.join(step_dir, "config.gin"), "w") as f:
+      f.write(gin.operative_config_str())
   global _last_output_dir
   _last_output_dir = step_dir
   return metrics
@@ -157,8 +164,9 @@ def run(gin_files: Sequence[str], gin_bindings: Sequence[str],
   gin_flags.parse_gin(list(gin_files) or [DEFAULT_GIN_FILE], gin_bindings,
                       search_paths, deprecated_macros=DEPRECATED_MACROS)
   metrics = evaluate_checkpoint()
-  for name in sorted(metrics):
-    print(f"{name}: {metrics[name]:.4f}")
+  if distributed.is_primary():  # Process 0 reports for everyone.
+    for name in sorted(metrics):
+      print(f"{name}: {metrics[name]:.4f}")
   return metrics
 
 
@@ -185,9 +193,11 @@ def _report(metrics_dir: Optional[str]) -> None:
 def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  distributed.initialize_from_flags()  # Before anything touches a device.
   run(flags.FLAGS.gin_file, flags.FLAGS.gin_bindings,
       flags.FLAGS.gin_search_paths)
-  _report(_last_output_dir)
+  if distributed.is_primary():
+    _report(_last_output_dir)
 
 
 if __name__ == "__main__":

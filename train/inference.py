@@ -75,6 +75,7 @@ def generate(
     batch_size: int = 16,
     desc: str = "generate",
     progress: bool = True,
+    first_batch: int = 0,
 ) -> list[str]:
   """Decodes one text per example with `model.predict_batch`.
 
@@ -87,6 +88,9 @@ def generate(
     batch_size: examples per call.
     desc: progress bar label.
     progress: show a tqdm bar (with ETA).
+    first_batch: the index of the first batch in the whole run (a process
+      decoding batches k.. of a multi-process run passes k), so that batch i
+      samples with `fold_in(seed, i)` whatever the process count.
 
   Returns:
     The decoded strings, one per example.
@@ -106,7 +110,8 @@ def generate(
       tokens = model.predict_batch(
           params, batch, decode_method=decode.method,
           num_beams=decode.num_beams, temperature=decode.temperature,
-          max_decode_length=max_len, rng=jax.random.fold_in(rng, i))
+          max_decode_length=max_len,
+          rng=jax.random.fold_in(rng, first_batch + i))
       texts += [decode_tokens(model.output_vocabulary, row)
                 for row in np.asarray(tokens)[: end - start]]
       bar.update(end - start)
