@@ -218,14 +218,17 @@ def write_outputs(
 # single-process calls.
 
 
-def process_batches(num_items: int, batch_size: int) -> slice:
+def process_batches(num_items: int, batch_size: int,
+                    process_index: Optional[int] = None,
+                    process_count: Optional[int] = None) -> slice:
   """This process's items of `num_items`: whole batches of `batch_size`.
 
   `process_batches(10, 4)` on process 0 of 2 is `slice(0, 8)` (batches 0
-  and 1), on process 1 `slice(8, 10)`.
+  and 1), on process 1 `slice(8, 10)`. The process defaults to JAX's.
   """
-  batches = distributed.process_slice(-(-num_items // batch_size))
-  return slice(batches.start * batch_size,
+  batches = distributed.process_slice(-(-num_items // batch_size),
+                                      process_index, process_count)
+  return slice(min(batches.start * batch_size, num_items),
                min(batches.stop * batch_size, num_items))
 
 

@@ -140,7 +140,7 @@ def evaluate_checkpoint(
   if movie_list:  # ReDial's movies_with_mentions.csv: the ranked candidates.
     ranking_fns = ranking.make_protocols(
         ranking.load_movie_list(movie_list), ks=ranking_ks,
-        batch_size=dataset_cfg.batch_size)
+        batch_size=dataset_cfg.batch_size, progress=distributed.is_primary())
   step_dir = os.path.join(output_dir, str(step))
   metrics = evaluation.evaluate(
       model=model, params=params, vocabulary=model.output_vocabulary,

@@ -1,9 +1,11 @@
 """Tests for eval/evaluation.py with a scripted fake model on a toy task
 and a recording model on the bundled ReDial sample task."""
 
+import collections
 import json
 import os
 import re
+import threading
 
 import numpy as np
 import pytest
@@ -15,6 +17,7 @@ from crs_tasks import features
 from crs_tasks import postprocessors
 from eval import evaluation
 from eval import ranking
+from train import distributed
 from train import infer
 
 TASK = "test_eval_toy_redial_v001"
@@ -367,3 +370,117 @@ def test_decode_config_rejects_unknown_method():
 def test_expand_tasks_unknown_name():
   with pytest.raises(ValueError, match="unknown task or mixture 'nope_v001'"):
     evaluation.expand_tasks(["nope_v001"])
+
+
+def test_process_batches_split_whole_batches():
+  for n, batch, processes in [(10, 4, 2), (10, 3, 2), (2, 4, 3), (0, 2, 2),
+                              (17, 2, 4)]:
+    parts = [evaluation.process_batches(n, batch, i, processes)
+             for i in range(processes)]
+    # Contiguous, in order, covering 0..n; each part starts on a batch.
+    assert [p.start for p in parts[1:]] == [p.stop for p in parts[:-1]]
+    assert (parts[0].start, parts[-1].stop) == (0, n)
+    assert all(p.start % batch == 0 for p in parts if p.stop > p.start)
+    sizes = [-(-(p.stop - p.start) // batch) for p in parts]
+    assert max(sizes) - min(sizes) <= 1, (n, batch, processes, sizes)
+
+
+class _ThreadProcesses:
+  """Simulated processes, one thread each: `distributed`'s process index,
+  `is_primary` and `allgather_objects` (a barrier) per thread."""
+
+  def __init__(self, count, monkeypatch):
+    self.count, self.local = count, threading.local()
+    self.barrier, self.slots = threading.Barrier(count), [None] * count
+    original = distributed.process_slice
+    monkeypatch.setattr(
+        distributed, "process_slice", lambda n, i=None, c=None: original(
+            n, self.index() if i is None else i, c or count))
+    monkeypatch.setattr(distributed, "is_primary", lambda: self.index() == 0)
+    monkeypatch.setattr(distributed, "allgather_objects", self.allgather)
+
+  def index(self):
+    return self.local.index
+
+  def allgather(self, obj):
+    self.slots[self.index()] = obj
+    self.barrier.wait(timeout=60)
+    out = list(self.slots)
+    self.barrier.wait(timeout=60)
+    return out
+
+  def run(self, fn):
+    results, failures = [None] * self.count, []
+
+    def target(i):
+      self.local.index = i
+      try:
+        results[i] = fn(i)
+      except BaseException as e:  # pylint: disable=broad-except
+        failures.append(e)
+        self.barrier.abort()
+
+    threads = [threading.Thread(target=target, args=(i,))
+               for i in range(self.count)]
+    for t in threads:
+      t.start()
+    for t in threads:
+      t.join(timeout=120)
+    if failures:
+      raise failures[0]
+    return results
+
+
+class _CountingModel(FakeModel):
+  """FakeModel that counts the rows each simulated process computes."""
+
+  def __init__(self, processes=None):
+    super().__init__()
+    self.processes, self.rows = processes, collections.Counter()
+
+  def _count(self, kind, n):
+    self.rows[(self.processes.index() if self.processes else 0, kind)] += n
+
+  def predict_batch(self, params, batch, **kwargs):
+    self._count("predict", len(batch["encoder_input_tokens"]))
+    return super().predict_batch(params, batch, **kwargs)
+
+  def score_batch(self, params, batch):
+    self._count("score", len(batch["encoder_input_tokens"]))
+    return super().score_batch(params, batch)
+
+  def score_candidates(self, params, encoder_input_tokens, candidate_tokens):
+    self._count("rank", len(encoder_input_tokens))
+    return super().score_candidates(params, encoder_input_tokens,
+                                    candidate_tokens)
+
+
+def test_two_processes_split_the_work_and_get_one_process_metrics(
+    tmp_path, monkeypatch):
+  movies = _movie_list(tmp_path)
+
+  def run(model, out):
+    metrics = evaluation.evaluate(
+        model=model, params="params", vocabulary=VOCAB, tasks=[TASK],
+        output_dir=str(out), num_examples=3, inputs_length=32,
+        targets_length=16, batch_size=1,
+        ranking_fns=ranking.make_protocols(movies, ks=(1, 10),
+                                           progress=False),
+        probe_fns={"toy": _toy_probe})
+    path = out / "predictions.jsonl"
+    return metrics, path.read_text() if path.exists() else None
+
+  single = _CountingModel()
+  expected = run(single, tmp_path / "one")
+  processes = _ThreadProcesses(2, monkeypatch)
+  model = _CountingModel(processes)
+  results = processes.run(lambda i: run(model, tmp_path / f"two{i}"))
+  # Every process gets the metrics; process 0 alone writes the files.
+  assert results[0] == expected and results[1][0] == expected[0]
+  assert not (tmp_path / "two1" / "predictions.jsonl").exists()
+  # 3 examples in batches of 1: process 0 decodes and scores 2, process 1
+  # one; the 3 ranked rows likewise; the probe's 2 pairs: one each.
+  assert dict(model.rows) == {
+      (0, "predict"): 2, (1, "predict"): 1, (0, "rank"): 2, (1, "rank"): 1,
+      (0, "score"): 2 + 1, (1, "score"): 1 + 1}
+  assert single.rows == {(0, "predict"): 3, (0, "rank"): 3, (0, "score"): 5}
