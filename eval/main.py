@@ -15,10 +15,10 @@ and TensorBoard scalars under EVAL_OUTPUT_DIR (default: the run
 directory's `eval/`). On several hosts (or processes) every one runs the
 same command with `--multiprocess` or `--coordinator_address=HOST:PORT
 --process_count=N --process_index=I` (as `train.main`); they split the work
-and process 0 writes the outputs. The work is `eval.evaluation.evaluate`; this file only
-resolves the gin config and loads the checkpoint. The old macro names
-(TASKS, INPUTS_LENGTH, TARGETS_LENGTH, MODEL_DIR) still work, with a
-deprecation warning (`DEPRECATED_MACROS`).
+and process 0 writes the outputs. The work is `eval.evaluation.evaluate`;
+this file only resolves the gin config and loads the checkpoint. The old
+macro names (TASKS, INPUTS_LENGTH, TARGETS_LENGTH, MODEL_DIR) still work,
+with a deprecation warning (`DEPRECATED_MACROS`).
 """
 
 import importlib
