@@ -14,7 +14,8 @@ Step: the tiny T5 1.1 (`gin/models/t5_1_1_tiny.gin` sizes) trained
 devices and on 2 processes x 4 (gloo), 8x1 mesh; prints the median
 seconds per step after the first two (compilation).
 
-Both processes run on this one machine and share its cores (and, here, with
+Prints the figures side by side, one column per process count. Both
+processes run on this one machine and share its cores (and, here, with
 whatever else runs), so the 2-process figures show the work per host, not a
 speed-up.
 """
@@ -116,6 +117,11 @@ def launch(mode, processes, extra):
     for p in procs:
       if p.poll() is None:
         p.kill()
+  # Every input worker reports; of the step workers, process 0.
+  if results[0] is None or (mode == "input" and None in results):
+    raise SystemExit(f"a {mode} worker gave no result (exit codes "
+                     f"{[p.returncode for p in procs]}); rerun it alone "
+                     "(--mode=..._worker) to see its log")
   return results
 
 
@@ -135,23 +141,42 @@ def main():
   if args.mode == "step_worker":
     return step_worker(args)
   print(f"global batch {args.batch_size} rows of {TASK}, lengths "
-        f"{LENGTHS['inputs']}/{LENGTHS['targets']}")
+        f"{LENGTHS['inputs']}/{LENGTHS['targets']}", flush=True)
+  columns = {}  # processes -> {row name: text}
   for n in (1, 2):
     res = launch("input", n, [f"--batches={args.batches}",
                               f"--batch_size={args.batch_size}"])
-    for i, r in enumerate(res):
-      print(f"input, {n} process(es), process {i}: {r['local_batch']} rows "
-            f"per batch, {args.batches - 1} batches in {r['seconds']:.2f} s "
-            f"({r['seconds'] / (args.batches - 1) * 1000:.0f} ms/batch)")
-  if args.steps <= 2:
-    return
-  for n in (1, 2):
-    with tempfile.TemporaryDirectory() as tmp:
-      res = launch("step", n, [f"--steps={args.steps}",
-                               f"--batch_size={args.batch_size}",
-                               f"--model_dir={tmp}/m"])
-    print(f"step, {n} process(es) x {8 // n} devices: "
-          f"{res[0]['seconds_per_step'] * 1000:.0f} ms/step (median)")
+    columns[n] = {
+        "rows per batch, per process": " / ".join(
+            str(r["local_batch"]) for r in res),
+        "input ms per batch, per process": " / ".join(
+            f"{r['seconds'] / (args.batches - 1) * 1000:.0f}" for r in res)}
+    print(f"{n} process(es): {columns[n]}", flush=True)
+  if args.steps > 2:
+    for n in (1, 2):
+      with tempfile.TemporaryDirectory() as tmp:
+        res = launch("step", n, [f"--steps={args.steps}",
+                                 f"--batch_size={args.batch_size}",
+                                 f"--model_dir={tmp}/m"])
+      columns[n]["train step ms (median)"] = (
+          f"{res[0]['seconds_per_step'] * 1000:.0f}")
+      print(f"{n} process(es): {columns[n]}", flush=True)
+  print(side_by_side(columns, args), flush=True)
+
+
+def side_by_side(columns, args):
+  """The figures of 1 and 2 processes as a two-column table."""
+  heads = {n: f"{n} process{'es' if n > 1 else ''} x {8 // n} devices"
+           for n in columns}
+  names = list(columns[1])
+  width = max(len(n) for n in names) + 2
+  lines = [" " * width + "".join(f"{heads[n]:>26}" for n in columns)]
+  for name in names:
+    lines.append(f"{name:<{width}}" + "".join(
+        f"{columns[n].get(name, '-'):>26}" for n in columns))
+  lines.append(f"(input: {args.batches - 1} batches timed after the first; "
+               f"step: median of steps 3..{args.steps})")
+  return "\n".join(lines)
 
 
 if __name__ == "__main__":
