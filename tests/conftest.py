@@ -106,6 +106,12 @@ def tiny_model_dir(tmp_path):
   return make
 
 
+@pytest.fixture(scope="session")
+def write_tiny_model():
+  """`write_tiny_model(model_dir, step)`, for fixtures wider than a test."""
+  return write_tiny_model_dir
+
+
 # Flags and gin macros of a suggested command that name inputs: they must
 # exist. (MODEL_DIR, --output_dir, ... are outputs and may not.)
 _INPUT_FLAGS = ("gin_file", "CHECKPOINT_PATH", "MOVIE_LIST", "PROBE_DIR",

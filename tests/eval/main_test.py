@@ -101,9 +101,11 @@ def _bindings(spelling, model_dir, toy_task, output_dir):
           f"EVAL_OUTPUT_DIR='{output_dir}'"]
 
 
-@pytest.mark.parametrize("spelling", ["t5x", "deprecated"])
-def test_main_with_gin_overrides(tmp_path, toy_task, monkeypatch, capsys,
-                                 spelling):
+def _run_main(tmp_path, toy_task, monkeypatch, spelling):
+  """Runs eval/main's gin entry on the toy task with a fake model.
+
+  Returns (load_model calls, the fake model, model_dir, the eval dir).
+  """
   model = FakeModel()
   loaded = []
 
@@ -126,11 +128,23 @@ def test_main_with_gin_overrides(tmp_path, toy_task, monkeypatch, capsys,
     main_lib.run(["gin/runs/eval.gin"], bindings)
   finally:
     gin.clear_config()
+  return loaded, model, model_dir, os.path.join(output_dir, "42")
+
+
+@pytest.mark.parametrize("spelling", ["t5x", "deprecated"])
+def test_gin_overrides_reach_loading_and_decoding(tmp_path, toy_task,
+                                                  monkeypatch, spelling):
+  loaded, model, model_dir, _ = _run_main(tmp_path, toy_task, monkeypatch,
+                                          spelling)
   assert loaded == [(model_dir, None)]
   assert model.calls[0]["decode_method"] == "beam"
   assert model.calls[0]["num_beams"] == 2
   assert model.calls[0]["max_decode_length"] == 8
-  out_dir = os.path.join(output_dir, "42")
+
+
+def test_gin_overrides_reach_metrics_and_outputs(tmp_path, toy_task,
+                                                 monkeypatch, capsys):
+  _, _, _, out_dir = _run_main(tmp_path, toy_task, monkeypatch, "t5x")
   with open(os.path.join(out_dir, "metrics.json")) as f:
     saved = json.load(f)
   # One example (NUM_EXAMPLES=1), answered right: exact match 100.
@@ -146,19 +160,26 @@ def test_main_with_gin_overrides(tmp_path, toy_task, monkeypatch, capsys,
     assert [json.loads(l)["prediction"] for l in f] == [REPLY]
   assert "DECODE_METHOD = 'beam'" in open(
       os.path.join(out_dir, "config.gin")).read()
-  assert tf.io.gfile.glob(os.path.join(output_dir, "events.out.*"))
+  assert tf.io.gfile.glob(os.path.join(os.path.dirname(out_dir),
+                                       "events.out.*"))
   captured = capsys.readouterr()
   assert "gen/exact_match: 100.0000" in captured.out
-  warnings = [l for l in captured.err.splitlines() if "deprecated" in l]
-  if spelling == "t5x":
-    assert not warnings
-  else:  # One line per deprecated macro.
-    assert [w.split()[3] for w in warnings] == [
-        "MODEL_DIR", "TASKS", "INPUTS_LENGTH", "TARGETS_LENGTH"]
-    assert warnings[0] == (
-        f"warning: gin macro MODEL_DIR is deprecated; use CHECKPOINT_PATH "
-        f"(read --gin.MODEL_DIR='{model_dir}' as "
-        f"CHECKPOINT_PATH='{model_dir}')")
+  assert not [l for l in captured.err.splitlines() if "deprecated" in l]
+
+
+def test_deprecated_macros_warn_once_each(tmp_path, toy_task, monkeypatch,
+                                          capsys):
+  _, _, model_dir, out_dir = _run_main(tmp_path, toy_task, monkeypatch,
+                                       "deprecated")
+  assert os.path.exists(os.path.join(out_dir, "metrics.json"))
+  warnings = [l for l in capsys.readouterr().err.splitlines()
+              if "deprecated" in l]
+  assert [w.split()[3] for w in warnings] == [
+      "MODEL_DIR", "TASKS", "INPUTS_LENGTH", "TARGETS_LENGTH"]
+  assert warnings[0] == (
+      f"warning: gin macro MODEL_DIR is deprecated; use CHECKPOINT_PATH "
+      f"(read --gin.MODEL_DIR='{model_dir}' as "
+      f"CHECKPOINT_PATH='{model_dir}')")
 
 
 def test_gin_file_requires_checkpoint_path():
@@ -194,9 +215,14 @@ def test_decode_config_is_gin_configurable():
     gin.clear_config()
 
 
-def test_cli_on_tiny_random_checkpoint(tiny_model_dir):
-  """`python -m eval.main` end to end on the bundled ReDial sample."""
-  model_dir = tiny_model_dir()
+@pytest.fixture(scope="module")
+def cli_run(tmp_path_factory, write_tiny_model):
+  """`python -m eval.main` end to end on the bundled ReDial sample, once.
+
+  Returns (model_dir, the eval output dir, the finished process).
+  """
+  model_dir = write_tiny_model(
+      str(tmp_path_factory.mktemp("cli") / "tiny_3"), 3)
   movie_list = ROOT / "crs_tasks/sample_data/redial/movies_with_mentions.csv"
   env = dict(os.environ, CUDA_VISIBLE_DEVICES="", JAX_PLATFORMS="cpu")
   # CHECKPOINT_PATH names one checkpoint, as in t5x.
@@ -214,7 +240,11 @@ def test_cli_on_tiny_random_checkpoint(tiny_model_dir):
       cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
       check=False)
   assert proc.returncode == 0, proc.stderr[-3000:]
-  out_dir = os.path.join(model_dir, "eval", "3")
+  return model_dir, os.path.join(model_dir, "eval", "3"), proc
+
+
+def test_cli_metrics_of_every_family(cli_run):
+  _, out_dir, _ = cli_run
   with open(os.path.join(out_dir, "metrics.json")) as f:
     saved = json.load(f)
   metrics = saved["metrics"]
@@ -229,12 +259,20 @@ def test_cli_on_tiny_random_checkpoint(tiny_model_dir):
             <= metrics[f"probe/{probe}/ci_high"])
   assert saved["num_examples"] == {"crs_sample_redial_v001": 3}
   assert saved["decoding"]["method"] == "beam"
+
+
+def test_cli_writes_prediction_rows_and_summaries(cli_run):
+  model_dir, out_dir, _ = cli_run
   with open(os.path.join(out_dir, "predictions.jsonl")) as f:
     rows = [json.loads(line) for line in f]
   assert len(rows) == 3
   assert all(r["inputs"].startswith("redial conversation:") for r in rows)
   assert all("conversation_id" in r and "target_movies" in r for r in rows)
   assert tf.io.gfile.glob(os.path.join(model_dir, "eval", "events.out.*"))
+
+
+def test_cli_output_is_quiet_and_ends_with_next_command(cli_run):
+  model_dir, out_dir, proc = cli_run
   assert "crs_sample_redial_v001: 100%" in proc.stderr  # The progress bar.
   assert "rank/recall@1:" in proc.stdout
   # Quiet: the third-party log lines are in EVAL_OUTPUT_DIR/logs/eval.log.
