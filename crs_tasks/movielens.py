@@ -35,14 +35,15 @@ import seqio
 
 from crs_tasks import features
 from crs_tasks import preprocessors
+from crs_tasks import tfds_source
 from crs_tasks.tfds_builders import movielens as movielens_builder  # pylint: disable=unused-import
 
 _VERSION = "1.0.0"
 _SPLITS = ("train", "validation")
 
 
-def _source(config: str) -> seqio.TfdsDataSource:
-  return seqio.TfdsDataSource(
+def _source(config: str) -> tfds_source.TfdsDataSource:
+  return tfds_source.TfdsDataSource(
       tfds_name=f"crs_movielens/{config}:{_VERSION}", splits=_SPLITS
   )
 

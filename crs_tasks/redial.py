@@ -41,6 +41,7 @@ import seqio
 from crs_tasks import features
 from crs_tasks import postprocessors
 from crs_tasks import preprocessors
+from crs_tasks import tfds_source
 
 # pylint: disable-next=unused-import
 from crs_tasks.tfds_builders import redial as redial_builder
@@ -71,7 +72,7 @@ for (_prefix, _config), _version in itertools.product(
   # ======================== ReDial (lower-cased, T5-CR) =====================
   seqio.TaskRegistry.add(
       f"{_prefix}_redial_{_version}",
-      source=seqio.TfdsDataSource(
+      source=tfds_source.TfdsDataSource(
           tfds_name=f"crs_redial/{_config}:1.0.0", splits=_SPLITS
       ),
       preprocessors=_RESPACE[_version] + [
@@ -96,7 +97,7 @@ for (_prefix, _config), _version in itertools.product(
   # ============================== ReDial (cased) ============================
   seqio.TaskRegistry.add(
       f"{_prefix}_redial_cased_{_version}",
-      source=seqio.TfdsDataSource(
+      source=tfds_source.TfdsDataSource(
           tfds_name=f"crs_redial/{_config}:1.0.0", splits=_SPLITS
       ),
       preprocessors=_RESPACE[_version] + [
