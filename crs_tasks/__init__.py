@@ -20,4 +20,5 @@ from crs_tasks.tfds_builders import redial as redial_builder
 from crs_tasks import redial
 from crs_tasks import movielens
 from crs_tasks import mixtures
+from crs_tasks import pretraining
 from crs_tasks import probes  # pylint: disable=unused-import

@@ -74,6 +74,7 @@ from crs_tasks import preprocessors
 from crs_tasks import probe_io
 
 PROBE_NAMES = probe_io.PROBE_NAMES
+IN_FORMAT_PROBES = probe_io.IN_FORMAT_PROBES
 REDIAL_PREFIX = preprocessors.REDIAL_PREFIX
 EXAMPLE_FIELDS = probe_io.PROBE_FIELDS
 
@@ -450,6 +451,45 @@ class ProbeBuilder:
     return examples
 
 
+def in_format(example: Mapping[str, str], name: str) -> dict:
+  """A dialogue-format pair reread in its MovieLens task's own format.
+
+  The authors' `probe_1_sequences` beside `probe_1`: the same query,
+  positive and negative movies (and tag), the same `pair_id`, written as the
+  ML-sequences task (`recommendation_in_format`: `movielens sequence: @ x @`
+  -> `@ y @`) or the ML-tags task (`attribute_in_format`: `movielens tags:
+  t` -> `@ y @`) writes its examples (`preprocessors.ml_sequence_to_text`,
+  `ml_tags_to_text`). A model that learned the relation in the auxiliary
+  task but does not carry it into dialogue passes this and fails the
+  dialogue-format pair.
+
+  Args:
+    example: a `recommendation` or `attribute` pair (`make_example`).
+    name: the in-format probe name (`IN_FORMAT_PROBES`).
+
+  Returns:
+    E.g. `{"probe": "recommendation_in_format", "pair_id":
+    "recommendation/000003", "inputs": "movielens sequence: @ heat (1995)
+    @", "targets": "@ ronin (1998) @", "negative_targets": "@ up (2009) @",
+    ...}` (metadata copied).
+  """
+  if IN_FORMAT_PROBES.get(name) != example["probe"]:
+    raise ValueError(
+        f"{name!r} rereads {IN_FORMAT_PROBES.get(name)!r} pairs, got a "
+        f"{example['probe']!r} pair")
+  if name == "recommendation_in_format":
+    inputs = preprocessors.ML_SEQUENCE_PREFIX + f"@ {example['query_movie']} @"
+  else:
+    inputs = preprocessors.ML_TAGS_PREFIX + example["tag"]
+  return dict(
+      example,
+      probe=name,
+      inputs=inputs,
+      targets=f"@ {example['positive_movie']} @",
+      negative_targets=f"@ {example['negative_movie']} @",
+  )
+
+
 # ================================ File I/O ==================================
 
 
@@ -506,6 +546,9 @@ def build_probe_files(
 ) -> dict:
   """Builds probes and writes `<output_dir>/<probe>.jsonl` + `stats.json`.
 
+  Each built `recommendation` / `attribute` probe also gets its in-format
+  twin (`in_format`, `<probe>_in_format.jsonl`, the same pairs).
+
   A probe with no pairs (e.g. `description` without reviews) writes no file
   and is reported in the stats (`<probe>/pairs` = 0).
 
@@ -519,8 +562,14 @@ def build_probe_files(
     The stats dict written to `stats.json` (counts, thresholds, config).
   """
   builder = ProbeBuilder(data, config)
+  built = {}
   for probe in probes:
-    examples = builder.build(probe)
+    built[probe] = builder.build(probe)
+  for name, source in IN_FORMAT_PROBES.items():
+    if source in built:
+      built[name] = [in_format(ex, name) for ex in built[source]]
+      builder.stats[f"{name}/pairs"] = len(built[name])
+  for probe, examples in built.items():
     path = os.path.join(output_dir, f"{probe}.jsonl")
     if examples:
       probe_io.write_jsonl(path, examples, sort_keys=True)

@@ -13,6 +13,14 @@ import os
 from typing import Any, Iterable, Mapping, Sequence
 
 PROBE_NAMES = ("recommendation", "attribute", "description", "combination")
+# In-format probes: the same pairs as a dialogue probe, read in the format of
+# the MovieLens task that teaches the relation (`probe_builders.in_format`):
+# in-format name -> the dialogue-format probe whose pairs it rereads.
+IN_FORMAT_PROBES = {
+    "recommendation_in_format": "recommendation",
+    "attribute_in_format": "attribute",
+}
+ALL_PROBE_NAMES = PROBE_NAMES + tuple(IN_FORMAT_PROBES)
 PROBE_FIELDS = (
     "probe",
     "pair_id",

@@ -10,6 +10,10 @@
 |                               | review snippet                            |
 | `probe_combination_v001`      | `... a <tag> movie like @ x @?` ->        |
 |                               | `... @ y @?`                              |
+| `probe_recommendation_in_     | `movielens sequence: @ x @` -> `@ y @`    |
+| format_v001`                  | (the recommendation pairs, ML format)     |
+| `probe_attribute_in_format_   | `movielens tags: <tag>` -> `@ y @`        |
+| v001`                         | (the attribute pairs, ML format)          |
 
 Each example is one pair: `targets` is the correct reply and the string
 feature `negative_targets` the same reply with the negative; `probe`,
@@ -42,7 +46,7 @@ import tensorflow as tf
 from crs_tasks import features
 from crs_tasks import probe_io
 
-PROBE_NAMES = probe_io.PROBE_NAMES
+PROBE_NAMES = probe_io.ALL_PROBE_NAMES
 PROBE_FIELDS = probe_io.PROBE_FIELDS
 PROBES_DIR_ENV = probe_io.PROBES_DIR_ENV
 DEFAULT_PROBES_DIR = os.path.join("~", ".cache", "crs_tasks", "probes")

@@ -60,6 +60,8 @@ PyTree = Any
 Example = dict[str, Any]
 RankingFn = ranking.RankingFn  # (CandidateScoreFn, examples) -> metrics.
 ProbeFn = probe_lib.ProbeFn  # (PairScoreFn) -> metrics.
+# Per-pair probe scores beside metrics.json (paired tests, `eval.reporting`).
+PROBE_PAIRS_FILE = "probe_pairs.jsonl"
 
 METADATA_KEY = "target_movies"  # Examples with it are ReDial examples.
 MetricFn = Callable[[Sequence[Any], Sequence[Any]], Mapping[str, float]]
@@ -392,14 +394,21 @@ def run_ranking(
 
 def run_probes(pair_scorer: ShardedPairScorer,
                probe_fns: Mapping[str, ProbeFn], *,
-               timing: dict[str, float]) -> dict[str, float]:
+               timing: dict[str, float],
+               pair_rows: Optional[list] = None) -> dict[str, float]:
   """Runs each probe, `fn(pair_scorer) -> metrics` (timing:
-  `probe_<name>_seconds`), and returns their metrics, merged."""
+  `probe_<name>_seconds`), and returns their metrics, merged. Per-pair rows
+  (`probe/<name>/pairs`, `probe_lib.pair_rows`) go to `pair_rows`."""
   metrics = {}
   for name, fn in probe_fns.items():
     start = time.time()
     pair_scorer.scorer.desc = f"probe {name}"
-    metrics.update({k: _scalar(k, v) for k, v in fn(pair_scorer).items()})
+    for k, v in fn(pair_scorer).items():
+      if k.endswith(probe_lib.PAIRS_SUFFIX):
+        if pair_rows is not None:
+          pair_rows.extend(v)
+      else:
+        metrics[k] = _scalar(k, v)
     timing[f"probe_{name}_seconds"] = time.time() - start
   return metrics
 
@@ -492,11 +501,15 @@ def evaluate(
     metrics.update({prefix + k: _scalar(k, v) for k, v in task_result.items()})
     rows += prediction_rows(task.name, examples, predictions, processed,
                             scores)
+  pairs = []
   if probe_fns:
     metrics.update(run_probes(ShardedPairScorer(infer.PairScorer(
         model, params, task_feature_lengths=lengths, batch_size=batch_size,
-        progress=distributed.is_primary())), probe_fns, timing=timing))
+        progress=distributed.is_primary())), probe_fns, timing=timing,
+                              pair_rows=pairs))
   if distributed.is_primary():  # The files exist once.
+    if pairs:
+      infer.write_jsonl(pairs, os.path.join(output_dir, PROBE_PAIRS_FILE))
     info = {"tasks": [t.name for t in task_list], "split": split,
             "num_examples": counts, "decoding": dataclasses.asdict(decode),
             "timing": timing, "process_count": jax.process_count()}

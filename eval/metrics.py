@@ -347,6 +347,33 @@ def wilson_interval(
   return low, high
 
 
+def mcnemar(first: Sequence[bool], second: Sequence[bool]) -> dict[str, float]:
+  """Exact McNemar test of two classifiers on the same items (paired).
+
+  Only the discordant items count: b = first right and second wrong, c =
+  first wrong and second right. Under the null (equal accuracy) b ~
+  Binomial(b + c, 1/2); the two-sided exact p-value is
+  `min(1, 2 * P(X <= min(b, c)))` (1 when b + c = 0).
+
+  Args:
+    first: per-item correctness of the first run.
+    second: per-item correctness of the second run, same items, same order.
+
+  Returns:
+    `{"b", "c", "n", "p_value"}`; e.g. b = 1, c = 5 gives
+    p = 2 * (1 + 6) / 64 = 0.21875.
+  """
+  if len(first) != len(second):
+    raise ValueError(
+        f"paired runs differ in length: {len(first)} vs {len(second)}")
+  b = sum(1 for x, y in zip(first, second) if x and not y)
+  c = sum(1 for x, y in zip(first, second) if y and not x)
+  n = b + c
+  tail = sum(math.comb(n, i) for i in range(min(b, c) + 1)) / 2.0 ** n
+  return {"b": float(b), "c": float(c), "n": float(len(first)),
+          "p_value": min(1.0, 2.0 * tail)}
+
+
 def recall_from_ranks(
     ranks: Sequence[float],
     ks: Sequence[int] = (1, 10, 50),

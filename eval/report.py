@@ -17,6 +17,7 @@ from absl import flags
 
 from crs_tasks import cli
 from eval import reporting
+from eval.probes import oracles as oracles_lib
 
 if __name__ == "__main__":
   # Flags are defined here only, so importing this module defines none.
@@ -32,6 +33,13 @@ if __name__ == "__main__":
   _STEP = flags.DEFINE_integer(
       "step", None, "Evaluated step to read (default: the latest of each dir)."
   )
+  _PROBE_DIR = flags.DEFINE_string(
+      "probe_dir", None,
+      "The probes' folder: its oracles.json (eval.probes.main --oracles) "
+      "adds the probe table with the oracle rows.")
+  _BASELINE = flags.DEFINE_string(
+      "baseline", None,
+      "A label: McNemar tests of every other label against it, per probe.")
 
   def main(argv):
     if len(argv) > 1:
@@ -48,9 +56,13 @@ if __name__ == "__main__":
         labels=_LABELS.value,
         output_dir=_OUTPUT_DIR.value,
         step=_STEP.value,
+        oracles=(oracles_lib.read_oracles(_PROBE_DIR.value)
+                 if _PROBE_DIR.value else None),
+        baseline=_BASELINE.value,
     )
     names = [os.path.basename(written[kind])
-             for kind in ("report", "probes", "recall") if kind in written]
+             for kind in ("report", "probes", "recall", "curves")
+             if kind in written]
     print(f"Outputs in {_OUTPUT_DIR.value}: {', '.join(names)}"
           + (f"; log: {log}" if log else ""))
     print(cli.next_command(f"cat {shlex.quote(written['report'])}"),

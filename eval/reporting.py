@@ -6,6 +6,12 @@ module reads those files back (`load_run`), groups runs that share a label
 a Markdown table (`markdown_table`) and PNG plots (`plot_probes`,
 `plot_recall_curves`). `write_report` does all of it for `eval/report.py`.
 
+Study diagnostics (README, "The study"), when asked for: the probe table
+with the oracle rows of `<probe_dir>/oracles.json` (`probe_table`), exact
+McNemar tests of each label against a baseline label on the same pairs
+(`paired_table`, from each run's `probe_pairs.jsonl`), and learning curves
+over every evaluated step (`plot_learning_curves`).
+
 To add a plot, write a function `(groups, path) -> bool` beside the others
 (returning False when there is nothing to plot) and call it from
 `write_report`.
@@ -18,6 +24,8 @@ import math
 import os
 import re
 from typing import Mapping, Optional, Sequence
+
+from eval import metrics as metrics_lib
 
 import matplotlib
 
@@ -370,12 +378,210 @@ def plot_recall_curves(
   return True
 
 
+# ============================ Study diagnostics =============================
+
+# Probe columns of the study tables, dialogue format beside its in-format
+# twin (`crs_tasks.probe_io.IN_FORMAT_PROBES`).
+STUDY_PROBES = ("recommendation", "recommendation_in_format", "attribute",
+                "attribute_in_format", "combination", "description")
+PROBE_PAIRS_FILE = "probe_pairs.jsonl"  # `eval.evaluation.PROBE_PAIRS_FILE`.
+
+
+def _probe_cell(by_metric: Mapping[str, Stat], probe: str) -> str:
+  """`"45.5 [41.6, 49.5]"` for one run, `"45.5 ± 1.1"` for several."""
+  acc = by_metric.get(f"probe/{probe}/accuracy")
+  if acc is None:
+    return "–"
+  low = by_metric.get(f"probe/{probe}/ci_low")
+  high = by_metric.get(f"probe/{probe}/ci_high")
+  if acc.n == 1 and low is not None and high is not None:
+    return f"{acc.mean:.1f} [{low.mean:.1f}, {high.mean:.1f}]"
+  return f"{acc.mean:.1f} ± {acc.std:.1f}"
+
+
+def probe_table(groups: Mapping[str, Mapping[str, Stat]],
+                oracles: Mapping[str, Mapping[str, Mapping[str, float]]]
+                ) -> str:
+  """Probe accuracies per label, then one row per oracle (same pairs).
+
+  Args:
+    groups: output of `aggregate`.
+    oracles: `eval.probes.oracles.read_oracles` (`{probe: {oracle: row}}`).
+
+  Returns:
+    A Markdown table: one run's cell is `accuracy [95% Wilson interval]`,
+    several runs' `mean ± std`; an oracle's cell adds its ties.
+  """
+  present = {m for g in groups.values() for m in g} | {
+      f"probe/{p}/accuracy" for p in oracles}
+  probes = [p for p in STUDY_PROBES if f"probe/{p}/accuracy" in present]
+  if not probes:
+    return ""
+  lines = ["| model | runs | " + " | ".join(probes) + " |",
+           "|---|---:|" + "---:|" * len(probes)]
+  for label, by_metric in groups.items():
+    runs = max((s.n for s in by_metric.values()), default=0)
+    lines.append(f"| {label} | {runs} | "
+                 + " | ".join(_probe_cell(by_metric, p) for p in probes)
+                 + " |")
+  names = []
+  for by_oracle in oracles.values():
+    names += [o for o in by_oracle if o not in names]
+  for oracle in names:
+    cells = []
+    for p in probes:
+      row = oracles.get(p, {}).get(oracle)
+      cells.append("–" if row is None else (
+          f"{row['accuracy']:.1f} [{row['ci_low']:.1f}, {row['ci_high']:.1f}]"
+          f" ({row['ties']} ties)"))
+    lines.append(f"| oracle: {oracle} | – | " + " | ".join(cells) + " |")
+  return "\n".join(lines) + "\n"
+
+
+def load_pairs(model_dir: str, step: int) -> dict[str, dict[str, bool]]:
+  """`{probe: {pair_id: correct}}` of one evaluation ({} without the file)."""
+  path = os.path.join(model_dir, "eval", str(step), PROBE_PAIRS_FILE)
+  out = collections.defaultdict(dict)
+  if not os.path.exists(path):
+    return {}
+  with open(path, encoding="utf-8") as f:
+    for line in f:
+      if line.strip():
+        row = json.loads(line)
+        out[row["probe"]][row["pair_id"]] = bool(row["correct"])
+  return dict(out)
+
+
+def paired_table(runs: Sequence[Run], baseline: str) -> str:
+  """Exact McNemar tests of every label against `baseline`, per probe.
+
+  The i-th run of a label is paired with the i-th run of the baseline
+  (the same seed when both list their seeds in the same order), on the
+  pairs both scored. A cell: `+3.2 pts, p = 0.041 (b/c = 20/39)` per seed
+  pair, `;`-separated (b: baseline right and the label wrong, c: the
+  reverse).
+
+  Args:
+    runs: evaluated runs (`load_run`).
+    baseline: the label to compare against.
+
+  Returns:
+    A Markdown table, or "" when the baseline has no probe pairs.
+  """
+  by_label = collections.defaultdict(list)
+  for run in runs:
+    by_label[run.label].append(load_pairs(run.model_dir, run.step))
+  base = by_label.get(baseline, [])
+  if not any(base):
+    return ""
+  probes = [p for p in STUDY_PROBES if any(p in b for b in base)]
+  lines = [f"| vs {baseline} | " + " | ".join(probes) + " |",
+           "|---|" + "---|" * len(probes)]
+  for label, pair_sets in by_label.items():
+    if label == baseline:
+      continue
+    cells = []
+    for probe in probes:
+      parts = []
+      for mine, theirs in zip(pair_sets, base):
+        a, b = theirs.get(probe, {}), mine.get(probe, {})
+        ids = sorted(set(a) & set(b))
+        if not ids:
+          continue
+        test = metrics_lib.mcnemar([a[i] for i in ids], [b[i] for i in ids])
+        diff = 100.0 * (test["c"] - test["b"]) / len(ids)
+        parts.append(f"{diff:+.1f} pts, p = {test['p_value']:.3g} "
+                     f"(b/c = {test['b']:.0f}/{test['c']:.0f})")
+      cells.append("; ".join(parts) or "–")
+    lines.append(f"| {label} | " + " | ".join(cells) + " |")
+  return "\n".join(lines) + "\n"
+
+
+CURVE_METRICS = tuple(f"probe/{p}/accuracy" for p in STUDY_PROBES) + (
+    "gen/target_logprob", "gen/bleu4", "rank/recall@10")
+
+
+def plot_learning_curves(
+    model_dirs: Sequence[str], labels: Sequence[str], path: str,
+    oracles: Mapping[str, Mapping[str, Mapping[str, float]]] = (),
+) -> bool:
+  """Each metric against the training step: one line per label (the mean
+  over its runs evaluated at that step), probe intervals as error bars
+  (single runs), the oracle levels as horizontal lines.
+
+  Args:
+    model_dirs: model directories; every evaluated step is read.
+    labels: one label per dir.
+    path: PNG file to write.
+    oracles: `read_oracles`, drawn on the probe panels.
+
+  Returns:
+    False (nothing written) when no label has two evaluated steps.
+  """
+  oracles = dict(oracles or {})
+  series = collections.defaultdict(
+      lambda: collections.defaultdict(lambda: collections.defaultdict(list)))
+  for model_dir, label in zip(model_dirs, labels):
+    for step in eval_steps(model_dir):
+      run = load_run(model_dir, label=label, step=step)
+      for name, value in run.metrics.items():
+        series[label][name][step].append(value)
+  names = [m for m in CURVE_METRICS
+           if any(len(series[l][m]) > 1 for l in series)]
+  if not names:
+    return False
+  cols = 3
+  rows = (len(names) + cols - 1) // cols
+  fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows),
+                           squeeze=False)
+  for ax, name in zip(axes.flat, names):
+    for label in series:
+      points = series[label][name]
+      if len(points) < 2:
+        continue
+      steps = sorted(points)
+      means = [sum(points[s]) / len(points[s]) for s in steps]
+      yerr = None
+      if name.startswith("probe/") and all(len(points[s]) == 1
+                                           for s in steps):
+        base = name[:-len("accuracy")]
+        lows = [series[label][base + "ci_low"][s][0] for s in steps]
+        highs = [series[label][base + "ci_high"][s][0] for s in steps]
+        yerr = [[m - l for m, l in zip(means, lows)],
+                [h - m for m, h in zip(means, highs)]]
+      ax.errorbar(steps, means, yerr=yerr, marker="o", capsize=2,
+                  label=label)
+    if name.startswith("probe/"):
+      probe = name.split("/")[1]
+      ax.axhline(50.0, color="grey", linestyle=":", linewidth=1)
+      for i, (oracle, row) in enumerate(oracles.get(probe, {}).items()):
+        ax.axhline(row["accuracy"], color=f"C{i + 5}", linestyle="--",
+                   linewidth=1, label=f"oracle: {oracle}")
+    ax.set_title(name, fontsize=9)
+    ax.set_xlabel("training step")
+  for ax in list(axes.flat)[len(names):]:
+    ax.axis("off")
+  handles, texts = [], []
+  for ax in axes.flat:
+    for h, t in zip(*ax.get_legend_handles_labels()):
+      if t not in texts:
+        handles.append(h)
+        texts.append(t)
+  fig.legend(handles, texts, loc="lower center", ncol=4, fontsize=7)
+  fig.tight_layout(rect=(0, 0.08, 1, 1))
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+  return True
+
+
 def write_report(
     *,
     model_dirs: Sequence[str],
     output_dir: str,
     labels: Optional[Sequence[str]] = None,
     step: Optional[int] = None,
+    oracles: Optional[Mapping[str, Mapping[str, Mapping[str, float]]]] = None,
+    baseline: Optional[str] = None,
 ) -> dict[str, str]:
   """Writes `report.md`, `probes.png` and `recall_at_k.png` to `output_dir`.
 
@@ -385,9 +591,15 @@ def write_report(
     labels: one label per model dir (same label = seeds of one setting);
       `default_label` of each dir when None.
     step: evaluated step to read in every dir; the latest when None.
+    oracles: the probes' oracle rows (`eval.probes.oracles.read_oracles`):
+      adds the probe table with them.
+    baseline: a label: adds McNemar tests of every other label against it
+      (`paired_table`).
 
   Returns:
-    Kind (`report`, `probes`, `recall`) -> path of each file written.
+    Kind (`report`, `probes`, `recall`, `curves`) -> path of each file
+    written; `learning_curves.png` when some run has several evaluated
+    steps.
 
   Raises:
     ValueError: `labels` and `model_dirs` differ in length.
@@ -412,9 +624,25 @@ def write_report(
     if fn(groups, path):
       written[kind] = path
       plots.append(f"![{kind}]({filename})")
+  curves = os.path.join(output_dir, "learning_curves.png")
+  if plot_learning_curves(model_dirs, [r.label for r in runs], curves,
+                          oracles or {}):
+    written["curves"] = curves
+    plots.append("![learning curves](learning_curves.png)")
   sources = [f"- `{r.label}`: `{r.model_dir}` step {r.step}" for r in runs]
+  study = []
+  if oracles is not None:
+    table = probe_table(groups, oracles)
+    if table:
+      study += ["## Probes, both readings, with oracle rows", "", table]
+  if baseline:
+    table = paired_table(runs, baseline)
+    if table:
+      study += [f"## Paired tests against `{baseline}` (exact McNemar)", "",
+                table]
   text = "\n".join(
-      ["# Evaluation report", "", markdown_table(groups), "Runs:"]
+      ["# Evaluation report", "", markdown_table(groups)] + study
+      + ["Runs:"]
       + sources
       + [""]
       + plots

@@ -38,7 +38,9 @@ from absl import flags
 from crs_tasks import cli
 from crs_tasks import movie_relatedness
 from crs_tasks import probe_builders as builders
+from crs_tasks import probe_io
 from eval import baselines
+from eval.probes import oracles as oracles_lib
 from eval.probes import probe_lib
 from train import checkpointing
 from train import infer
@@ -51,6 +53,11 @@ _REVIEWS_CSV = flags.DEFINE_string("reviews_csv", None, "Reviews CSV.")
 _SAMPLE = flags.DEFINE_bool("sample", False, "Build from the bundled samples.")
 _BUILD_DIR = flags.DEFINE_string("build_dir", None, "Write <probe>.jsonl here.")
 _PROBES = flags.DEFINE_list("probes", list(builders.PROBE_NAMES), "Probes.")
+_ORACLES = flags.DEFINE_bool(
+    "oracles", False,
+    "Write <probe dir>/oracles.json: the co-occurrence, PMI^2 and "
+    "popularity oracles on the probe pairs, from the ML-sequences task's "
+    "training users (--movielens_dir); eval.report prints them.")
 _SEED = flags.DEFINE_integer("seed", 1, "Seed of the negative draws.")
 _MAX_PAIRS = flags.DEFINE_integer("max_pairs", None, "Pairs kept per probe.")
 _PROBE_DIR = flags.DEFINE_string("probe_dir", None, "Built probes to score.")
@@ -88,8 +95,14 @@ def popularity_baseline(*, probe_dir: str, movielens_dir: str,
       movielens_popularity(movielens_dir))
   metrics = {}
   for fn in probe_lib.make_probe_fns(probe_dir, names=probes).values():
-    metrics.update(fn(score_fn))
+    metrics.update(_scalars(fn(score_fn)))
   return metrics
+
+
+def _scalars(metrics: dict) -> dict:
+  """Drops the per-pair rows (`probe/<name>/pairs`)."""
+  return {k: v for k, v in metrics.items()
+          if not k.endswith(probe_lib.PAIRS_SUFFIX)}
 
 
 def score(
@@ -103,7 +116,7 @@ def score(
                               batch_size=batch_size, progress=False)
   metrics = {"step": float(step)}
   for fn in probe_lib.make_probe_fns(probe_dir, names=probes).values():
-    metrics.update(fn(score_fn))
+    metrics.update(_scalars(fn(score_fn)))
   return metrics
 
 
@@ -138,9 +151,10 @@ def main(argv: Sequence[str]) -> None:
     print("warning: --model_dir is deprecated; use --checkpoint_path",
           file=sys.stderr, flush=True)
     checkpoint_path = checkpoint_path or _MODEL_DIR.value
-  if not (_BUILD_DIR.value or checkpoint_path or _POPULARITY_BASELINE.value):
-    raise app.UsageError(
-        "pass --build_dir, --checkpoint_path and/or --popularity_baseline")
+  if not (_BUILD_DIR.value or checkpoint_path or _POPULARITY_BASELINE.value
+          or _ORACLES.value):
+    raise app.UsageError("pass --build_dir, --checkpoint_path, "
+                         "--popularity_baseline and/or --oracles")
   log_dir = _BUILD_DIR.value or (
       os.path.dirname(os.path.abspath(_OUTPUT.value)) if _OUTPUT.value
       else None)
@@ -166,8 +180,23 @@ def main(argv: Sequence[str]) -> None:
         data, _BUILD_DIR.value, probes=_PROBES.value, config=config
     )
     print(json.dumps(stats["counts"], indent=2))
-    outputs.append(f"{_BUILD_DIR.value} ("
-                   + ", ".join(f"{p}.jsonl" for p in _PROBES.value) + ")")
+    written = [f"{p}.jsonl" for p in probe_io.ALL_PROBE_NAMES
+               if stats["counts"].get(f"{p}/pairs")]
+    outputs.append(f"{_BUILD_DIR.value} (" + ", ".join(written) + ")")
+  if _ORACLES.value:
+    if not _MOVIELENS_DIR.value:
+      raise app.UsageError("--oracles needs --movielens_dir")
+    probe_dir = _PROBE_DIR.value or _BUILD_DIR.value
+    if not probe_dir:
+      raise app.UsageError("--oracles needs --probe_dir or --build_dir")
+    rows = oracles_lib.probe_oracles(
+        probe_dir, oracles_lib.load_training_stats(_MOVIELENS_DIR.value))
+    for probe, by_oracle in rows.items():
+      for oracle, row in by_oracle.items():
+        print(f"oracle {oracle} probe/{probe}/accuracy: "
+              f"{row['accuracy']:.4f} ({row['ties']} ties of "
+              f"{row['num_pairs']})")
+    outputs.append(os.path.join(probe_dir, oracles_lib.ORACLES_FILE))
   if _POPULARITY_BASELINE.value:
     if not _MOVIELENS_DIR.value:
       raise app.UsageError("--popularity_baseline needs --movielens_dir")

@@ -20,7 +20,10 @@ The interval treats pairs as independent draws; pairs sharing a query movie
 are correlated, so it is somewhat too narrow for the recommendation and
 combination probes. Metric names: `probe/<name>/accuracy`, `.../ci_low`,
 `.../ci_high` (all in percent, 0-100, like the other metrics) and
-`.../num_pairs`.
+`.../num_pairs`. The probes of `make_probe_fns` also return each pair's
+scores under `probe/<name>/pairs` (`pair_rows`), which `eval.evaluation`
+writes to `probe_pairs.jsonl` beside `metrics.json`: paired tests between
+two runs (`eval.metrics.mcnemar`) need them.
 """
 
 import os
@@ -38,6 +41,7 @@ PairScoreFn = Callable[[Sequence[str], Sequence[str]], np.ndarray]
 # (PairScoreFn) -> metrics: one probe as `eval.evaluation` runs it.
 ProbeFn = Callable[[PairScoreFn], dict]
 REQUIRED_FIELDS = ("inputs", "targets", "negative_targets")
+PAIRS_SUFFIX = "/pairs"  # `probe/<name>/pairs`: the per-pair rows.
 
 
 def pair_metrics(
@@ -151,6 +155,22 @@ def score_probe(
   return pair_metrics(name, positive, negative, confidence=confidence)
 
 
+def pair_rows(
+    name: str,
+    examples: Sequence[Mapping[str, Any]],
+    positive: Sequence[float],
+    negative: Sequence[float],
+) -> list[dict[str, Any]]:
+  """One row per pair: `{"probe", "pair_id", "positive", "negative",
+  "correct"}` (log-probabilities of the two replies; correct = positive >=
+  negative, as `pair_metrics` counts)."""
+  return [
+      {"probe": name, "pair_id": ex.get("pair_id", str(i)),
+       "positive": float(p), "negative": float(n), "correct": bool(p >= n)}
+      for i, (ex, p, n) in enumerate(zip(examples, positive, negative))
+  ]
+
+
 def load_probe_examples(path: str) -> list[dict]:
   """Reads a probe JSONL file (`crs_tasks.probe_io`), checking every line.
 
@@ -165,7 +185,7 @@ def load_probe_examples(path: str) -> list[dict]:
 def make_probe_fns(
     probe_dir: str,
     *,
-    names: Sequence[str] = builders.PROBE_NAMES,
+    names: Sequence[str] = probe_io.ALL_PROBE_NAMES,
     max_pairs: Optional[int] = None,
     confidence: float = 0.95,
 ) -> dict[str, ProbeFn]:
@@ -179,7 +199,8 @@ def make_probe_fns(
     confidence: interval coverage.
 
   Returns:
-    probe name -> `fn(score_fn) -> metrics`.
+    probe name -> `fn(score_fn) -> metrics`, the metrics with the per-pair
+    rows under `probe/<name>/pairs` (`pair_rows`).
   """
   fns = {}
   for name in names:
@@ -190,7 +211,13 @@ def make_probe_fns(
     examples = load_probe_examples(path)[:max_pairs]
 
     def fn(score_fn, examples=examples, name=name):
-      return score_probe(score_fn, examples, name=name, confidence=confidence)
+      if not examples:
+        raise ValueError(f"probe {name}: no pairs to score")
+      positive, negative = pair_scores(score_fn, examples)
+      out = pair_metrics(name, positive, negative, confidence=confidence)
+      out[f"probe/{name}{PAIRS_SUFFIX}"] = pair_rows(
+          name, examples, positive, negative)
+      return out
 
     fns[name] = fn
   return fns

@@ -45,7 +45,8 @@ def test_registered_names():
 
 
 def test_constants_match_builders():
-  assert probes.PROBE_NAMES == builders.PROBE_NAMES
+  assert probes.PROBE_NAMES == builders.PROBE_NAMES + (
+      "recommendation_in_format", "attribute_in_format")
   assert probes.PROBE_FIELDS == builders.EXAMPLE_FIELDS
 
 
@@ -103,7 +104,54 @@ def test_sample_tasks_match_bundled_files(name):
   assert examples[0]["negative_targets"].decode() == (
       lines[0]["negative_targets"]
   )
-  assert lines[0]["inputs"].startswith("redial conversation: [user] ")
+  prefix = {"recommendation_in_format": "movielens sequence: @ ",
+            "attribute_in_format": "movielens tags: "}.get(
+                name, "redial conversation: [user] ")
+  assert lines[0]["inputs"].startswith(prefix)
   for line in lines:
     assert line["targets"] != line["negative_targets"]
     assert line["inputs"] == line["inputs"].lower()
+
+
+def test_in_format_pair_literal_strings_and_tokens(tmp_path, monkeypatch):
+  """The recommendation pair above, in the ML-sequences task's format."""
+  twin = builders.in_format(EXAMPLE, "recommendation_in_format")
+  assert twin["probe"] == "recommendation_in_format"
+  assert twin["pair_id"] == EXAMPLE["pair_id"]
+  assert twin["inputs"] == "movielens sequence: @ heat (1995) @"
+  assert twin["targets"] == "@ ronin (1998) @"
+  assert twin["negative_targets"] == "@ up (2009) @"
+  (tmp_path / "recommendation_in_format.jsonl").write_text(
+      json.dumps(twin) + "\n")
+  monkeypatch.setenv(probes.PROBES_DIR_ENV, str(tmp_path))
+  (ex,) = _first("probe_recommendation_in_format_v001")
+  vocab = features.get_vocabulary()
+  np.testing.assert_array_equal(
+      ex["inputs"], list(vocab.encode("movielens sequence: @ heat (1995) @"))
+      + [1])
+  np.testing.assert_array_equal(
+      ex["targets"], list(vocab.encode("@ ronin (1998) @")) + [1])
+
+
+def test_in_format_attribute_uses_the_tags_task_format():
+  pair = dict(EXAMPLE, probe="attribute", query_movie="", tag="heist",
+              inputs="redial conversation: [user] can you recommend me a "
+              "heist movie?")
+  twin = builders.in_format(pair, "attribute_in_format")
+  assert twin["inputs"] == "movielens tags: heist"
+  assert twin["targets"] == "@ ronin (1998) @"
+  assert twin["negative_targets"] == "@ up (2009) @"
+  with pytest.raises(ValueError, match="rereads 'attribute'"):
+    builders.in_format(EXAMPLE, "attribute_in_format")
+
+
+def test_bundled_in_format_files_reread_the_dialogue_pairs():
+  """Same pair ids and movies in both readings of the bundled sample."""
+  for name, source in builders.IN_FORMAT_PROBES.items():
+    dialogue = probes.probe_io.read_probe_jsonl(
+        f"{probes.SAMPLE_PROBES_DIR}/{source}.jsonl")
+    twins = probes.probe_io.read_probe_jsonl(
+        f"{probes.SAMPLE_PROBES_DIR}/{name}.jsonl")
+    assert len(twins) == len(dialogue) == 100
+    for d, t in zip(dialogue, twins):
+      assert t == builders.in_format(d, name)

@@ -274,3 +274,20 @@ def test_redial_metric_fns_take_postprocessed_targets():
                              "gen/bleu4_titles_masked": 100.0,
                              "gen/bleu1_sentence_avg_nltk": 100.0,
                              "gen/distinct1_per_response": 5.0})
+
+
+def test_mcnemar_exact_by_hand():
+  # Discordant: b = 1 (first right only), c = 5 (second right only);
+  # p = 2 * P(X <= 1 | n = 6) = 2 * (1 + 6) / 64.
+  first = [True, False, False, False, False, False, True, True]
+  second = [False, True, True, True, True, True, True, False]
+  # The last item is discordant the other way: b = 2, c = 5:
+  # p = 2 * (1 + 7 + 21) / 128.
+  result = metrics.mcnemar(first, second)
+  assert (result["b"], result["c"], result["n"]) == (2, 5, 8)
+  assert result["p_value"] == pytest.approx(2 * 29 / 128)
+  assert metrics.mcnemar(first[:7], second[:7])["p_value"] == pytest.approx(
+      2 * 7 / 64)
+  assert metrics.mcnemar([True, False], [True, False])["p_value"] == 1.0
+  with pytest.raises(ValueError, match="differ in length"):
+    metrics.mcnemar([True], [True, False])

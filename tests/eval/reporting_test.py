@@ -148,3 +148,43 @@ def test_write_report_labels_override_and_mismatch(tmp_path):
   with pytest.raises(ValueError, match="2 labels given for 1 model dirs"):
     reporting.write_report(model_dirs=[d], labels=["a", "b"],
                            output_dir=str(tmp_path / "r"))
+
+
+def _write_pairs(model_dir, step, probe, correct):
+  path = os.path.join(model_dir, "eval", str(step), "probe_pairs.jsonl")
+  with open(path, "a") as f:
+    for i, c in enumerate(correct):
+      f.write(json.dumps({"probe": probe, "pair_id": f"{probe}/{i}",
+                          "positive": 0.0, "negative": 0.0,
+                          "correct": c}) + "\n")
+
+
+def _probe_metrics(acc):
+  return {"probe/recommendation/accuracy": acc,
+          "probe/recommendation/ci_low": acc - 5,
+          "probe/recommendation/ci_high": acc + 5}
+
+
+def test_study_tables_oracles_mcnemar_and_curves(tmp_path):
+  base, other = str(tmp_path / "base"), str(tmp_path / "seq")
+  for step, acc in ((250, 40.0), (500, 45.0)):
+    write_metrics(base, step, _probe_metrics(acc))
+    write_metrics(other, step, _probe_metrics(acc + 10))
+  # 10 pairs: b = 1 (base right only), c = 5 (other right only).
+  _write_pairs(base, 500, "recommendation", [True] * 4 + [False] * 6)
+  _write_pairs(other, 500, "recommendation",
+               [True] * 3 + [False] + [True] * 5 + [False])
+  oracles = {"recommendation": {"cooccurrence": {
+      "accuracy": 90.0, "ci_low": 85.0, "ci_high": 93.0, "ties": 7,
+      "num_pairs": 10}}}
+  written = reporting.write_report(
+      model_dirs=[base, other], labels=["redial_only", "sequences"],
+      output_dir=str(tmp_path / "r"), oracles=oracles,
+      baseline="redial_only")
+  text = open(written["report"]).read()
+  assert "| redial_only | 1 | 45.0 [40.0, 50.0] |" in text
+  assert "| oracle: cooccurrence | – | 90.0 [85.0, 93.0] (7 ties) |" in text
+  # +40 points = (5 - 1) / 10; p = 2 * (1 + 6) / 64.
+  assert "| sequences | +40.0 pts, p = 0.219 (b/c = 1/5) |" in text
+  with open(written["curves"], "rb") as f:
+    assert f.read(8) == PNG_MAGIC

@@ -41,6 +41,9 @@ KNOWN_BINDINGS = {
     "experiments/sample_tiny.gin": (
         "%MIXTURE_OR_TASK_NAME", "crs_sample_t5cr_v002"),
     "experiments/study_common.gin": ("%TRAIN_STEPS", 600),
+    "experiments/study2_finetune.gin": ("%PACK", True),
+    "experiments/study2_pretrain.gin": (
+        "%MIXTURE_OR_TASK_NAME", "crs_small_pretrain_span_corruption_v001"),
     "experiments/study_redial_only.gin": (
         "%MIXTURE_OR_TASK_NAME", "crs_redial_only_v002"),
     "experiments/study_redial_sequences.gin": (
@@ -192,3 +195,31 @@ def test_sample_tiny_command_line(tmp_path):
       f"next: python -m eval.chat --checkpoint_path={tmp_path}")
   assert (tmp_path / "checkpoints" / "2").is_dir()
   assert (tmp_path / "training_eval" / "crs_sample_redial_v002").is_dir()
+
+
+def test_study2_pretrain_then_finetune_on_the_sample(tmp_path):
+  """The study's two gin files on the bundled sample: pretrain 2 steps with
+  span corruption, then fine-tune 2 packed steps from that checkpoint."""
+  from train import main as main_lib  # pylint: disable=g-import-not-at-top
+
+  pretrain = tmp_path / "pretrain"
+  gin_flags.parse_gin(
+      ["experiments/study2_pretrain.gin"],
+      ["MIXTURE_OR_TASK_NAME = 'crs_sample_pretrain_span_corruption_v001'",
+       "TRAIN_STEPS = 2", "EVAL_STEPS = 1", f"MODEL_DIR = '{pretrain}'"],
+      finalize=False)
+  result = main_lib.run()
+  assert result.step == 2 and (pretrain / "checkpoints" / "2").is_dir()
+  gin.clear_config()
+  finetune = tmp_path / "finetune"
+  gin_flags.parse_gin(
+      ["experiments/study2_finetune.gin"],
+      ["MIXTURE_OR_TASK_NAME = 'crs_sample_redial_sequences_v002'",
+       "TRAIN_STEPS = 2", "EVAL_STEPS = 1", "CHECKPOINT_PERIOD = 1",
+       f"INITIAL_CHECKPOINT_PATH = '{pretrain}'", f"MODEL_DIR = '{finetune}'"],
+      finalize=False)
+  result = main_lib.run()
+  assert result.step == 2
+  # KEEP = None: every checkpoint stays for the learning curves.
+  assert sorted(p.name for p in (finetune / "checkpoints").iterdir()) == [
+      "1", "2"]

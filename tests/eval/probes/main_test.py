@@ -30,13 +30,14 @@ def test_build_sample_reproduces_bundled_files(tmp_path, capsys, runnable):
   lines = out.rstrip().splitlines()
   assert lines[-2] == (f"Outputs: {tmp_path} (recommendation.jsonl, "
                        "attribute.jsonl, description.jsonl, "
-                       "combination.jsonl)")
+                       "combination.jsonl, recommendation_in_format.jsonl, "
+                       "attribute_in_format.jsonl)")
   sample_ml = os.path.join(builders.SAMPLE_DATA_DIR, "movielens")
   assert lines[-1] == (f"next: python -m eval.probes.main --probe_dir="
                        f"{tmp_path} --popularity_baseline "
                        f"--movielens_dir={sample_ml}")
   runnable(lines[-1])
-  for name in builders.PROBE_NAMES:
+  for name in probes.PROBE_NAMES:  # The in-format twins too.
     with open(os.path.join(probes.SAMPLE_PROBES_DIR, f"{name}.jsonl")) as f:
       bundled = f.read()
     assert (tmp_path / f"{name}.jsonl").read_text() == bundled, (
@@ -97,7 +98,7 @@ def test_score_writes_metrics(tmp_path, monkeypatch, capsys, runnable):
 
 
 def test_needs_an_action():
-  with pytest.raises(Exception, match="--build_dir, --checkpoint_path and/or"):
+  with pytest.raises(Exception, match="--popularity_baseline and/or --oracles"):
     _run()
 
 
@@ -143,3 +144,19 @@ def test_deprecated_model_dir_flag_still_scores(tmp_path, monkeypatch,
   assert captured.err == (
       "warning: --model_dir is deprecated; use --checkpoint_path\n")
   assert "probe/attribute/accuracy" in captured.out
+
+
+def test_oracles_on_the_sample(tmp_path, capsys):
+  """`--oracles` writes oracles.json beside the probes it scores."""
+  _run(sample=True, build_dir=str(tmp_path), oracles=True,
+       movielens_dir=os.path.join(builders.SAMPLE_DATA_DIR, "movielens"))
+  out = capsys.readouterr().out
+  rows = json.loads((tmp_path / "oracles.json").read_text())
+  assert set(rows["recommendation"]) == {
+      "task_conditional", "cooccurrence", "pmi2", "popularity"}
+  assert set(rows["attribute"]) == {"popularity"}
+  assert rows["recommendation_in_format"] == rows["recommendation"]
+  row = rows["recommendation"]["pmi2"]
+  assert 0 <= row["ci_low"] <= row["accuracy"] <= row["ci_high"] <= 100
+  assert row["num_pairs"] == 100
+  assert "oracle pmi2 probe/recommendation/accuracy" in out

@@ -1,0 +1,142 @@
+#!/usr/bin/env bash
+# Study 2 (README, "The study"): T5-CR's ablation on this CPU, from a shared
+# pretrained start, with in-format probes, oracles, paired tests and
+# learning curves. Real data from ../shared/data.
+#
+#   bash scripts/run_study2.sh              # everything (2 cores: about 2 h)
+#   STAGES="train" bash scripts/run_study2.sh
+#
+# Stages (STAGES, default all; each step is skipped when its output exists,
+# so a killed study resumes where it stopped):
+#   prepare  TFDS data: full ReDial (../shared/data/redial), ml-latest-small.
+#   probes   the probe pairs (MAX_PAIRS per probe) in both readings
+#            (dialogue format and the MovieLens tasks' own format) and their
+#            oracle rows (eval.probes.main --oracles).
+#   pretrain span corruption on training-side text
+#            (gin/experiments/study2_pretrain.gin).
+#   train    the runs (gin/experiments/study2_finetune.gin), JOBS at a time:
+#            pilot: redial_only and redial_sequences, seed 0, from scratch;
+#            ablation: redial_only, redial_sequences, redial_tags,
+#            t5cr_no_reviews x SEEDS, from the pretrained start.
+#   eval     every run's last checkpoint: generation metrics on the first
+#            EVAL_EXAMPLES ReDial test examples, all probes; the pilot runs
+#            (seed 0 of redial_only and redial_sequences, both starts) also
+#            at every CURVE_STEPS checkpoint (CURVE_EXAMPLES examples) for the
+#            learning curves; ranking on RANK_EXAMPLES examples for seed 0
+#            (0: no ranking).
+#   report   eval.report: tables, McNemar p-values, oracle rows, curves, in
+#            $OUT/report.
+#
+# Environment: OUT (/tmp/t5cr_study2), SHARED (../shared/data), SEEDS
+# ("0 1"), JOBS (2), MAX_PAIRS (600), EVAL_EXAMPLES (500), CURVE_EXAMPLES
+# (200), CURVE_STEPS ("250 500 1000"), RANK_EXAMPLES (0), TFDS_DATA_DIR
+# (~/tensorflow_datasets).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+OUT=${OUT:-/tmp/t5cr_study2}
+SHARED=${SHARED:-../shared/data}
+SEEDS=${SEEDS:-"0 1"}
+JOBS=${JOBS:-2}
+MAX_PAIRS=${MAX_PAIRS:-600}
+EVAL_EXAMPLES=${EVAL_EXAMPLES:-500}
+CURVE_EXAMPLES=${CURVE_EXAMPLES:-200}
+CURVE_STEPS=${CURVE_STEPS:-"250 500 1000"}
+RANK_EXAMPLES=${RANK_EXAMPLES:-0}
+STAGES=${STAGES:-"prepare probes pretrain train eval report"}
+TFDS_DATA_DIR=${TFDS_DATA_DIR:-$HOME/tensorflow_datasets}
+export TFDS_DATA_DIR JAX_PLATFORMS=${JAX_PLATFORMS:-cpu}
+mkdir -p "$OUT"
+log() { echo "[$(date +%H:%M:%S)] $*"; }
+stage() { [[ " $STAGES " == *" $1 "* ]]; }
+task_of() {  # mixture -> registered name
+  case $1 in
+    redial_only) echo crs_redial_only_v002 ;;
+    *) echo "crs_small_$1_v002" ;;
+  esac
+}
+MIXTURES="redial_only redial_sequences redial_tags t5cr_no_reviews"
+PILOT="redial_only redial_sequences"
+runs() {  # "<mixture> <start> <seed>" lines: pilot first, then the ablation
+  for m in $PILOT; do echo "$m scratch 0"; done
+  for s in $SEEDS; do for m in $MIXTURES; do echo "$m pt $s"; done; done
+}
+
+if stage prepare && [[ ! -f "$OUT/prepared" ]]; then
+  log "preparing TFDS data in $TFDS_DATA_DIR"
+  python -m crs_tasks.prepare --data_dir="$TFDS_DATA_DIR" \
+    --redial_dir="$SHARED/redial" --movielens_dir="$SHARED/movielens" \
+    --movielens_source=ml-latest-small
+  touch "$OUT/prepared"
+fi
+
+if stage probes && [[ ! -f "$OUT/probes/oracles.json" ]]; then
+  log "building probes and their oracle rows"
+  python -m eval.probes.main \
+    --movielens_dir="$SHARED/movielens/ml-latest-small" \
+    --build_dir="$OUT/probes" --max_pairs="$MAX_PAIRS" --oracles
+fi
+
+if stage pretrain && [[ ! -d "$OUT/pretrain/checkpoints/1500" ]]; then
+  log "pretraining -> $OUT/pretrain"
+  python -m train.main --gin_file=gin/experiments/study2_pretrain.gin \
+    --gin.MODEL_DIR="'$OUT/pretrain'" > "$OUT/pretrain.out" 2>&1
+fi
+
+train_one() {  # mixture start seed
+  local dir="$OUT/$1_$2_s$3" init=None
+  [[ -d "$dir/checkpoints/1500" ]] && return 0
+  [[ "$2" == pt ]] && init="'$OUT/pretrain'"
+  log "training $dir"
+  python -m train.main --gin_file=gin/experiments/study2_finetune.gin \
+    --gin.MIXTURE_OR_TASK_NAME="'$(task_of "$1")'" \
+    --gin.INITIAL_CHECKPOINT_PATH="$init" --gin.MODEL_DIR="'$dir'" \
+    --gin.RANDOM_SEED="$3" --gin.DATA_SEED="$3" > "$dir.out" 2>&1
+  log "trained $dir"
+}
+export -f train_one log task_of
+export OUT
+if stage train; then
+  runs | xargs -P "$JOBS" -L 1 bash -c 'train_one "$@"' _
+fi
+
+eval_one() {  # mixture start seed step examples rank
+  local dir="$OUT/$1_$2_s$3" ranking=()
+  [[ -f "$dir/eval/$4/metrics.json" ]] && return 0
+  if [[ "$6" != 0 ]]; then
+    ranking=(--gin.MOVIE_LIST="'$SHARED/redial/movies_with_mentions.csv'"
+             --gin.RANKING_EXAMPLES="$6")
+  fi
+  log "evaluating $dir at step $4"
+  python -m eval.main --gin_file=gin/runs/eval.gin \
+    --gin.CHECKPOINT_PATH="'$dir/checkpoints/$4'" \
+    --gin.MIXTURE_OR_TASK_NAME="'crs_redial_v002'" \
+    --gin.NUM_EXAMPLES="$5" --gin.BATCH_SIZE=32 \
+    --gin.TASK_FEATURE_LENGTHS="{'inputs': 128, 'targets': 32}" \
+    --gin.PROBE_DIR="'$OUT/probes'" "${ranking[@]}" > "$dir.eval$4.out" 2>&1
+}
+export -f eval_one
+export SHARED
+if stage eval; then
+  {
+    runs | while read -r m start seed; do
+      rank=0; [[ "$seed" == 0 ]] && rank=$RANK_EXAMPLES
+      echo "$m $start $seed 1500 $EVAL_EXAMPLES $rank"
+    done
+    for m in $PILOT; do for start in pt scratch; do for step in $CURVE_STEPS; do
+      echo "$m $start 0 $step $CURVE_EXAMPLES 0"
+    done; done; done
+  } | xargs -P "$JOBS" -L 1 bash -c 'eval_one "$@"' _
+fi
+
+if stage report; then
+  dirs=() labels=()
+  while read -r m start seed; do
+    dirs+=("$OUT/${m}_${start}_s${seed}") labels+=("${m}_${start}")
+  done < <(runs)
+  log "writing the report"
+  python -m eval.report --model_dirs="$(IFS=,; echo "${dirs[*]}")" \
+    --labels="$(IFS=,; echo "${labels[*]}")" --baseline=redial_only_pt \
+    --probe_dir="$OUT/probes" --output_dir="$OUT/report"
+  log "done: $OUT/report/report.md"
+fi
