@@ -18,19 +18,25 @@
 #            pilot: redial_only and redial_sequences, seed 0, from scratch;
 #            ablation: redial_only, redial_sequences, redial_tags,
 #            t5cr_no_reviews x SEEDS, from the pretrained start.
-#   eval     every run's last checkpoint: generation metrics on the first
+#   extend   the pilot's pretrained runs (redial_only, redial_sequences, seed
+#            0) trained on to EXTEND_STEPS (3000) in place: do the curves
+#            still climb after the ablation's 1,500 steps?
+#   eval     every run's step-1500 checkpoint: generation metrics on the first
 #            EVAL_EXAMPLES ReDial test examples, all probes; the pilot runs
 #            (seed 0 of redial_only and redial_sequences, both starts) also
 #            at every CURVE_STEPS checkpoint (CURVE_EXAMPLES examples) for the
-#            learning curves; ranking on RANK_EXAMPLES examples for seed 0
-#            (0: no ranking).
+#            learning curves, the extended ones at EXTEND_CURVE_STEPS too;
+#            ranking on RANK_EXAMPLES examples for seed 0 (0: no ranking).
 #   report   eval.report: tables, McNemar p-values, oracle rows, curves, in
 #            $OUT/report.
 #
 # Environment: OUT (/tmp/t5cr_study2), SHARED (../shared/data), SEEDS
-# ("0 1"), JOBS (2), MAX_PAIRS (600), EVAL_EXAMPLES (500), CURVE_EXAMPLES
-# (200), CURVE_STEPS ("250 500 1000"), RANK_EXAMPLES (0), TFDS_DATA_DIR
-# (~/tensorflow_datasets).
+# ("0 1"), JOBS (2), PRETRAIN_STEPS (1500), FINETUNE_STEPS (1500),
+# TRAIN_FLAGS (extra train.main flags for every run, e.g. a larger model:
+# scripts/run_study2_gpu.sh), MAX_PAIRS (600), EVAL_EXAMPLES (500), CURVE_EXAMPLES
+# (200), CURVE_STEPS ("250 500 1000"), EXTEND_STEPS (3000),
+# EXTEND_CURVE_STEPS ("2000 3000"), EVAL_LENGTHS (128/32), RANK_EXAMPLES
+# (0), TFDS_DATA_DIR (~/tensorflow_datasets).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -43,7 +49,13 @@ EVAL_EXAMPLES=${EVAL_EXAMPLES:-500}
 CURVE_EXAMPLES=${CURVE_EXAMPLES:-200}
 CURVE_STEPS=${CURVE_STEPS:-"250 500 1000"}
 RANK_EXAMPLES=${RANK_EXAMPLES:-0}
-STAGES=${STAGES:-"prepare probes pretrain train eval report"}
+EXTEND_STEPS=${EXTEND_STEPS:-3000}
+PRETRAIN_STEPS=${PRETRAIN_STEPS:-1500}
+FINETUNE_STEPS=${FINETUNE_STEPS:-1500}
+TRAIN_FLAGS=${TRAIN_FLAGS:-}
+EVAL_LENGTHS=${EVAL_LENGTHS:-"{'inputs': 128, 'targets': 32}"}
+EXTEND_CURVE_STEPS=${EXTEND_CURVE_STEPS:-"2000 3000"}
+STAGES=${STAGES:-"prepare probes pretrain train extend eval report"}
 TFDS_DATA_DIR=${TFDS_DATA_DIR:-$HOME/tensorflow_datasets}
 export TFDS_DATA_DIR JAX_PLATFORMS=${JAX_PLATFORMS:-cpu}
 mkdir -p "$OUT"
@@ -77,27 +89,50 @@ if stage probes && [[ ! -f "$OUT/probes/oracles.json" ]]; then
     --build_dir="$OUT/probes" --max_pairs="$MAX_PAIRS" --oracles
 fi
 
-if stage pretrain && [[ ! -d "$OUT/pretrain/checkpoints/1500" ]]; then
+if stage pretrain && [[ ! -d "$OUT/pretrain/checkpoints/$PRETRAIN_STEPS" ]]
+then
   log "pretraining -> $OUT/pretrain"
+  # shellcheck disable=SC2086
   python -m train.main --gin_file=gin/experiments/study2_pretrain.gin \
+    $TRAIN_FLAGS --gin.TRAIN_STEPS="$PRETRAIN_STEPS" \
     --gin.MODEL_DIR="'$OUT/pretrain'" > "$OUT/pretrain.out" 2>&1
 fi
 
 train_one() {  # mixture start seed
   local dir="$OUT/$1_$2_s$3" init=None
-  [[ -d "$dir/checkpoints/1500" ]] && return 0
+  [[ -d "$dir/checkpoints/$FINETUNE_STEPS" ]] && return 0
   [[ "$2" == pt ]] && init="'$OUT/pretrain'"
   log "training $dir"
+  # shellcheck disable=SC2086
   python -m train.main --gin_file=gin/experiments/study2_finetune.gin \
+    $TRAIN_FLAGS --gin.TRAIN_STEPS="$FINETUNE_STEPS" \
     --gin.MIXTURE_OR_TASK_NAME="'$(task_of "$1")'" \
     --gin.INITIAL_CHECKPOINT_PATH="$init" --gin.MODEL_DIR="'$dir'" \
     --gin.RANDOM_SEED="$3" --gin.DATA_SEED="$3" > "$dir.out" 2>&1
   log "trained $dir"
 }
 export -f train_one log task_of
-export OUT
+export OUT FINETUNE_STEPS TRAIN_FLAGS
 if stage train; then
   runs | xargs -P "$JOBS" -L 1 bash -c 'train_one "$@"' _
+fi
+
+extend_one() {  # mixture: the pretrained seed-0 run, on to EXTEND_STEPS
+  local dir="$OUT/$1_pt_s0"
+  [[ -d "$dir/checkpoints/$EXTEND_STEPS" ]] && return 0
+  log "extending $dir to step $EXTEND_STEPS"
+  # shellcheck disable=SC2086
+  python -m train.main --gin_file=gin/experiments/study2_finetune.gin \
+    $TRAIN_FLAGS --gin.MIXTURE_OR_TASK_NAME="'$(task_of "$1")'" \
+    --gin.INITIAL_CHECKPOINT_PATH="'$OUT/pretrain'" --gin.MODEL_DIR="'$dir'" \
+    --gin.RANDOM_SEED=0 --gin.DATA_SEED=0 --gin.TRAIN_STEPS="$EXTEND_STEPS" \
+    --gin.EVAL_PERIOD="$EXTEND_STEPS" > "$dir.extend.out" 2>&1
+  log "extended $dir"
+}
+export -f extend_one
+export EXTEND_STEPS
+if stage extend; then
+  echo $PILOT | tr ' ' '\n' | xargs -P "$JOBS" -L 1 bash -c 'extend_one "$@"' _
 fi
 
 eval_one() {  # mixture start seed step examples rank
@@ -112,20 +147,25 @@ eval_one() {  # mixture start seed step examples rank
     --gin.CHECKPOINT_PATH="'$dir/checkpoints/$4'" \
     --gin.MIXTURE_OR_TASK_NAME="'crs_redial_v002'" \
     --gin.NUM_EXAMPLES="$5" --gin.BATCH_SIZE=32 \
-    --gin.TASK_FEATURE_LENGTHS="{'inputs': 128, 'targets': 32}" \
+    --gin.TASK_FEATURE_LENGTHS="$EVAL_LENGTHS" \
     --gin.PROBE_DIR="'$OUT/probes'" "${ranking[@]}" > "$dir.eval$4.out" 2>&1
 }
 export -f eval_one
-export SHARED
+export SHARED EVAL_LENGTHS
 if stage eval; then
   {
     runs | while read -r m start seed; do
       rank=0; [[ "$seed" == 0 ]] && rank=$RANK_EXAMPLES
-      echo "$m $start $seed 1500 $EVAL_EXAMPLES $rank"
+      echo "$m $start $seed $FINETUNE_STEPS $EVAL_EXAMPLES $rank"
     done
     for m in $PILOT; do for start in pt scratch; do for step in $CURVE_STEPS; do
       echo "$m $start 0 $step $CURVE_EXAMPLES 0"
     done; done; done
+    if stage extend; then
+      for m in $PILOT; do for step in $EXTEND_CURVE_STEPS; do
+        echo "$m pt 0 $step $CURVE_EXAMPLES 0"
+      done; done
+    fi
   } | xargs -P "$JOBS" -L 1 bash -c 'eval_one "$@"' _
 fi
 
@@ -137,6 +177,7 @@ if stage report; then
   log "writing the report"
   python -m eval.report --model_dirs="$(IFS=,; echo "${dirs[*]}")" \
     --labels="$(IFS=,; echo "${labels[*]}")" --baseline=redial_only_pt \
+    --step="$FINETUNE_STEPS" \
     --probe_dir="$OUT/probes" --output_dir="$OUT/report"
   log "done: $OUT/report/report.md"
 fi
