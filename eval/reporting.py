@@ -452,6 +452,13 @@ def load_pairs(model_dir: str, step: int) -> dict[str, dict[str, bool]]:
   return dict(out)
 
 
+def _paired_cell(test: Mapping[str, float]) -> str:
+  """`+3.2 pts, p = 0.041 (b/c = 20/39)` of one `metrics.mcnemar`."""
+  diff = 100.0 * (test["c"] - test["b"]) / test["n"]
+  return (f"{diff:+.1f} pts, p = {test['p_value']:.3g} "
+          f"(b/c = {test['b']:.0f}/{test['c']:.0f})")
+
+
 def paired_table(runs: Sequence[Run], baseline: str) -> str:
   """Exact McNemar tests of every label against `baseline`, per probe.
 
@@ -459,7 +466,9 @@ def paired_table(runs: Sequence[Run], baseline: str) -> str:
   (the same seed when both list their seeds in the same order), on the
   pairs both scored. A cell: `+3.2 pts, p = 0.041 (b/c = 20/39)` per seed
   pair, `;`-separated (b: baseline right and the label wrong, c: the
-  reverse).
+  reverse), then, with several seeds, `pooled:` the same test over all
+  seed pairs' items together (a stratified sign test: each seed pair's
+  discordant items counted once).
 
   Args:
     runs: evaluated runs (`load_run`).
@@ -482,16 +491,18 @@ def paired_table(runs: Sequence[Run], baseline: str) -> str:
       continue
     cells = []
     for probe in probes:
-      parts = []
+      parts, pooled = [], ([], [])
       for mine, theirs in zip(pair_sets, base):
         a, b = theirs.get(probe, {}), mine.get(probe, {})
         ids = sorted(set(a) & set(b))
         if not ids:
           continue
-        test = metrics_lib.mcnemar([a[i] for i in ids], [b[i] for i in ids])
-        diff = 100.0 * (test["c"] - test["b"]) / len(ids)
-        parts.append(f"{diff:+.1f} pts, p = {test['p_value']:.3g} "
-                     f"(b/c = {test['b']:.0f}/{test['c']:.0f})")
+        first, second = [a[i] for i in ids], [b[i] for i in ids]
+        pooled[0].extend(first)
+        pooled[1].extend(second)
+        parts.append(_paired_cell(metrics_lib.mcnemar(first, second)))
+      if len(parts) > 1:
+        parts.append("pooled: " + _paired_cell(metrics_lib.mcnemar(*pooled)))
       cells.append("; ".join(parts) or "–")
     lines.append(f"| {label} | " + " | ".join(cells) + " |")
   return "\n".join(lines) + "\n"

@@ -188,3 +188,20 @@ def test_study_tables_oracles_mcnemar_and_curves(tmp_path):
   assert "| sequences | +40.0 pts, p = 0.219 (b/c = 1/5) |" in text
   with open(written["curves"], "rb") as f:
     assert f.read(8) == PNG_MAGIC
+
+
+def test_paired_table_pools_seed_pairs(tmp_path):
+  runs = []
+  for label, seed, correct in (
+      ("base", 0, [True] * 4 + [False] * 6),
+      ("aux", 0, [True] * 3 + [False] + [True] * 5 + [False]),  # b=1, c=5
+      ("base", 1, [False] * 10),
+      ("aux", 1, [True] * 2 + [False] * 8)):  # b=0, c=2
+    d = str(tmp_path / f"{label}{seed}")
+    write_metrics(d, 10, _probe_metrics(50.0))
+    _write_pairs(d, 10, "recommendation", correct)
+    runs.append(reporting.load_run(d, label=label))
+  table = reporting.paired_table(runs, "base")
+  # Pooled: b = 1, c = 7 over 20 items: +30 points, p = 2 * 9 / 256.
+  assert ("+40.0 pts, p = 0.219 (b/c = 1/5); +20.0 pts, p = 0.5 (b/c = "
+          "0/2); pooled: +30.0 pts, p = 0.0703 (b/c = 1/7)") in table
