@@ -189,12 +189,28 @@ def _model_config() -> Any:
     return None
 
 
+def _shell_word(text: str) -> str:
+  """`text` quoted for a shell, as the README writes gin strings."""
+  if shlex.quote(text) == text:
+    return text
+  if not any(c in text for c in '"$`\\!'):
+    return f'"{text}"'
+  return shlex.quote(text)
+
+
+def _shell_arg(arg: str) -> str:
+  """`--gin.MODEL_DIR='/x'` -> `--gin.MODEL_DIR="'/x'"` (a shell word)."""
+  name, eq, value = arg.partition("=")
+  if arg.startswith("--") and eq and shlex.quote(name) == name:
+    return f"{name}={_shell_word(value)}"
+  return _shell_word(arg)
+
+
 def resume_command() -> str:
   """The command that resumes this run: the one that started it."""
   argv = sys.argv
   if argv and argv[0].endswith(os.path.join("train", "main.py")):
-    return "python -m train.main " + " ".join(shlex.quote(a)
-                                              for a in argv[1:])
+    return " ".join(["python -m train.main", *map(_shell_arg, argv[1:])])
   return "the same command"
 
 
