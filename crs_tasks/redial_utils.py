@@ -27,7 +27,8 @@ original also collapses it, through `str.split`). Casing and the task prefix
 are left to the seqio preprocessors (`crs_tasks.preprocessors`).
 
 Bad input policy: a line that is not valid UTF-8 or not valid JSON, or a
-dialogue missing a required field, is skipped and counted in `ParseSummary.malformed_lines`, with
+dialogue missing a required field, is skipped and counted in
+`ParseSummary.malformed_lines`, with
 `file:line: reason` in `ParseSummary.malformed_locations` and a warning in the
 log; pass `strict=True` to raise `ValueError` naming the file and line instead.
 

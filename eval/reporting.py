@@ -22,7 +22,8 @@ from typing import Mapping, Optional, Sequence
 import matplotlib
 
 matplotlib.use("Agg")
-from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top,g-bad-import-order
+# pylint: disable-next=g-import-not-at-top,g-bad-import-order
+from matplotlib import pyplot as plt
 
 from crs_tasks import cli  # pylint: disable=g-bad-import-order
 from crs_tasks import errors  # pylint: disable=g-bad-import-order

@@ -226,6 +226,19 @@ def _open_run_dir(model_dir: Any) -> Optional[run_dir.RunLock]:
   return run_dir.RunLock(model_dir).acquire()
 
 
+def _interrupted(error: KeyboardInterrupt, model_dir: Any) -> str:
+  """What a Ctrl-C left: the trainer's words, or the last checkpoint."""
+  if isinstance(error, trainer_lib.TrainingInterrupted):
+    return str(error)
+  directory = os.path.join(str(model_dir), checkpointing.CHECKPOINTS_DIR)
+  steps = checkpointing.saved_steps(directory)
+  if not steps:
+    return ("training interrupted before its first step; no checkpoint was "
+            "written yet")
+  return (f"training interrupted before its first step; the last checkpoint "
+          f"is step {steps[-1]} ({os.path.join(directory, str(steps[-1]))})")
+
+
 def run() -> trainer_lib.TrainResult:
   """Trains with the parsed gin config, then reports on the run."""
   check_config()
@@ -237,11 +250,12 @@ def run() -> trainer_lib.TrainResult:
                      process_count=jax.process_count())
     try:
       result = train_using_gin(gin_config_str=gin.config_str())
-    except trainer_lib.TrainingInterrupted as e:
+    except KeyboardInterrupt as e:  # Ctrl-C: one line (crs_tasks.cli).
       if not distributed.is_primary():
         raise KeyboardInterrupt() from None
       raise KeyboardInterrupt(
-          f"{e}; resume with: {resume_command()}") from None
+          f"{_interrupted(e, model_dir)}; resume with: "
+          f"{resume_command()}") from None
   finally:
     if lock is not None:
       lock.release()

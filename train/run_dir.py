@@ -61,11 +61,11 @@ def saved_model_fields(model_dir: str) -> Optional[dict[str, Any]]:
     errors.UserError: the file exists but is not a JSON object.
   """
   path = os.path.join(model_dir, MODEL_CONFIG_FILE)
+  if not os.path.isfile(path):
+    return None  # A new run (or no directory: check_writable says so).
   try:
     with open(path, encoding="utf-8") as f:
       fields = json.load(f)
-  except FileNotFoundError:
-    return None
   except (OSError, ValueError) as e:
     raise errors.UserError(
         f"cannot read the run's model config ({type(e).__name__}: {e})",
