@@ -477,7 +477,7 @@ def _loop(
   logging.info("training %s from step %d to %d", cfg.model_dir, start_step,
                total_steps)
   peeked = None  # The next batch, fetched early to check a checkpoint.
-  done = None  # The last step trained.
+  done = start_step or None  # The last step trained.
   interrupted = False
   try:
     for step in range(start_step + 1, total_steps + 1):
