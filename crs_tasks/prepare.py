@@ -30,10 +30,8 @@ What a killed prepare left (TFDS `incomplete.*` folders) is removed when
 the same config is prepared again (`remove_incomplete`).
 """
 
-import glob
 import os
 import shlex
-import shutil
 import tempfile
 from typing import Optional, Sequence
 
@@ -54,11 +52,7 @@ _SUFFIX = {"ml-25m": "full", "ml-latest-small": "small"}
 
 
 def remove_incomplete(data_dir: str, name: str) -> list[str]:
-  """Deletes what a killed prepare of `name` left: TFDS `incomplete.*` dirs.
-
-  TFDS writes a config to `<data_dir>/<builder>/<config>/incomplete.*` and
-  renames it when complete, so a kill -9 leaves that folder behind; nothing
-  reads it, but it takes space and looks like data.
+  """Deletes what a killed prepare of `name` left (`sources.remove_incomplete`).
 
   Args:
     data_dir: the TFDS data dir.
@@ -67,15 +61,8 @@ def remove_incomplete(data_dir: str, name: str) -> list[str]:
   Returns:
     The folders removed.
   """
-  folder = os.path.join(os.path.expanduser(data_dir), *name.split("/"))
-  removed = []
-  for path in sorted(glob.glob(os.path.join(folder, "incomplete.*"))):
-    if os.path.isdir(path):
-      shutil.rmtree(path, ignore_errors=True)
-      removed.append(path)
-      print(f"note: removed {path}, left by an interrupted prepare",
-            flush=True)
-  return removed
+  return sources.remove_incomplete(
+      os.path.join(os.path.expanduser(data_dir), *name.split("/")))
 
 
 def _build(name: str, data_dir: str, manual_dir: Optional[str],
