@@ -12,7 +12,9 @@ import io
 import json
 import os
 import pathlib
+import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -361,3 +363,49 @@ def test_interrupt_names_the_last_checkpoint_and_the_resume_command(
       f"({run / 'checkpoints' / '6'}); resume with: python -m train.main "
       f"--gin_file=x.gin --gin.MODEL_DIR=\"'{run}'\"")
   assert not (run / "train.lock").exists()  # Released.
+
+
+@pytest.mark.slow  # Two real train.main processes on the tiny T5 (minutes).
+def test_ctrl_c_in_a_real_run_is_one_line_and_the_rerun_says_its_step(
+    tmp_path):
+  """SIGINT to `python -m train.main` after its first checkpoint: exit 130,
+  one `interrupted:` line naming the checkpoint and the resume command, no
+  traceback, the lock released; the re-run prints the step it resumed
+  from."""
+  run = tmp_path / "run"
+  command = [sys.executable, "-m", "train.main",
+             "--gin_file=gin/experiments/sample_tiny.gin",
+             f"--gin.MODEL_DIR='{run}'", "--gin.TRAIN_STEPS=400",
+             "--gin.CHECKPOINT_PERIOD=2", "--gin.LOG_PERIOD=1",
+             "--gin.EVAL_PERIOD=0"]
+  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, env=env)
+  try:
+    for line in proc.stdout:  # Progress lines are flushed.
+      if line.startswith("step 3/"):  # After the step-2 checkpoint.
+        break
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=300)
+  finally:
+    if proc.poll() is None:
+      proc.kill()
+      proc.wait()
+  assert proc.returncode == 130, err[-3000:]
+  assert err.count("\n") == 1 and "Traceback" not in err, err[-3000:]
+  match = re.fullmatch(
+      r"interrupted: training interrupted at step (\d+); the last checkpoint "
+      r"is step (\d+) \((.*)\); resume with: python -m train.main (.*)\n",
+      err)
+  assert match, err
+  last = int(match.group(2))
+  assert last >= 2 and match.group(3) == str(run / "checkpoints" / str(last))
+  assert (run / "checkpoints" / str(last)).is_dir()
+  assert not (run / "train.lock").exists()
+  rerun = subprocess.run(
+      command[:4] + [f"--gin.TRAIN_STEPS={last + 1}"] + command[5:],
+      cwd=ROOT, capture_output=True, text=True, timeout=600, check=False,
+      env=env)
+  assert rerun.returncode == 0, rerun.stderr[-3000:]
+  assert (f"Resuming from checkpoint step {last} "
+          f"({run / 'checkpoints' / str(last)}).") in rerun.stdout
