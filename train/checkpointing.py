@@ -143,9 +143,12 @@ def _shape_mismatch(step_dir: str, item: str, abstract: PyTree
 
   None when the shapes agree or the checkpoint's metadata cannot be read.
   """
+  path = os.path.join(step_dir, item)
+  if not os.path.isdir(path):
+    return None
   try:
-    metadata = ocp.StandardCheckpointer().metadata(
-        os.path.join(step_dir, item))
+    with ocp.StandardCheckpointer() as checkpointer:
+      metadata = checkpointer.metadata(path)
   except Exception:  # pylint: disable=broad-except  # Unreadable: not ours.
     return None
   saved = getattr(metadata, "item_metadata", metadata)
@@ -170,19 +173,20 @@ def _restore_step(directory: str, step: int, steps: list[int], restore,
   """`restore()`, turning any orbax failure into UnreadableCheckpointError.
 
   A checkpoint whose arrays have other shapes than `abstract` (item name ->
-  abstract tree) raises `ModelMismatchError` instead.
+  abstract tree) raises `ModelMismatchError` instead, before any read (the
+  shapes come from the checkpoint's metadata).
   """
+  step_dir = os.path.join(directory, str(step))
+  for item, tree in (abstract or {}).items():
+    mismatch = _shape_mismatch(step_dir, item, tree)
+    if mismatch:
+      raise ModelMismatchError(step, step_dir, *mismatch)
   try:
     return restore()
   except (errors.UserError, KeyboardInterrupt):
     raise
   except Exception as e:  # pylint: disable=broad-except
     _quiet_closed_loop_callbacks()
-    step_dir = os.path.join(directory, str(step))
-    for item, tree in (abstract or {}).items():
-      mismatch = _shape_mismatch(step_dir, item, tree)
-      if mismatch:
-        raise ModelMismatchError(step, step_dir, *mismatch) from e
     earlier = [s for s in steps if s < step]
     raise UnreadableCheckpointError(
         step, os.path.join(directory, str(step)),
