@@ -14,6 +14,9 @@ instead of `absl.app.run(main)`. Then:
   line, `error: <message>`, on stderr and exits with code 2. Add
   `--verbosity=1` (absl) or set `CRS_TRACEBACK=1` for the traceback. Any
   other exception is a programming error and raises with its traceback.
+  Ctrl-C (`KeyboardInterrupt`) prints one line, `interrupted: <what the
+  command says>` (train.main: the last checkpoint and the resume command),
+  and exits with code 130.
 * Third-party log lines (absl/TensorFlow/JAX/orbax INFO and WARNING lines,
   C++ start-up messages such as `cuInit`, tf.data warnings) go to a log
   file, not the terminal: first a temporary file, then
@@ -46,6 +49,7 @@ from crs_tasks import errors
 TRACEBACK_ENV = "CRS_TRACEBACK"
 LOGS_ENV = "CRS_LOGS"
 EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports Ctrl-C.
 
 # Exceptions that are the user's to fix. OSErrors about a path (a missing
 # --gin_file, a read-only MODEL_DIR, ...) count: the user named the path.
@@ -299,6 +303,15 @@ def _exit_user_error(exc: BaseException) -> None:
   sys.exit(EXIT_USER_ERROR)
 
 
+def _exit_interrupted(exc: KeyboardInterrupt) -> None:
+  """Ctrl-C: one line (what the command says about it), exit code 130."""
+  text = " ".join(str(exc).split())
+  sys.stdout.flush()
+  print(f"interrupted: {text}" if text else "interrupted", file=sys.stderr,
+        flush=True)
+  sys.exit(EXIT_INTERRUPTED)
+
+
 def wrap_flags_parser(
     flags_parser: Optional[Callable[[Sequence[str]], Any]] = None,
 ) -> Callable[[Sequence[str]], Any]:
@@ -325,6 +338,10 @@ def wrap_main(
       if wants_traceback():
         raise
       _exit_user_error(exc)
+    except KeyboardInterrupt as exc:
+      if wants_traceback():
+        raise
+      _exit_interrupted(exc)
 
   return wrapped
 

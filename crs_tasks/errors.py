@@ -18,7 +18,7 @@ what to do:
 """
 
 import difflib
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable, Iterator, Optional
 
 
 class UserError(Exception):
@@ -107,3 +107,35 @@ def get_mixture_or_task(name: str, *, where: Optional[str] = None) -> Any:
         sorted(names) if isinstance(name, str) else [], where=where,
         fix="python -m crs_tasks.inspect_task --list shows the names")
   return seqio.get_mixture_or_task(name)
+
+
+def utf8_error(raw: bytes, error: UnicodeDecodeError) -> str:
+  """`not valid UTF-8 (byte 0xff at column 7)` for a line that fails."""
+  return (f"not valid UTF-8 (byte 0x{raw[error.start]:02x} at column "
+          f"{error.start + 1})")
+
+
+def utf8_lines(lines: Iterable[bytes], path: str) -> Iterator[str]:
+  """Decodes the lines of a file opened in binary mode, naming a bad one.
+
+  For files where a bad line stops the command (CSV tables): a line that is
+  not valid UTF-8 raises a UserError naming `path:line` and the byte.
+
+  Args:
+    lines: the file's lines, as bytes (`open(path, "rb")`).
+    path: the file, for the message.
+
+  Yields:
+    Each line as text.
+
+  Raises:
+    UserError: a line is not valid UTF-8.
+  """
+  for number, raw in enumerate(lines, start=1):
+    try:
+      yield raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+      raise UserError(
+          utf8_error(raw, e), where=f"{path}:{number}",
+          fix="fix or delete that line, or convert the file to UTF-8 (e.g. "
+          "iconv -f latin1 -t utf-8)") from None

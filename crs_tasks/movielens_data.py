@@ -43,10 +43,11 @@ def read_csv(
   reading takes more than 2 s.
 
   Raises:
-    errors.UserError: naming the file when a required column is missing.
+    errors.UserError: naming the file when a required column is missing,
+      and `file:line` of a line that is not valid UTF-8.
   """
-  with open(path, encoding="utf-8", newline="") as f:
-    reader = csv.DictReader(_with_progress(f, path))
+  with open(path, "rb") as f:
+    reader = csv.DictReader(errors.utf8_lines(_with_progress(f, path), path))
     missing = [c for c in required if c not in (reader.fieldnames or ())]
     if missing:
       raise errors.UserError(

@@ -26,6 +26,8 @@ Point seqio at the same directory when training
 with a summary: examples per split, ReDial lines skipped as malformed and
 `@id` mentions found in neither `movieMentions` nor the movie CSV (dropped
 from the text; each warned with `file:line`), and the next command to run.
+What a killed prepare left (TFDS `incomplete.*` folders) is removed when
+the same config is prepared again (`remove_incomplete`).
 """
 
 import os
@@ -49,9 +51,24 @@ from crs_tasks.tfds_builders import sources
 _SUFFIX = {"ml-25m": "full", "ml-latest-small": "small"}
 
 
+def remove_incomplete(data_dir: str, name: str) -> list[str]:
+  """Deletes what a killed prepare of `name` left (`sources.remove_incomplete`).
+
+  Args:
+    data_dir: the TFDS data dir.
+    name: `<builder>/<config>`, e.g. `crs_redial/full`.
+
+  Returns:
+    The folders removed.
+  """
+  return sources.remove_incomplete(
+      os.path.join(os.path.expanduser(data_dir), *name.split("/")))
+
+
 def _build(name: str, data_dir: str, manual_dir: Optional[str],
            report: Optional[list[str]] = None) -> dict:
   """Prepares one config; appends its parse summary to `report`."""
+  remove_incomplete(data_dir, name)
   builder = tfds.builder(name, data_dir=data_dir)
   builder.download_and_prepare(
       download_config=tfds.download.DownloadConfig(manual_dir=manual_dir)

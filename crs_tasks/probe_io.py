@@ -48,8 +48,8 @@ def read_probe_jsonl(path: str,
 
   Raises:
     FileNotFoundError: with the command that builds the file.
-    ValueError: naming file, line and field on bad JSON or a missing /
-      non-string required field.
+    ValueError: naming file, line and field on bad JSON, a line that is
+      not valid UTF-8, or a missing / non-string required field.
   """
   if not os.path.exists(path):
     raise FileNotFoundError(
@@ -57,10 +57,16 @@ def read_probe_jsonl(path: str,
         "eval.probes.main --movielens_dir=... --build_dir=DIR` and set "
         f"${PROBES_DIR_ENV}=DIR")
   out = []
-  with open(path, encoding="utf-8") as f:
-    for line_no, line in enumerate(f, 1):
-      if not line.strip():
+  with open(path, "rb") as f:
+    for line_no, raw in enumerate(f, 1):
+      if not raw.strip():
         continue
+      try:
+        line = raw.decode("utf-8")
+      except UnicodeDecodeError as e:
+        raise ValueError(
+            f"{path}:{line_no}: not valid UTF-8 (byte 0x{raw[e.start]:02x} "
+            f"at column {e.start + 1})") from None
       try:
         ex = json.loads(line)
       except json.JSONDecodeError as e:

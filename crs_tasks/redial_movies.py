@@ -52,12 +52,12 @@ def read_movie_list(path: str) -> list[RedialMovie]:
   Raises:
     errors.UserError: naming `path:line` and the field: a header other than
       `movieId,movieName,nbMentions`, a `movieId` that is not a number or
-      repeats an earlier row's, an empty `movieName`, or an `nbMentions`
-      that is not a non-negative integer.
+      repeats an earlier row's, an empty `movieName`, an `nbMentions`
+      that is not a non-negative integer, or a line that is not UTF-8.
   """
   movies, first_line = [], {}
-  with open(path, encoding="utf-8", newline="") as f:
-    reader = csv.reader(f)
+  with open(path, "rb") as f:
+    reader = csv.reader(errors.utf8_lines(f, path))
     header = next(reader, None)
     if not header or tuple(h.strip() for h in header[:3]) != HEADER:
       raise errors.UserError(

@@ -26,8 +26,9 @@ entities are unescaped (`&quot;` -> `"`) and all whitespace is collapsed (the
 original also collapses it, through `str.split`). Casing and the task prefix
 are left to the seqio preprocessors (`crs_tasks.preprocessors`).
 
-Bad input policy: a line that is not valid JSON, or a dialogue missing a
-required field, is skipped and counted in `ParseSummary.malformed_lines`, with
+Bad input policy: a line that is not valid UTF-8 or not valid JSON, or a
+dialogue missing a required field, is skipped and counted in
+`ParseSummary.malformed_lines`, with
 `file:line: reason` in `ParseSummary.malformed_locations` and a warning in the
 log; pass `strict=True` to raise `ValueError` naming the file and line instead.
 
@@ -46,6 +47,7 @@ from typing import Any, Iterable, Iterator, Mapping, Optional
 
 from absl import logging
 
+from crs_tasks import errors
 from crs_tasks import redial_movies
 from crs_tasks import titles as titles_lib
 
@@ -159,11 +161,15 @@ def read_dialogues(
   """
   summary = summary if summary is not None else ParseSummary()
   name = os.path.basename(path)
-  with open(path, encoding="utf-8") as f:
-    for line_number, line in enumerate(f, start=1):
-      if not line.strip():
+  with open(path, "rb") as f:
+    for line_number, raw in enumerate(f, start=1):
+      if not raw.strip():
         continue
       try:
+        try:
+          line = raw.decode("utf-8")
+        except UnicodeDecodeError as e:  # A ValueError: skipped below.
+          raise ValueError(errors.utf8_error(raw, e)) from None
         dialogue = json.loads(line)
         if not isinstance(dialogue, dict):
           raise ValueError(f"expected a JSON object, got {type(dialogue)}")

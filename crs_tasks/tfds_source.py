@@ -17,6 +17,8 @@ from typing import Optional, Sequence
 
 import seqio
 
+from crs_tasks.tfds_builders import sources
+
 
 class TfdsDataSource(seqio.TfdsDataSource):
   """A `seqio.TfdsDataSource` whose shard listing prepares the data first."""
@@ -25,6 +27,8 @@ class TfdsDataSource(seqio.TfdsDataSource):
     builder = self.tfds_dataset.builder  # seqio's memoized builder.
     if os.path.exists(os.fspath(builder.data_path)) and builder.info.splits:
       return
+    # What a killed earlier prepare left is removed first.
+    sources.remove_incomplete(os.path.dirname(os.fspath(builder.data_path)))
     # The same builder object seqio reads with: its info holds the splits
     # once prepared.
     builder.download_and_prepare()

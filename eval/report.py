@@ -50,6 +50,9 @@ if __name__ == "__main__":
       raise app.UsageError(
           f"{len(_LABELS.value)} --labels given for "
           f"{len(_MODEL_DIRS.value)} --model_dirs; give one label per dir")
+    # Every dir is read before anything is written (no logs/ on a failure).
+    for model_dir in _MODEL_DIRS.value:
+      reporting.load_run(model_dir, step=_STEP.value)
     log = cli.log_to(_OUTPUT_DIR.value)
     written = reporting.write_report(
         model_dirs=_MODEL_DIRS.value,

@@ -30,7 +30,11 @@ from eval import metrics as metrics_lib
 import matplotlib
 
 matplotlib.use("Agg")
-from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
+# pylint: disable-next=g-import-not-at-top,g-bad-import-order
+from matplotlib import pyplot as plt
+
+from crs_tasks import cli  # pylint: disable=g-bad-import-order
+from crs_tasks import errors  # pylint: disable=g-bad-import-order
 
 _RECALL_RE = re.compile(r"^(?P<prefix>.*?)recall@(?P<k>\d+)$")
 _PROBE_RE = re.compile(r"^(?P<prefix>(?:.*/)?probe/(?P<name>[^/]+))/accuracy$")
@@ -69,6 +73,13 @@ class Stat:
   mean: float
   std: float
   n: int
+
+
+class NotEvaluatedError(errors.UserError, FileNotFoundError):
+  """A model dir that does not exist or has no evaluation (of that step)."""
+
+  def __str__(self) -> str:
+    return errors.format_message(self.what, where=self.where, fix=self.fix)
 
 
 def eval_steps(model_dir: str) -> list[int]:
@@ -124,17 +135,30 @@ def load_run(
     The `Run`.
 
   Raises:
-    FileNotFoundError: no evaluation (or not that step) under `model_dir`.
+    NotEvaluatedError: `model_dir` does not exist or has no evaluation (or
+      not of that step); a UserError naming `eval.main`.
     ValueError: the JSON has no `metrics` object or a non-numeric value; the
       message names the file and the field.
   """
+  if not os.path.isdir(model_dir):
+    raise NotEvaluatedError(
+        "no such directory", where=model_dir,
+        fix="give run directories written by train.main (their MODEL_DIR) "
+        "and evaluated by eval.main")
   steps = eval_steps(model_dir)
   if not steps:
-    raise FileNotFoundError(f"no {model_dir}/eval/<step>/metrics.json found")
+    raise NotEvaluatedError(
+        f"not evaluated yet: no {os.path.join(model_dir, 'eval')}/<step>/"
+        "metrics.json found", where=model_dir,
+        fix=f"evaluate it first: {cli.eval_command(model_dir)}")
   step = steps[-1] if step is None else step
   path = os.path.join(model_dir, "eval", str(step), "metrics.json")
   if not os.path.exists(path):
-    raise FileNotFoundError(f"{path} not found; evaluated steps: {steps}")
+    raise NotEvaluatedError(
+        f"step {step} was not evaluated ({path} not found); evaluated "
+        f"steps: {steps}", where=model_dir,
+        fix=f"omit --step for the latest, or evaluate that step: "
+        f"{cli.eval_command(model_dir)} --gin.CHECKPOINT_STEP={step}")
   with open(path, encoding="utf-8") as f:
     try:
       data = json.load(f)

@@ -16,7 +16,12 @@ the step and offering the previous one (the exact `mv` command, or the
 trainer's `restore_fallback`, which moves the bad step aside to
 `checkpoints/<step>.unreadable` and says so). Nothing is ever deleted. A
 MODEL_DIR that cannot be written is a `UserError` before any work
-(`check_writable`).
+(`check_writable`). A save that fails (no space left, permission denied)
+raises `SaveFailedError` at once, naming the directory, the cause, the last
+good step (left intact) and the fix; the half-written step is removed. A
+checkpoint whose arrays have other shapes than the model rebuilt from
+`model_config.json` is `ModelMismatchError` ("different model size"), not
+unreadable: nothing tells the user to move it aside.
 `load_model(model_dir)` rebuilds `(EncoderDecoderModel, params, step)` from a
 directory alone, for evaluation, inference and probes.
 What a run starts from (this module's checkpoints, an initial checkpoint, or
@@ -28,6 +33,7 @@ To store more state (e.g. an EMA of the params), add an item name to
 
 import ast
 import dataclasses
+import errno
 import json
 import os
 import re
@@ -43,6 +49,7 @@ import orbax.checkpoint as ocp
 import seqio
 
 from crs_tasks import errors
+from train import run_dir
 
 PyTree = Any
 
@@ -112,9 +119,68 @@ def _quiet_closed_loop_callbacks() -> None:
   sys.unraisablehook = hook
 
 
+class ModelMismatchError(run_dir.ModelMismatchError):
+  """A readable checkpoint whose arrays have other shapes than the model.
+
+  The checkpoint is intact: the model asked for (from gin, or from the run's
+  `model_config.json`) has a different size.
+  """
+
+  def __init__(self, step: int, path: str, name: str, saved: Any,
+               asked: Any):
+    self.step, self.path = step, path
+    super().__init__(
+        f"different model size: checkpoint step {step} holds {name} of "
+        f"shape {tuple(saved)}, the model asks for {tuple(asked)}; the "
+        "checkpoint is readable and intact", where=path,
+        fix="do not move it; use the model size it was trained with (the "
+        f"{MODEL_CONFIG_FILE} written with it), or give a new run directory")
+
+
+def _shape_mismatch(step_dir: str, item: str, abstract: PyTree
+                    ) -> Optional[tuple[str, Any, Any]]:
+  """`(name, saved shape, asked shape)` of the first array that differs.
+
+  None when the shapes agree or the checkpoint's metadata cannot be read.
+  """
+  path = os.path.join(step_dir, item)
+  if not os.path.isdir(path):
+    return None
+  try:
+    with ocp.StandardCheckpointer() as checkpointer:
+      metadata = checkpointer.metadata(path)
+  except Exception:  # pylint: disable=broad-except  # Unreadable: not ours.
+    return None
+  saved = getattr(metadata, "item_metadata", metadata)
+  saved = getattr(saved, "tree", saved)
+  flat_saved = {jax.tree_util.keystr(k): v for k, v in
+                jax.tree_util.tree_flatten_with_path(saved)[0]}
+  for key, leaf in jax.tree_util.tree_flatten_with_path(abstract)[0]:
+    name = jax.tree_util.keystr(key)
+    got = getattr(flat_saved.get(name), "shape", None)
+    asked = getattr(leaf, "shape", None)
+    if got is not None and asked is not None and (
+        tuple(got) != tuple(asked)):
+      label = "/".join(str(getattr(k, "key", getattr(k, "idx", k)))
+                       for k in key)
+      return f"{item}/{label}", got, asked
+  return None
+
+
 def _restore_step(directory: str, step: int, steps: list[int], restore,
-                  hint: str = ""):
-  """`restore()`, turning any orbax failure into UnreadableCheckpointError."""
+                  hint: str = "",
+                  abstract: Optional[dict[str, PyTree]] = None):
+  """`restore()`, turning any orbax failure into UnreadableCheckpointError.
+
+  A checkpoint whose arrays have other shapes than `abstract` (item name ->
+  abstract tree) raises `ModelMismatchError` instead, before any read (the
+  shapes come from the checkpoint's metadata).
+  """
+  step_dir = os.path.join(directory, str(step))
+  for item, tree in (abstract or {}).items():
+    mismatch = _shape_mismatch(step_dir, item, tree)
+    if mismatch:
+      raise ModelMismatchError(step, step_dir, *mismatch)
   try:
     return restore()
   except (errors.UserError, KeyboardInterrupt):
@@ -133,7 +199,7 @@ def check_writable(model_dir: str) -> None:
   Args:
     model_dir: the run's output directory (created when missing).
   """
-  probe = os.path.join(model_dir, ".write_test")
+  probe = os.path.join(model_dir, f".write_test.{os.getpid()}")
   try:
     os.makedirs(model_dir, exist_ok=True)
     with open(probe, "w", encoding="utf-8") as f:
@@ -144,6 +210,59 @@ def check_writable(model_dir: str) -> None:
         f"MODEL_DIR is not writable ({e.strerror or e})", where=model_dir,
         fix="choose a writable --gin.MODEL_DIR or fix its permissions"
     ) from None
+
+
+class SaveFailedError(errors.UserError):
+  """Writing a checkpoint failed (no space left, permission denied, ...).
+
+  Attributes:
+    step: the step that could not be saved.
+    last_good: the newest complete checkpoint step, or None.
+  """
+
+  def __init__(self, directory: str, step: int, last_good: Optional[int],
+               cause: str, fix: str):
+    self.step, self.last_good = step, last_good
+    kept = (f"the last good checkpoint, step {last_good}, is intact"
+            if last_good is not None else "no earlier checkpoint exists")
+    super().__init__(
+        f"saving checkpoint step {step} failed ({cause}); training stopped "
+        f"and {kept}", where=directory, fix=fix)
+
+
+# What a failed save's OSError means, and what to do about it.
+_SAVE_CAUSES = (
+    (errno.ENOSPC, "No space left on device", "no space left on the disk",
+     "free space on that disk (or give a --gin.MODEL_DIR on a larger one) "
+     "and run the same command again: it resumes from the last good step"),
+    (errno.EDQUOT, "Disk quota exceeded", "disk quota exceeded",
+     "free space within the quota and run the same command again: it "
+     "resumes from the last good step"),
+    (errno.EACCES, "Permission denied", "permission denied",
+     "make the directory writable again (chmod/chown) and run the same "
+     "command again: it resumes from the last good step"),
+    (errno.EROFS, "Read-only file system", "read-only file system",
+     "remount the disk writable (or copy the run to a writable disk) and "
+     "run the same command again: it resumes from the last good step"),
+)
+
+
+def _save_cause(error: BaseException) -> Optional[tuple[str, str]]:
+  """`(cause, fix)` when `error` (or what caused it) is a known OSError."""
+  seen = set()
+  while error is not None and id(error) not in seen:
+    seen.add(id(error))
+    text = str(error)
+    for number, message, cause, fix in _SAVE_CAUSES:
+      if (isinstance(error, OSError) and error.errno == number) or (
+          message in text):
+        return cause, fix
+    if isinstance(error, OSError):
+      return (error.strerror or type(error).__name__), (
+          "fix the disk or directory and run the same command again: it "
+          "resumes from the last good step")
+    error = error.__cause__ or error.__context__
+  return None
 
 
 class CheckpointManager:
@@ -203,8 +322,29 @@ class CheckpointManager:
     }
     if jax.tree.leaves(opt_state):  # e.g. plain SGD has no state to save.
       items["opt_state"] = ocp.args.StandardSave(opt_state)
-    self._manager.save(int(step), args=ocp.args.Composite(**items),
-                       force=True)
+    last_good = self.latest_step()
+    try:
+      self._manager.save(int(step), args=ocp.args.Composite(**items),
+                         force=True)
+      # Synchronous, like t5x: a failed write stops the run at this step.
+      self._manager.wait_until_finished()
+    except Exception as e:  # pylint: disable=broad-except
+      known = _save_cause(e)
+      if known is None:
+        raise
+      self._failed = True
+      self._remove_partial(step)
+      raise SaveFailedError(self.directory, step, last_good, *known) from e
+
+  def _remove_partial(self, step: int) -> None:
+    """Deletes what a failed save of `step` left (orbax's temporary dir)."""
+    try:
+      names = os.listdir(self.directory)
+    except OSError:
+      return
+    for name in names:
+      if name.startswith(f"{step}.") and "tmp" in name:
+        shutil.rmtree(os.path.join(self.directory, name), ignore_errors=True)
 
   def restore(
       self,
@@ -234,7 +374,8 @@ class CheckpointManager:
     restored = _restore_step(
         self.directory, step, self.all_steps(),
         lambda: self._manager.restore(step, args=ocp.args.Composite(**items)),
-        self.fallback_hint)
+        self.fallback_hint,
+        {"params": abstract_params, "opt_state": abstract_opt_state})
     opt_state = restored.opt_state if has_opt_state else abstract_opt_state
     return restored.params, opt_state, dict(restored.meta)
 
@@ -261,8 +402,24 @@ class CheckpointManager:
     self._manager.wait_until_finished()
 
   def close(self) -> None:
+    if getattr(self, "_failed", False):  # The error was raised already.
+      try:
+        self._manager.close()
+      except Exception:  # pylint: disable=broad-except
+        pass
+      return
     self._manager.wait_until_finished()
     self._manager.close()
+
+
+def saved_steps(checkpoints_dir: str) -> list[int]:
+  """The complete checkpoint steps in a `checkpoints/` directory, sorted."""
+  try:
+    names = os.listdir(checkpoints_dir)
+  except OSError:
+    return []
+  return sorted(int(n) for n in names if n.isdigit() and os.path.isdir(
+      os.path.join(checkpoints_dir, n)))
 
 
 def _abstract(tree: PyTree) -> PyTree:
@@ -304,7 +461,8 @@ def restore_params(path: str, abstract_params: PyTree) -> tuple[PyTree, int]:
             ),
         ),
         ", or ask for that step (eval.main and train.infer: "
-        "--gin.CHECKPOINT_STEP={previous}; eval.chat: --step={previous})")
+        "--gin.CHECKPOINT_STEP={previous}; eval.chat: --step={previous})",
+        {"params": abstract_params})
   finally:
     manager.close()
   return restored.params, step

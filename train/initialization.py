@@ -140,6 +140,9 @@ def restore_or_initialize(
   if step is not None:
     logging.info("resumed from %s/%d (data position %d)", manager.directory,
                  step, meta["data_position"])
+    if distributed.is_primary():
+      print(f"Resuming from checkpoint step {step} "
+            f"({manager.directory}/{step}).", flush=True)
     saved_shards = int(meta.get("num_input_shards", 1))
     if saved_shards != num_input_shards:
       logging.warning(

@@ -16,6 +16,7 @@ the model's contract (`get_initial_variables`, `loss_fn`).
 """
 
 import dataclasses
+import os
 from typing import Any, Callable, Mapping, Optional
 
 from absl import logging
@@ -32,6 +33,7 @@ from train import finite_checks
 from train import initialization
 from train import input_pipeline
 from train import partitioning
+from train import run_dir
 from train import steps
 from train import summaries
 from train import training_eval
@@ -197,21 +199,56 @@ _FALLBACK_HINT = (", or rerun with --gin.RESTORE_FALLBACK=True to do that "
                   "and resume from step {previous}")
 
 
+class TrainingInterrupted(KeyboardInterrupt):
+  """Ctrl-C (SIGINT) stopped training; pending saves were finished.
+
+  Attributes:
+    model_dir: the run directory.
+    step: the last step trained, or None before the first.
+    checkpoint: the last checkpoint's step, or None.
+    checkpoint_path: its directory, or None.
+  """
+
+  def __init__(self, model_dir: str, step: Optional[int],
+               checkpoint: Optional[int], checkpoint_path: Optional[str]):
+    self.model_dir, self.step = model_dir, step
+    self.checkpoint, self.checkpoint_path = checkpoint, checkpoint_path
+    where = (f"the last checkpoint is step {checkpoint} "
+             f"({checkpoint_path})" if checkpoint is not None else
+             "no checkpoint was written yet")
+    at = f" at step {step}" if step is not None else ""
+    super().__init__(f"training interrupted{at}; {where}")
+
+
 def _check_inputs_and_write_model_files(
     model: Any, model_dir: str,
     train_dataset_cfg: input_pipeline.DatasetConfig,
-    gin_config_str: Optional[str]) -> None:
-  """Fails on a wrong task, unprepared data or MODEL_DIR before any work."""
+    gin_config_str: Optional[str]) -> Optional[run_dir.RunLock]:
+  """Fails on a wrong task, unprepared data or MODEL_DIR before any work.
+
+  Returns:
+    The run directory's lock, held (process 0), or None (other processes).
+  """
   # A wrong task name fails here, before anything is written to MODEL_DIR.
   input_pipeline.get_provider(train_dataset_cfg)
   # An unprepared dataset fails here too ("run prepare first").
   input_pipeline.check_prepared(train_dataset_cfg)
   if not distributed.is_primary():  # Files that exist once: process 0's.
-    return
+    return None
+  # Read-only checks first: a run of another size touches nothing.
+  run_dir.check_compatible(model_dir,
+                           getattr(getattr(model, "module", None), "config",
+                                   None))
   checkpointing.check_writable(model_dir)
-  checkpointing.save_model_files(model_dir, model)
-  if gin_config_str is not None:
-    checkpointing.save_gin_config(model_dir, gin_config_str)
+  lock = run_dir.RunLock(model_dir).acquire()
+  try:
+    checkpointing.save_model_files(model_dir, model)
+    if gin_config_str is not None:
+      checkpointing.save_gin_config(model_dir, gin_config_str)
+  except BaseException:
+    lock.release()
+    raise
+  return lock
 
 
 def _save_checked(
@@ -330,8 +367,34 @@ def train(
       checkpoint is kept and named; nothing after it is saved).
   """
   # ------------------------------ Setup ------------------------------------
-  _check_inputs_and_write_model_files(model, model_dir, train_dataset_cfg,
-                                      gin_config_str)
+  lock = _check_inputs_and_write_model_files(model, model_dir,
+                                             train_dataset_cfg, gin_config_str)
+  try:
+    return _setup_and_loop(
+        model=model, optimizer=optimizer,
+        train_dataset_cfg=train_dataset_cfg, model_dir=model_dir,
+        total_steps=total_steps,
+        train_eval_dataset_cfg=train_eval_dataset_cfg,
+        eval_period=eval_period, eval_steps=eval_steps,
+        checkpoint_period=checkpoint_period,
+        keep_checkpoints=keep_checkpoints,
+        num_microbatches=num_microbatches, num_partitions=num_partitions,
+        mesh_shape=mesh_shape, num_input_shards=num_input_shards,
+        initial_checkpoint_path=initial_checkpoint_path,
+        learning_rate_fn=learning_rate_fn, random_seed=random_seed,
+        log_period=log_period, restore_fallback=restore_fallback)
+  finally:
+    if lock is not None:
+      lock.release()
+
+
+def _setup_and_loop(
+    *, model, optimizer, train_dataset_cfg, model_dir, total_steps,
+    train_eval_dataset_cfg, eval_period, eval_steps, checkpoint_period,
+    keep_checkpoints, num_microbatches, num_partitions, mesh_shape,
+    num_input_shards, initial_checkpoint_path, learning_rate_fn,
+    random_seed, log_period, restore_fallback) -> TrainResult:
+  """`train` after its checks: mesh, state, restore, data, then the loop."""
   mesh = partitioning.make_mesh(num_partitions=num_partitions,
                                 mesh_shape=mesh_shape)
   init_rng, dropout_rng = jax.random.split(jax.random.PRNGKey(random_seed))
@@ -414,12 +477,15 @@ def _loop(
   logging.info("training %s from step %d to %d", cfg.model_dir, start_step,
                total_steps)
   peeked = None  # The next batch, fetched early to check a checkpoint.
+  done = start_step or None  # The last step trained.
+  interrupted = False
   try:
     for step in range(start_step + 1, total_steps + 1):
       batch = peeked if peeked is not None else distributed.global_batch(
           next(batches), cfg.data_sharding, cfg.layout)
       peeked = None
       state, metrics = cfg.train_step(state, batch, cfg.dropout_rng)
+      done = step
       metrics = summaries.host_metrics(metrics)
       finite_checks.check_finite(step, metrics, last_ckpt)
       result.losses[step] = metrics.get(
@@ -445,10 +511,17 @@ def _loop(
                                cfg.check_step, cfg.dropout_rng,
                                cfg.data_sharding, cfg.layout)
         last_ckpt = step
+  except KeyboardInterrupt:  # Ctrl-C: finish the save in flight, then stop.
+    interrupted = True
   finally:
     manager.close()
     for writer in writers.values():
       writer.close()
+  if interrupted:
+    saved = checkpointing.saved_steps(manager.directory)
+    raise TrainingInterrupted(
+        cfg.model_dir, done, saved[-1] if saved else None,
+        os.path.join(manager.directory, str(saved[-1])) if saved else None)
   result.step = int(state.step)
   result.params = state.params
   return result

@@ -94,6 +94,8 @@ DOWNLOAD = sources.Download(
     URL, size="about 6 MB (33 MB unpacked; not pinned yet)",
     minutes="under a minute")
 TRAIN_FILES = ("train_data.jsonl", "train_partial.jsonl")
+# How messages name the train file: either is accepted.
+TRAIN_FILES_TEXT = " or ".join(TRAIN_FILES)
 TEST_FILE = "test_data.jsonl"
 MOVIES_FILE = "movies_with_mentions.csv"
 TITLE_LISTS = (
@@ -172,7 +174,7 @@ def missing_redial_files(root: str) -> list[str]:
       names.update(files)
   missing = []
   if not names.intersection(TRAIN_FILES):
-    missing.append(" or ".join(TRAIN_FILES))
+    missing.append(TRAIN_FILES_TEXT)
   missing += [n for n in (TEST_FILE, MOVIES_FILE) if n not in names]
   return missing
 
@@ -197,10 +199,10 @@ def check_redial_dir(root: str) -> dict[str, str]:
     raise errors.UserError(
         "the ReDial directory does not exist", where=root,
         fix="check the path given as --redial_dir (it must hold "
-        f"{TRAIN_FILES[0]}, {TEST_FILE} and {MOVIES_FILE})")
+        f"{TRAIN_FILES_TEXT}, {TEST_FILE} and {MOVIES_FILE})")
   raise errors.UserError(
       f"the ReDial directory lacks {', '.join(missing)}", where=root,
-      fix=f"put the extracted release there ({TRAIN_FILES[0]}, {TEST_FILE}, "
+      fix=f"put the extracted release there ({TRAIN_FILES_TEXT}, {TEST_FILE}, "
       f"{MOVIES_FILE}), or run `python -m crs_tasks.prepare --data_dir=<dir> "
       "--download` without --redial_dir to fetch the official zip")
 
@@ -342,7 +344,7 @@ class CrsRedial(tfds.core.GeneratorBasedBuilder):
       raise sources.not_prepared(
           f"crs_redial/{self.builder_config.name}", self.data_dir_root,
           "--redial_dir=<dir>",
-          f"<dir> holds {TRAIN_FILES[0]}, {TEST_FILE} and {MOVIES_FILE}")
+          f"<dir> holds {TRAIN_FILES_TEXT}, {TEST_FILE} and {MOVIES_FILE}")
 
   def _files(self, dl_manager) -> dict[str, str]:
     if self.builder_config.source == "sample":
@@ -354,7 +356,7 @@ class CrsRedial(tfds.core.GeneratorBasedBuilder):
       raise sources.not_prepared(
           f"crs_redial/{self.builder_config.name}", self.data_dir_root,
           "--redial_dir=<dir>",
-          f"<dir> holds {TRAIN_FILES[0]}, {TEST_FILE} and {MOVIES_FILE}")
+          f"<dir> holds {TRAIN_FILES_TEXT}, {TEST_FILE} and {MOVIES_FILE}")
     sources.announce(DOWNLOAD)
     extracted = os.fspath(dl_manager.download_and_extract(URL))
     files = find_redial_files(extracted)

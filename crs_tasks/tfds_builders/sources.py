@@ -16,7 +16,9 @@ data dir as it found it.
 
 import contextlib
 import dataclasses
+import glob
 import os
+import shutil
 from typing import Callable, Iterator, Optional
 
 from crs_tasks import errors
@@ -168,3 +170,27 @@ def _remove_empty_tree(path: str) -> None:
     for name in filenames:
       os.remove(os.path.join(dirpath, name))
     os.rmdir(dirpath)
+
+
+def remove_incomplete(config_dir: str) -> list[str]:
+  """Deletes the TFDS `incomplete.*` folders a killed prepare left.
+
+  TFDS writes a config to `<data_dir>/<builder>/<config>/incomplete.*` and
+  renames it when complete, so a kill -9 leaves that folder behind; nothing
+  reads it, but it takes space and looks like data. Called before a config
+  is prepared again (`crs_tasks.prepare`, `crs_tasks.tfds_source`).
+
+  Args:
+    config_dir: `<data_dir>/<builder>/<config>`.
+
+  Returns:
+    The folders removed.
+  """
+  removed = []
+  for path in sorted(glob.glob(os.path.join(config_dir, "incomplete.*"))):
+    if os.path.isdir(path):
+      shutil.rmtree(path, ignore_errors=True)
+      removed.append(path)
+      print(f"note: removed {path}, left by an interrupted prepare",
+            flush=True)
+  return removed

@@ -175,3 +175,17 @@ def test_log_kept_only_when_moved_or_after_a_failure(tmp_path):
   path = moved.move_to(str(tmp_path))
   moved.close(keep=False)
   assert os.path.exists(path)
+
+
+def test_ctrl_c_is_one_line_and_exit_130(capsys, monkeypatch):
+  monkeypatch.delenv(cli.TRACEBACK_ENV, raising=False)
+  code = _exit(_raise(KeyboardInterrupt(
+      "training interrupted at step 7; the last checkpoint is step 6 "
+      "(/r/checkpoints/6); resume with: python -m train.main --gin_file=x")))
+  assert code == 130
+  assert capsys.readouterr().err == (
+      "interrupted: training interrupted at step 7; the last checkpoint is "
+      "step 6 (/r/checkpoints/6); resume with: python -m train.main "
+      "--gin_file=x\n")
+  assert _exit(_raise(KeyboardInterrupt())) == 130
+  assert capsys.readouterr().err == "interrupted\n"

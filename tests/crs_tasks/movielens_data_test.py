@@ -84,3 +84,14 @@ def test_bundled_sample_movies_load():
                         "sample_data", "movielens", "movies.csv")
   movies = movielens_data.load_movies(sample)
   assert movies and all(m.title for m in movies.values())
+
+
+def test_invalid_utf8_row_names_file_and_line(tmp_path):
+  path = tmp_path / "movies.csv"
+  path.write_bytes(b"movieId,title,genres\n1,Heat (1995),Action\n"
+                   b"2,Am\xe9lie (2001),Comedy\n")
+  with pytest.raises(errors.UserError) as e:
+    list(movielens_data.read_csv(str(path), ("movieId", "title")))
+  assert str(e.value).startswith(
+      f"{path}:3: not valid UTF-8 (byte 0xe9 at column 5). Fix: fix or "
+      "delete that line, or convert the file to UTF-8")

@@ -159,3 +159,14 @@ def test_prepare_then_the_commands_it_suggests(tmp_path, runnable):
   assert sum(line.startswith("-- example") for line in lines) == 2
   assert lines[-2] == "Outputs: none written (the report is above)"
   assert lines[-1] == f"next: TFDS_DATA_DIR={data_dir} {train}"
+
+
+def test_a_killed_prepare_leaves_no_incomplete_folder(tmp_path, capsys):
+  config = tmp_path / "crs_redial" / "full"
+  (config / "incomplete.AB12CD_1.0.0" / "x").mkdir(parents=True)
+  (config / "1.0.0").mkdir()  # A complete version stays.
+  removed = prepare.remove_incomplete(str(tmp_path), "crs_redial/full")
+  assert removed == [str(config / "incomplete.AB12CD_1.0.0")]
+  assert sorted(os.listdir(config)) == ["1.0.0"]
+  assert "left by an interrupted prepare" in capsys.readouterr().out
+  assert prepare.remove_incomplete(str(tmp_path), "crs_redial/full") == []

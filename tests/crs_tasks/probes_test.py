@@ -91,6 +91,12 @@ def test_missing_and_bad_files(tmp_path, monkeypatch):
     _first("probe_attribute_v001")
   with pytest.raises(ValueError, match="only 'validation'"):
     probes.probe_dataset("train", name="attribute", sample=True)
+  (tmp_path / "attribute.jsonl").write_bytes(
+      json.dumps(EXAMPLE).encode() + b"\n" + b'{"probe": "\xff"}\n')
+  with pytest.raises(
+      ValueError,
+      match=r"attribute.jsonl:2: not valid UTF-8 \(byte 0xff at column 12\)"):
+    _first("probe_attribute_v001")
 
 
 @pytest.mark.parametrize("name", probes.PROBE_NAMES)

@@ -226,3 +226,19 @@ def test_quirks_file_has_four_lines_two_valid():
     json.loads(lines[2])
   assert "messages" not in json.loads(lines[3])
 
+
+
+def test_invalid_utf8_line_is_skipped_with_file_line_and_counted(tmp_path):
+  good = json.loads(open(QUIRKS, encoding="utf-8").readline())
+  path = tmp_path / "bytes.jsonl"
+  path.write_bytes(json.dumps(good).encode() + b"\n"
+                   + b'{"messages": "caf\xe9"}\n'
+                   + json.dumps(good).encode() + b"\n")
+  summary = redial_utils.ParseSummary()
+  dialogues = list(redial_utils.read_dialogues(str(path), summary=summary))
+  assert len(dialogues) == 2
+  assert summary.malformed_lines == 1
+  assert summary.malformed_locations == [
+      "bytes.jsonl:2: not valid UTF-8 (byte 0xe9 at column 18)"]
+  with pytest.raises(ValueError, match=r"bytes\.jsonl:2: not valid UTF-8"):
+    list(redial_utils.read_dialogues(str(path), strict=True))

@@ -67,6 +67,8 @@ def test_unprepared_full_redial_says_run_prepare_first(tmp_path, no_network):
   assert "run prepare first" in message
   assert (f"python -m crs_tasks.prepare --data_dir={data_dir} "
           "--redial_dir=<dir>") in message
+  assert ("<dir> holds train_data.jsonl or train_partial.jsonl, "
+          "test_data.jsonl and movies_with_mentions.csv") in message
   assert not no_network  # Nothing was downloaded.
   assert _tree(data_dir) == []  # And nothing was left behind.
 
@@ -104,6 +106,10 @@ def test_missing_movie_csv_is_named(tmp_path):
   assert str(e.value).startswith(
       f"{folder}: the ReDial directory lacks movies_with_mentions.csv.")
   assert "--download" in str(e.value)
+  # The fix names the train files accepted (../shared/data ships
+  # train_partial.jsonl).
+  assert ("(train_data.jsonl or train_partial.jsonl, test_data.jsonl, "
+          "movies_with_mentions.csv)") in str(e.value)
 
 
 def test_movie_csv_without_movie_name_is_one_line(tmp_path):

@@ -50,3 +50,17 @@ def test_report_labels_must_match_the_dirs(tmp_path):
   assert proc.returncode == 2
   assert proc.stderr == ("error: 1 --labels given for 2 --model_dirs; give "
                          "one label per dir\n")
+
+
+def test_report_on_a_dir_without_evaluations_creates_nothing(tmp_path):
+  run = tmp_path / "run"
+  run.mkdir()
+  proc = subprocess.run(
+      [sys.executable, "-m", "eval.report", f"--model_dirs={run}",
+       f"--output_dir={run}"],
+      cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)
+  assert proc.returncode == 2
+  assert proc.stderr.startswith(f"error: {run}: not evaluated yet: ")
+  assert "Fix: evaluate it first: python -m eval.main " in proc.stderr
+  assert proc.stderr.count("\n") == 1
+  assert not list(run.iterdir())  # No logs/, no report.

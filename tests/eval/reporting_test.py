@@ -35,6 +35,9 @@ def test_load_run_reads_latest_step_and_label_from_config(tmp_path):
 
 def test_load_run_errors_name_file_and_field(tmp_path):
   d = str(tmp_path / "m")
+  with pytest.raises(FileNotFoundError, match="no such directory"):
+    reporting.load_run(d)
+  os.makedirs(d)
   with pytest.raises(FileNotFoundError, match="metrics.json"):
     reporting.load_run(d)
   write_metrics(d, 7, {"rec/recall@1": "high"})
@@ -205,3 +208,18 @@ def test_paired_table_pools_seed_pairs(tmp_path):
   # Pooled: b = 1, c = 7 over 20 items: +30 points, p = 2 * 9 / 256.
   assert ("+40.0 pts, p = 0.219 (b/c = 1/5); +20.0 pts, p = 0.5 (b/c = "
           "0/2); pooled: +30.0 pts, p = 0.0703 (b/c = 1/7)") in table
+
+
+def test_missing_or_unevaluated_dir_names_eval_main(tmp_path):
+  with pytest.raises(reporting.NotEvaluatedError) as e:
+    reporting.load_run(str(tmp_path / "nope"))
+  assert str(e.value).startswith(f"{tmp_path / 'nope'}: no such directory")
+  (tmp_path / "run" / "eval").mkdir(parents=True)
+  with pytest.raises(reporting.NotEvaluatedError) as e:
+    reporting.load_run(str(tmp_path / "run"))
+  assert str(e.value) == (
+      f"{tmp_path / 'run'}: not evaluated yet: no {tmp_path / 'run' / 'eval'}"
+      "/<step>/metrics.json found. Fix: evaluate it first: python -m "
+      "eval.main --gin_file=gin/runs/eval.gin --gin.CHECKPOINT_PATH=\""
+      f"'{tmp_path / 'run'}'\"")
+  assert sorted(os.listdir(tmp_path / "run")) == ["eval"]  # Nothing made.

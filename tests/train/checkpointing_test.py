@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import sys
 
 import flax.linen as nn
@@ -264,3 +265,32 @@ def test_trained_on_reads_the_macros_of_config_gin(tmp_path):
       "TASK_FEATURE_LENGTHS = \\\n    {'inputs': 128,\n")
   assert checkpointing.trained_on(str(tmp_path)) == (None, None)
   assert checkpointing.trained_on(str(tmp_path / "absent")) == (None, None)
+
+
+def test_other_model_size_is_not_called_unreadable(tmp_path, tiny_t5_config):
+  """A run whose model_config.json was overwritten with another size: the
+  readers (eval.main, eval.chat, train.infer, the probes: `load_model`) say
+  "different model size" and never offer to move the checkpoint."""
+  vocab = seqio.test_utils.sentencepiece_vocab()
+  model = models.EncoderDecoderModel(
+      network.Transformer(tiny_t5_config()), vocab, vocab)
+  params = nn.meta.unbox(model.get_initial_variables(
+      jax.random.PRNGKey(0),
+      {"encoder_input_tokens": (1, 3), "decoder_input_tokens": (1, 3)}
+  )["params"])
+  checkpointing.save_model_files(str(tmp_path), model)
+  manager = _manager(tmp_path)
+  _save(manager, 2, params, {}, 0)
+  manager.close()
+  checkpointing.save_model_config(str(tmp_path), tiny_t5_config(emb_dim=8))
+  with pytest.raises(checkpointing.ModelMismatchError) as e:
+    checkpointing.load_model(str(tmp_path))
+  message = str(e.value)
+  step_dir = tmp_path / "checkpoints" / "2"
+  assert message.startswith(
+      f"{step_dir}: different model size: checkpoint step 2 holds params/")
+  assert re.search(r"of shape \(.*16.*\), the model asks for \(.*8.*\)",
+                   message)
+  assert "unreadable" not in message and "mv " not in message
+  assert isinstance(e.value, errors.UserError)
+  assert (step_dir / "params").is_dir()

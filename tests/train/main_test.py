@@ -12,7 +12,9 @@ import io
 import json
 import os
 import pathlib
+import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -253,3 +255,157 @@ def test_read_only_model_dir_is_one_error_line_before_training():
   finally:
     os.chmod(model_dir, 0o755)
     shutil.rmtree(base)
+
+
+@pytest.mark.parametrize("binding, message", [
+    ("TRAIN_STEPS = 'twenty'", "gin macro TRAIN_STEPS must be a positive "
+     "integer, got 'twenty' (a string). Fix: e.g. --gin.TRAIN_STEPS=1000"),
+    ("TRAIN_STEPS = -5", "gin macro TRAIN_STEPS must be a positive integer, "
+     "got -5 (an integer)"),
+    ("BATCH_SIZE = '16'", "gin macro BATCH_SIZE must be a positive integer, "
+     "got '16' (a string)"),
+    ("LEARNING_RATE = 'fast'", "gin macro LEARNING_RATE must be a positive "
+     "number, got 'fast' (a string)"),
+    ("CHECKPOINT_PERIOD = 0", "gin macro CHECKPOINT_PERIOD must be a "
+     "positive integer, got 0"),
+    ("EVAL_PERIOD = -1", "gin macro EVAL_PERIOD must be an integer >= 0"),
+    ("KEEP = 0", "gin macro KEEP must be a positive integer or None"),
+    ("BATCH_SIZE = True", "gin macro BATCH_SIZE must be a positive integer, "
+     "got True (a boolean)"),
+    ("DROPOUT_RATE = 1.5", "gin macro DROPOUT_RATE must be a number in "
+     "[0, 1), got 1.5"),
+    ("MESH_SHAPE = (4,)", "gin macro MESH_SHAPE must be None or (data, "
+     "model)"),
+    ("INITIAL_CHECKPOINT_PATH = '/nonexistent/ckpt'",
+     "/nonexistent/ckpt: INITIAL_CHECKPOINT_PATH does not exist"),
+])
+def test_bad_numeric_or_path_macro_is_named_before_model_dir_is_written(
+    tmp_path, parsed_gin, binding, message):
+  del parsed_gin
+  _parse_tiny(tmp_path, binding)
+  with pytest.raises(errors.UserError) as info:
+    main_lib.run()
+  assert str(info.value).startswith(message)
+  assert not (tmp_path / "run").exists()
+
+
+def _run_dir_of_another_size(tmp_path):
+  """A run directory (model_config.json, config.gin) of emb_dim 128."""
+  run = tmp_path / "run"
+  run.mkdir()
+  fields = {"emb_dim": 128, "num_heads": 2, "head_dim": 16, "mlp_dim": 64,
+            "num_encoder_layers": 2, "num_decoder_layers": 2,
+            "vocab_size": 32128}
+  (run / "model_config.json").write_text(json.dumps(fields))
+  (run / "config.gin").write_text("# the first run's config\n")
+  return run
+
+
+def test_resume_with_another_model_size_touches_nothing(
+    tmp_path, parsed_gin):
+  del parsed_gin
+  run = _run_dir_of_another_size(tmp_path)
+  before = {p.name: p.read_bytes() for p in run.iterdir()}
+  _parse_tiny(tmp_path, "TASK_FEATURE_LENGTHS = {'inputs': 8, 'targets': 8}",
+              "TRAIN_STEPS = 2")
+  with pytest.raises(errors.UserError) as info:
+    main_lib.run()
+  assert str(info.value).startswith(
+      f"{run}: this directory holds a model with emb_dim 128; the command "
+      "asks for 32 (nothing was written)")
+  assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+
+
+def test_second_writer_of_a_run_dir_stops_naming_the_first(
+    tmp_path, parsed_gin):
+  del parsed_gin
+  run = tmp_path / "run"
+  run.mkdir()
+  with subprocess.Popen([sys.executable, "-c",
+                         "import time; time.sleep(60)"]) as other:
+    try:
+      (run / "train.lock").write_text(json.dumps(
+          {"host": __import__("socket").gethostname(), "pid": other.pid,
+           "started": "2026-01-01T00:00:00", "command": "python -m ..."}))
+      _parse_tiny(tmp_path,
+                  "TASK_FEATURE_LENGTHS = {'inputs': 8, 'targets': 8}",
+                  "TRAIN_STEPS = 2")
+      with pytest.raises(errors.UserError) as info:
+        main_lib.run()
+    finally:
+      other.kill()
+  assert str(info.value).startswith(
+      f"{run}: another train.main is writing this run directory (pid "
+      f"{other.pid} on host ")
+  assert sorted(os.listdir(run)) == ["train.lock"]  # Nothing written.
+
+
+def test_interrupt_names_the_last_checkpoint_and_the_resume_command(
+    tmp_path, parsed_gin, monkeypatch):
+  del parsed_gin
+  from train import trainer  # pylint: disable=g-import-not-at-top
+  run = tmp_path / "run"
+
+  def interrupted(**unused_kwargs):
+    raise trainer.TrainingInterrupted(str(run), 7, 6,
+                                      str(run / "checkpoints" / "6"))
+
+  monkeypatch.setattr(main_lib, "train_using_gin", interrupted)
+  monkeypatch.setattr(sys, "argv", [
+      str(ROOT / "train" / "main.py"), "--gin_file=x.gin",
+      f"--gin.MODEL_DIR='{run}'"])
+  _parse_tiny(tmp_path, "TASK_FEATURE_LENGTHS = {'inputs': 8, 'targets': 8}",
+              "TRAIN_STEPS = 2")
+  with pytest.raises(KeyboardInterrupt) as info:
+    main_lib.run()
+  assert str(info.value) == (
+      f"training interrupted at step 7; the last checkpoint is step 6 "
+      f"({run / 'checkpoints' / '6'}); resume with: python -m train.main "
+      f"--gin_file=x.gin --gin.MODEL_DIR=\"'{run}'\"")
+  assert not (run / "train.lock").exists()  # Released.
+
+
+@pytest.mark.slow  # Two real train.main processes on the tiny T5 (minutes).
+def test_ctrl_c_in_a_real_run_is_one_line_and_the_rerun_says_its_step(
+    tmp_path):
+  """SIGINT to `python -m train.main` after its first checkpoint: exit 130,
+  one `interrupted:` line naming the checkpoint and the resume command, no
+  traceback, the lock released; the re-run prints the step it resumed
+  from."""
+  run = tmp_path / "run"
+  command = [sys.executable, "-m", "train.main",
+             "--gin_file=gin/experiments/sample_tiny.gin",
+             f"--gin.MODEL_DIR='{run}'", "--gin.TRAIN_STEPS=400",
+             "--gin.CHECKPOINT_PERIOD=2", "--gin.LOG_PERIOD=1",
+             "--gin.EVAL_PERIOD=0"]
+  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, env=env)
+  try:
+    for line in proc.stdout:  # Progress lines are flushed.
+      if line.startswith("step 3/"):  # After the step-2 checkpoint.
+        break
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=300)
+  finally:
+    if proc.poll() is None:
+      proc.kill()
+      proc.wait()
+  assert proc.returncode == 130, err[-3000:]
+  assert err.count("\n") == 1 and "Traceback" not in err, err[-3000:]
+  match = re.fullmatch(
+      r"interrupted: training interrupted at step (\d+); the last checkpoint "
+      r"is step (\d+) \((.*)\); resume with: python -m train.main (.*)\n",
+      err)
+  assert match, err
+  last = int(match.group(2))
+  assert last >= 2 and match.group(3) == str(run / "checkpoints" / str(last))
+  assert (run / "checkpoints" / str(last)).is_dir()
+  assert not (run / "train.lock").exists()
+  rerun = subprocess.run(
+      command[:4] + [f"--gin.TRAIN_STEPS={last + 1}"] + command[5:],
+      cwd=ROOT, capture_output=True, text=True, timeout=600, check=False,
+      env=env)
+  assert rerun.returncode == 0, rerun.stderr[-3000:]
+  assert (f"Resuming from checkpoint step {last} "
+          f"({run / 'checkpoints' / str(last)}).") in rerun.stdout

@@ -4,6 +4,7 @@ Most tests use conftest's FakeModel (same contract as EncoderDecoderModel,
 compiles in about a second); the multi-device test uses the real tiny T5.
 """
 
+import errno
 import json
 import os
 import re
@@ -17,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import orbax.checkpoint as ocp
 import pytest
 import seqio.test_utils
 import tensorflow as tf
@@ -270,11 +272,12 @@ def test_training_reduces_loss(fake_model, toy_task, tmp_path):
 
 
 def test_crash_and_restart_gives_identical_losses(
-    make_fake_model, toy_task, tmp_path):
+    make_fake_model, toy_task, tmp_path, capsys):
   model = make_fake_model(dropout_rate=0.3)
   full = _train(model, toy_task, tmp_path / "full", 7)
 
-  # Crash while fetching the 6th batch (after the step-4 checkpoint).
+  # Crash (Ctrl-C) while fetching the 6th batch (after the step-4
+  # checkpoint).
   real_next = input_pipeline.BatchIterator.__next__
 
   def crashing_next(self):
@@ -284,9 +287,17 @@ def test_crash_and_restart_gives_identical_losses(
 
   with mock.patch.object(input_pipeline.BatchIterator, "__next__",
                          crashing_next):
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(trainer.TrainingInterrupted) as e:
       _train(model, toy_task, tmp_path / "crash", 7)
+  ckpt = tmp_path / "crash" / "checkpoints" / "4"
+  assert str(e.value) == (
+      f"training interrupted at step 5; the last checkpoint is step 4 "
+      f"({ckpt})")
+  assert not (tmp_path / "crash" / "train.lock").exists()  # Released.
+  capsys.readouterr()
   restarted = _train(model, toy_task, tmp_path / "crash", 7)
+  assert f"Resuming from checkpoint step 4 ({ckpt})." in (
+      capsys.readouterr().out)
   assert restarted.start_step == 4
   assert sorted(restarted.losses) == [5, 6, 7]
   for step in (5, 6, 7):
@@ -556,3 +567,44 @@ def test_read_only_model_dir_is_a_user_error(fake_model, toy_task, tmp_path):
     (tmp_path / "ro").mkdir(mode=0o555)
     with pytest.raises(errors.UserError, match="MODEL_DIR is not writable"):
       _train(fake_model, toy_task, tmp_path / "ro", 2)
+
+
+@pytest.mark.parametrize("error, cause, fix", [
+    (OSError(errno.ENOSPC, "No space left on device"),
+     "no space left on the disk", "free space on that disk"),
+    (PermissionError(errno.EACCES, "Permission denied"),
+     "permission denied", "make the directory writable again"),
+])
+def test_failed_save_stops_at_once_and_keeps_the_last_checkpoint(
+    fake_model, toy_task, tmp_path, capsys, error, cause, fix):
+  real_save = ocp.CheckpointManager.save
+
+  def failing_save(self, step, *args, **kwargs):
+    if step == 4:  # What orbax leaves when the disk fills mid-write.
+      os.makedirs(os.path.join(self.directory, "4.orbax-checkpoint-tmp-9"))
+      raise error
+    return real_save(self, step, *args, **kwargs)
+
+  with mock.patch.object(ocp.CheckpointManager, "save", failing_save):
+    with pytest.raises(checkpointing.SaveFailedError) as e:
+      _train(fake_model, toy_task, tmp_path, 8)
+  ckpt_dir = tmp_path / "checkpoints"
+  assert str(e.value).startswith(
+      f"{ckpt_dir}: saving checkpoint step 4 failed ({cause}); training "
+      f"stopped and the last good checkpoint, step 2, is intact. Fix: {fix}")
+  assert "\n" not in str(e.value)
+  out = capsys.readouterr().out
+  assert "step 4/8" in out and "step 5/8" not in out  # Stopped at once.
+  assert sorted(os.listdir(ckpt_dir)) == ["2"]  # The partial one removed.
+  assert not (tmp_path / "train.lock").exists()
+  resumed = _train(fake_model, toy_task, tmp_path, 4)
+  assert resumed.start_step == 2 and sorted(resumed.losses) == [3, 4]
+
+
+def test_unknown_save_error_is_still_a_bug(fake_model, toy_task, tmp_path):
+  def buggy_save(self, step, *args, **kwargs):
+    raise TypeError("a bug")
+
+  with mock.patch.object(ocp.CheckpointManager, "save", buggy_save):
+    with pytest.raises(TypeError, match="a bug"):
+      _train(fake_model, toy_task, tmp_path, 2)
