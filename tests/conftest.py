@@ -5,7 +5,8 @@ root, and skips the test with a reason when that folder is absent, so the suite
 passes on a fresh clone without it.
 
 torch, triton and transformers cannot be imported in the pytest process (see
-`_KeepTorchOut`); the Hugging Face reference runs in a subprocess.
+`_KeepTorchOut`): the live Hugging Face comparison runs
+scripts/make_hf_goldens.py in a subprocess.
 """
 
 import ast
@@ -30,8 +31,9 @@ os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 
 # The pytest process holds TensorFlow (seqio), and importing triton (which
 # torch and transformers load) next to TensorFlow segfaults the whole run
-# (torch 2.14.1 / triton 3.8 / TF 2.21). torch code runs in its own process:
-# tests/train/hf_reference.py. Importing it here fails fast instead.
+# (torch 2.14.1 / triton 3.8 / TF 2.21). The default install has no torch;
+# with the parity extra, torch code runs in its own process
+# (scripts/make_hf_goldens.py). Importing it here fails fast instead.
 _KEPT_OUT = ("torch", "triton", "transformers")
 
 
@@ -44,7 +46,7 @@ class _KeepTorchOut(importlib.abc.MetaPathFinder):
       raise ModuleNotFoundError(
           f"{fullname} is kept out of the pytest process, which holds "
           "TensorFlow (triton segfaults next to it): run torch code in a "
-          "subprocess, see tests/train/hf_reference.py", name=fullname)
+          "subprocess, see scripts/make_hf_goldens.py", name=fullname)
     return None
 
 
