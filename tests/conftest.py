@@ -1,8 +1,10 @@
 """Shared pytest fixtures.
 
 `shared_data` points at the real data in ../shared/data beside the project
-root, and skips the test with a reason when that folder is absent, so the suite
-passes on a fresh clone without it.
+root (or $CRS_SHARED_DATA), and skips the test with a reason when that folder
+is absent, so the suite passes on a fresh clone without it; the run then ends
+with one line counting those skips. Tests using it carry the `shared_data`
+marker. Under CI=true with the data present, a real-data skip fails.
 
 torch, triton and transformers cannot be imported in the pytest process (see
 `_KeepTorchOut`): the live Hugging Face comparison runs
@@ -54,12 +56,58 @@ if not any(isinstance(f, _KeepTorchOut) for f in sys.meta_path):
   sys.meta_path.insert(0, _KeepTorchOut())
 
 
+def _shared_data_present() -> bool:
+  return (SHARED_DATA / "redial" / "test_data.jsonl").exists()
+
+
 @pytest.fixture
 def shared_data() -> pathlib.Path:
   """Path to ../shared/data; skips the test when it is absent."""
-  if not (SHARED_DATA / "redial" / "test_data.jsonl").exists():
+  if not _shared_data_present():
     pytest.skip(f"real data not found at {SHARED_DATA} (../shared/data)")
   return SHARED_DATA
+
+
+def pytest_configure(config):
+  config.addinivalue_line(
+      "markers", "shared_data: needs ../shared/data (skipped when absent)")
+
+
+def pytest_collection_modifyitems(items):
+  """Every test that uses `shared_data` carries the `shared_data` marker."""
+  for item in items:
+    if "shared_data" in getattr(item, "fixturenames", ()):
+      item.add_marker(pytest.mark.shared_data)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+  """Under CI=true with the data present, a real-data skip is a failure."""
+  del call
+  report = (yield).get_result()
+  if (report.skipped and not hasattr(report, "wasxfail")
+      and os.environ.get("CI", "").lower() == "true"
+      and item.get_closest_marker("shared_data") and _shared_data_present()):
+    reason = (report.longrepr[2] if isinstance(report.longrepr, tuple)
+              else str(report.longrepr)).removeprefix("Skipped: ")
+    report.outcome = "failed"
+    report.longrepr = (f"CI=true and {SHARED_DATA} is present, but this "
+                       f"real-data test skipped: {reason}")
+
+
+def pytest_terminal_summary(terminalreporter):
+  """One line when real-data tests were skipped for want of the data."""
+  skipped = [r for r in terminalreporter.stats.get("skipped", [])
+             if "shared_data" in r.keywords]
+  if skipped and not _shared_data_present():
+    n = len(skipped)
+    terminalreporter.write_line(
+        f"{n} real-data test{'s' * (n != 1)} skipped: no {SHARED_DATA}; "
+        "to run them, unzip ReDial (github.com/ReDialData/website, "
+        "redial_dataset.zip) into redial/ and MovieLens ml-latest-small "
+        "into movielens/ml-latest-small/ there, or point CRS_SHARED_DATA at "
+        "such a folder",
+        yellow=True, bold=True)
 
 
 @pytest.fixture
