@@ -23,7 +23,7 @@ mixture of several tasks has a `..._proportional_v002` variant with
 cached, seqio counts its *input* examples, so the reversed tags task (which
 keeps 1 of ~3 tag subsets per movie) weighs as much as the tags task; after
 Beam caching it uses the preprocessed counts. Every mixture has a
-`crs_sample_` twin on the bundled data; `crs_sample_t5cr_v001` is the
+`crs_sample_` twin on the bundled data; `crs_sample_t5cr_v002` is the
 embedded default.
 """
 
