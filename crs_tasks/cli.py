@@ -91,6 +91,13 @@ def _verbose() -> bool:
     return False
 
 
+def logs_on_terminal() -> bool:
+  """The user asked for every log line on the terminal (`--verbosity=1`,
+  `CRS_LOGS=stderr`)."""
+  return _verbose() or (
+      os.environ.get(LOGS_ENV, "").strip().lower() == "stderr")
+
+
 def wants_traceback() -> bool:
   """The user asked for tracebacks of user errors."""
   return _env_on(TRACEBACK_ENV) or _verbose()
