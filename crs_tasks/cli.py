@@ -92,8 +92,7 @@ def _verbose() -> bool:
 
 
 def logs_on_terminal() -> bool:
-  """The user asked for every log line on the terminal (`--verbosity=1`,
-  `CRS_LOGS=stderr`)."""
+  """Every log line stays on the terminal (`--verbosity=1`, CRS_LOGS=stderr)."""
   return _verbose() or (
       os.environ.get(LOGS_ENV, "").strip().lower() == "stderr")
 
