@@ -8,11 +8,19 @@ own subprocess so peak memory (ru_maxrss) is measured separately:
   python bench/train_throughput.py --config=small --steps=5
   python bench/train_throughput.py --rounds=3      # alternate, take medians
 
-Same size: transformers >= 5 always ties T5's `lm_head` to the embedding, so
-the HF run goes first and ours ties its output projection exactly when HF's
-is tied (`logits_via_embedding`); both print their parameter counts.
+Same model: transformers >= 5 always ties T5's `lm_head` to the embedding,
+so the HF side is built tied and *rescaled* (`tie_word_embeddings=True`:
+decoder outputs times d_model**-0.5 before the tied projection, as T5 1.0
+and our `logits_via_embedding` do; with `tie_word_embeddings=False`
+transformers 5 ties without the rescale and starts at logits of standard
+deviation ~16, so its loss ended 20 steps at 42 where ours was at 11). The
+HF run goes first and ours ties its output projection exactly when HF's is
+tied; both print their parameter counts and final losses, which agree.
 `--separate_logits` keeps T5 1.1's separate output projection on our side
 anyway (ours then has vocab x emb more parameters to update).
+
+The HF side needs the parity extra (`pip install -e ".[parity]"`: torch,
+transformers); it runs in its own process, with TensorFlow kept out.
 
 Prints tokens/s (input + target tokens per second) of both, their ratio
 (ours / HF, goal >= 1.0) and peak resident memory. Ours is
@@ -23,6 +31,7 @@ the medians are reported.
 """
 
 import argparse
+import importlib.util
 import json
 import os
 import resource
@@ -117,8 +126,10 @@ def run_torch(cfg, steps, warmup, tied):
   hf_config = transformers.T5Config(
       vocab_size=vocab, d_model=emb, d_kv=head_dim, d_ff=mlp,
       num_layers=layers, num_decoder_layers=layers, num_heads=heads,
-      feed_forward_proj="gated-gelu", tie_word_embeddings=False,
+      feed_forward_proj="gated-gelu", tie_word_embeddings=True,
       dropout_rate=0.0, decoder_start_token_id=0, pad_token_id=0)
+  # transformers >= 5 records the rescale as scale_decoder_outputs.
+  rescaled = getattr(hf_config, "scale_decoder_outputs", True)
   model = transformers.T5ForConditionalGeneration(hf_config)
   model.train()
   opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4)
@@ -148,7 +159,8 @@ def run_torch(cfg, steps, warmup, tied):
   n_params = sum(p.numel() for p in model.parameters())
   return dict(seconds=seconds, compile_seconds=0.0, params=n_params,
               loss=float(loss.detach()), torch_threads=torch.get_num_threads(),
-              tied=model.lm_head.weight is model.shared.weight)
+              tied=model.lm_head.weight is model.shared.weight,
+              rescaled=bool(rescaled))
 
 
 def _child(args):
@@ -204,6 +216,11 @@ def main():
   if args.side:
     _child(args)
     return
+  missing = [m for m in ("torch", "transformers")
+             if importlib.util.find_spec(m) is None]
+  if missing:
+    sys.exit(f"error: the Hugging Face side needs {' and '.join(missing)}: "
+             "pip install -e \".[parity]\"")
   emb, heads, head_dim, mlp, layers, vocab, batch, in_len, tgt_len = (
       CONFIGS[args.config])
   print(f"config {args.config}: emb {emb}, {heads}x{head_dim} heads, mlp "
@@ -232,8 +249,11 @@ def main():
   ours_head, hf_head = (("tied" if results[side]["tied"] else "separate")
                         for side in ("jax", "torch"))
   over = "" if args.rounds == 1 else f"; medians of {args.rounds} rounds"
-  print(f"output projection: ours {ours_head}, HF {hf_head}; throughput "
-        f"ratio ours/HF: {ratio:.2f}x (goal >= 1.0x{over})")
+  if results["torch"]["tied"] and not results["torch"]["rescaled"]:
+    hf_head += " (not rescaled: losses are not comparable)"
+  print(f"output projection: ours {ours_head}, HF {hf_head}; final loss "
+        f"ours {results['jax']['loss']:.3f}, HF {results['torch']['loss']:.3f}"
+        f"; throughput ratio ours/HF: {ratio:.2f}x (goal >= 1.0x{over})")
   print("RESULT" + json.dumps(dict(results, ratio=ratio)))
 
 

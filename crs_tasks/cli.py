@@ -95,6 +95,12 @@ def _verbose() -> bool:
     return False
 
 
+def logs_on_terminal() -> bool:
+  """Every log line stays on the terminal (`--verbosity=1`, CRS_LOGS=stderr)."""
+  return _verbose() or (
+      os.environ.get(LOGS_ENV, "").strip().lower() == "stderr")
+
+
 def wants_traceback() -> bool:
   """The user asked for tracebacks of user errors."""
   return _env_on(TRACEBACK_ENV) or _verbose()

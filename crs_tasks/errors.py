@@ -75,8 +75,8 @@ def unknown_name(kind: str, name: str, choices: Iterable[str], *,
                  fix: Optional[str] = None) -> UserError:
   """A UserError for a name that is not one of `choices`, with suggestions.
 
-  E.g. `unknown_name("task or mixture", "crs_redail_v001", names)` ->
-  "unknown task or mixture crs_redail_v001; did you mean crs_redial_v001?".
+  E.g. `unknown_name("task or mixture", "crs_redail_v002", names)` ->
+  "unknown task or mixture crs_redail_v002; did you mean crs_redial_v002?".
   """
   what = f"unknown {kind} {name}"
   hint = did_you_mean(name, choices)

@@ -21,9 +21,11 @@ reviews each get 1, and the two tags tasks share their dataset's 1. Each
 mixture of several tasks has a `..._proportional_v002` variant with
 `seqio.mixing_rate_num_examples` (train examples) instead. Until a task is
 cached, seqio counts its *input* examples, so the reversed tags task (which
-keeps 1 of ~3 tag subsets per movie) weighs as much as the tags task; after
-Beam caching it uses the preprocessed counts. Every mixture has a
-`crs_sample_` twin on the bundled data; `crs_sample_t5cr_v001` is the
+keeps 1 of ~3 tag subsets per movie) weighs as much as the tags task (in
+`crs_sample_t5cr_no_reviews_proportional_v002`: 559 for 194 examples, 21.6%
+of the samples instead of 8.7%); after Beam caching it uses the
+preprocessed counts. Every mixture has a
+`crs_sample_` twin on the bundled data; `crs_sample_t5cr_v002` is the
 embedded default.
 """
 

@@ -74,7 +74,8 @@ def run_chat(
     decode: decoding settings (`max_decode_length` bounds the reply).
     inputs_length: model input tokens; the oldest turns are dropped to fit.
     stdin: where user lines come from (echoed unless a terminal).
-    stdout: where the transcript goes.
+    stdout: where the transcript and, on a terminal, the `you> ` prompt go
+      (never the log file that holds descriptor 2).
 
   Returns:
     The number of model replies.
@@ -104,11 +105,18 @@ def run_chat(
 
   def lines():
     while True:
+      if interactive:
+        # Not input("you> "): without GNU readline, Python writes that
+        # prompt to descriptor 2, which the log capture sends to the log.
+        stdout.write("you> ")
+        stdout.flush()
       try:
-        line = input("you> ") if interactive else stdin.readline()
-      except (EOFError, KeyboardInterrupt):
-        return
-      if not interactive and not line:
+        line = stdin.readline()
+      except KeyboardInterrupt:
+        line = ""
+      if not line:  # end of input (Ctrl-D on a terminal)
+        if interactive:
+          stdout.write("\n")
         return
       yield line
 

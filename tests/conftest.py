@@ -1,11 +1,14 @@
 """Shared pytest fixtures.
 
 `shared_data` points at the real data in ../shared/data beside the project
-root, and skips the test with a reason when that folder is absent, so the suite
-passes on a fresh clone without it.
+root (or $CRS_SHARED_DATA), and skips the test with a reason when that folder
+is absent, so the suite passes on a fresh clone without it; the run then ends
+with one line counting those skips. Tests using it carry the `shared_data`
+marker. Under CI=true with the data present, a real-data skip fails.
 
 torch, triton and transformers cannot be imported in the pytest process (see
-`_KeepTorchOut`); the Hugging Face reference runs in a subprocess.
+`_KeepTorchOut`): the live Hugging Face comparison runs
+scripts/make_hf_goldens.py in a subprocess.
 """
 
 import ast
@@ -30,8 +33,9 @@ os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 
 # The pytest process holds TensorFlow (seqio), and importing triton (which
 # torch and transformers load) next to TensorFlow segfaults the whole run
-# (torch 2.14.1 / triton 3.8 / TF 2.21). torch code runs in its own process:
-# tests/train/hf_reference.py. Importing it here fails fast instead.
+# (torch 2.14.1 / triton 3.8 / TF 2.21). The default install has no torch;
+# with the parity extra, torch code runs in its own process
+# (scripts/make_hf_goldens.py). Importing it here fails fast instead.
 _KEPT_OUT = ("torch", "triton", "transformers")
 
 
@@ -44,7 +48,7 @@ class _KeepTorchOut(importlib.abc.MetaPathFinder):
       raise ModuleNotFoundError(
           f"{fullname} is kept out of the pytest process, which holds "
           "TensorFlow (triton segfaults next to it): run torch code in a "
-          "subprocess, see tests/train/hf_reference.py", name=fullname)
+          "subprocess, see scripts/make_hf_goldens.py", name=fullname)
     return None
 
 
@@ -52,12 +56,58 @@ if not any(isinstance(f, _KeepTorchOut) for f in sys.meta_path):
   sys.meta_path.insert(0, _KeepTorchOut())
 
 
+def _shared_data_present() -> bool:
+  return (SHARED_DATA / "redial" / "test_data.jsonl").exists()
+
+
 @pytest.fixture
 def shared_data() -> pathlib.Path:
   """Path to ../shared/data; skips the test when it is absent."""
-  if not (SHARED_DATA / "redial" / "test_data.jsonl").exists():
+  if not _shared_data_present():
     pytest.skip(f"real data not found at {SHARED_DATA} (../shared/data)")
   return SHARED_DATA
+
+
+def pytest_configure(config):
+  config.addinivalue_line(
+      "markers", "shared_data: needs ../shared/data (skipped when absent)")
+
+
+def pytest_collection_modifyitems(items):
+  """Every test that uses `shared_data` carries the `shared_data` marker."""
+  for item in items:
+    if "shared_data" in getattr(item, "fixturenames", ()):
+      item.add_marker(pytest.mark.shared_data)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+  """Under CI=true with the data present, a real-data skip is a failure."""
+  del call
+  report = (yield).get_result()
+  if (report.skipped and not hasattr(report, "wasxfail")
+      and os.environ.get("CI", "").lower() == "true"
+      and item.get_closest_marker("shared_data") and _shared_data_present()):
+    reason = (report.longrepr[2] if isinstance(report.longrepr, tuple)
+              else str(report.longrepr)).removeprefix("Skipped: ")
+    report.outcome = "failed"
+    report.longrepr = (f"CI=true and {SHARED_DATA} is present, but this "
+                       f"real-data test skipped: {reason}")
+
+
+def pytest_terminal_summary(terminalreporter):
+  """One line when real-data tests were skipped for want of the data."""
+  skipped = [r for r in terminalreporter.stats.get("skipped", [])
+             if "shared_data" in r.keywords]
+  if skipped and not _shared_data_present():
+    n = len(skipped)
+    terminalreporter.write_line(
+        f"{n} real-data test{'s' * (n != 1)} skipped: no {SHARED_DATA}; "
+        "to run them, unzip ReDial (github.com/ReDialData/website, "
+        "redial_dataset.zip) into redial/ and MovieLens ml-latest-small "
+        "into movielens/ml-latest-small/ there, or point CRS_SHARED_DATA at "
+        "such a folder",
+        yellow=True, bold=True)
 
 
 @pytest.fixture

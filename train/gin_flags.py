@@ -134,7 +134,7 @@ def required_macros() -> list[str]:
 EXAMPLE_VALUES = {
     "MODEL_DIR": "\"'/tmp/t5cr_run'\"",
     "CHECKPOINT_PATH": "\"'/tmp/t5cr_run'\"",
-    "MIXTURE_OR_TASK_NAME": "\"'crs_sample_t5cr_v001'\"",
+    "MIXTURE_OR_TASK_NAME": "\"'crs_sample_t5cr_v002'\"",
     "TASK_FEATURE_LENGTHS": "\"{'inputs': 512, 'targets': 128}\"",
     "TRAIN_STEPS": "1000",
     "INFER_OUTPUT_DIR": "\"'/tmp/t5cr_run/infer'\"",

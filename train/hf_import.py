@@ -7,9 +7,12 @@ file with config.json beside it; public checkpoints such as `t5-base` or
 `google/t5-v1_1-base` downloaded with `huggingface-cli download` work as they
 are. Both formats are read with numpy alone: safetensors with its numpy API,
 `.bin` state dicts (torch.save's zip format) with a restricted unpickler that
-rebuilds tensors and nothing else. torch is never imported, so importing a
+rebuilds tensors and nothing else. torch is never imported (the default
+install has none; it comes with the `parity` extra), so importing a
 checkpoint is safe in a process that holds TensorFlow (torch's triton
-segfaults there) and cannot run code from the pickle.
+segfaults there) and cannot run code from the pickle. The reader is checked
+against files torch itself wrote (tests/testdata/hf_parity/, by
+scripts/make_hf_goldens.py).
 
 Name map (PyTorch Linear weights are [out, in]; ours are [in, out]):
 
@@ -170,7 +173,11 @@ def convert_state_dict(state: Mapping[str, np.ndarray],
 
 def _read_weights(path: str) -> dict[str, np.ndarray]:
   if path.endswith(".safetensors"):
-    from safetensors import numpy as st_numpy  # pylint: disable=g-import-not-at-top
+    try:
+      from safetensors import numpy as st_numpy  # pylint: disable=g-import-not-at-top
+    except ImportError as e:  # an install older than this requirement
+      raise ImportError(f"{path}: reading safetensors needs the safetensors "
+                        "package (no torch): pip install -e .") from e
     return dict(st_numpy.load_file(path))
   return {k: np.asarray(v, np.float32)
           for k, v in read_torch_state_dict(path).items()}
@@ -216,8 +223,8 @@ def read_torch_state_dict(path: str) -> dict[str, np.ndarray]:
   """
   if not zipfile.is_zipfile(path):
     raise ValueError(f"{path}: not a zip-format torch.save file (legacy "
-                     "torch < 1.6 pickles are not supported; re-save it or "
-                     "convert it to safetensors)")
+                     "torch < 1.6 pickles are not read; convert it to "
+                     "safetensors with torch: pip install -e \".[parity]\")")
   with zipfile.ZipFile(path) as archive:
     pickles = [n for n in archive.namelist() if n.endswith("/data.pkl")]
     if len(pickles) != 1:

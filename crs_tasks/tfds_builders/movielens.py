@@ -363,8 +363,8 @@ class CrsMovielens(tfds.core.GeneratorBasedBuilder):
             "review)", where=str(self.data_dir_root),
             fix=f"run `python -m crs_tasks.prepare --data_dir="
             f"{self.data_dir_root} --reviews_csv=<file>`, or use a mixture "
-            "without reviews (crs_t5cr_no_reviews_v001, or the bundled "
-            "crs_sample_t5cr_v001)")
+            "without reviews (crs_t5cr_no_reviews_v002, or the bundled "
+            "crs_sample_t5cr_v002)")
       self._manual = manual
       return
     if manual:

@@ -11,16 +11,26 @@ silent download that fails minutes later without network.
 `guarded_download_and_prepare` is the one place both builders call: it checks
 the inputs first (`check`), and if TFDS fails after all it removes the empty
 directories that the attempt created, so a failed prepare leaves the TFDS
-data dir as it found it.
+data dir as it found it. When nothing is downloaded (the bundled sample, or
+the user's files), the terminal gets one line of ours, `Preparing <config>
+in <dir> ...`; TFDS's own "Downloading and preparing dataset" lines go to
+the log and its progress bars are off (all of it stays on the terminal with
+`--verbosity=1` or `CRS_LOGS=stderr`, and when an official zip is
+downloaded).
 """
 
 import contextlib
 import dataclasses
 import glob
+import io
 import os
 import shutil
+import sys
 from typing import Callable, Iterator, Optional
 
+from absl import logging
+
+from crs_tasks import cli
 from crs_tasks import errors
 
 ENV_ALLOW = "CRS_ALLOW_DOWNLOADS"
@@ -150,8 +160,14 @@ def guarded_download_and_prepare(
   downloads = os.path.join(root, "downloads")
   if not os.path.exists(downloads):
     created.append(downloads)
+  downloads_possible = allowed() and not manual_dir(
+      kwargs.get("download_config"), root)
   try:
-    prepare(**kwargs)
+    if downloads_possible or cli.logs_on_terminal():
+      prepare(**kwargs)
+    else:
+      with quiet_tfds(_config_name(builder), root):
+        prepare(**kwargs)
   except BaseException:
     for path in sorted(created, key=len, reverse=True):
       with contextlib.suppress(OSError):
@@ -194,3 +210,37 @@ def remove_incomplete(config_dir: str) -> list[str]:
       print(f"note: removed {path}, left by an interrupted prepare",
             flush=True)
   return removed
+
+
+def _config_name(builder) -> str:
+  config = getattr(builder, "builder_config", None)
+  return f"{builder.name}/{config.name}" if config else builder.name
+
+
+@contextlib.contextmanager
+def quiet_tfds(name: str, data_dir_root: str) -> Iterator[None]:
+  """Our one line on the terminal; TFDS's prints to the log, no TFDS bars.
+
+  Args:
+    name: the config being prepared, e.g. `crs_redial/sample`.
+    data_dir_root: the TFDS data dir it is written to.
+
+  Yields:
+    Nothing; TFDS's `download_and_prepare` runs inside.
+  """
+  from tensorflow_datasets.core.utils import tqdm_utils  # pylint: disable=g-import-not-at-top
+
+  print(f"Preparing {name} in {data_dir_root} (first use; nothing is "
+        "downloaded) ...", flush=True)
+  shown = tqdm_utils._active  # pylint: disable=protected-access
+  printed = io.StringIO()
+  tqdm_utils.display_progress_bar(False)
+  try:
+    with contextlib.redirect_stdout(printed):
+      yield
+  finally:
+    tqdm_utils.display_progress_bar(shown)
+    for line in printed.getvalue().splitlines():
+      if line.strip():
+        logging.info("TFDS: %s", line)
+    sys.stdout.flush()

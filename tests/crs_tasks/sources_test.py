@@ -156,7 +156,9 @@ def test_reviews_without_csv_says_which_file_and_how(tmp_path):
   message = str(e.value)
   assert "needs a reviews CSV" in message
   assert f"--data_dir={tmp_path} --reviews_csv=<file>" in message
-  assert "crs_sample_t5cr_v001" in message
+  # The mixtures named are the current version's.
+  assert "crs_t5cr_no_reviews_v002" in message
+  assert "crs_sample_t5cr_v002" in message and "_v001" not in message
 
 
 def test_download_only_when_asked_and_announced(tmp_path, monkeypatch,
@@ -191,6 +193,44 @@ def test_download_only_when_asked_and_announced(tmp_path, monkeypatch,
   assert set(counts) == {"crs_redial/full", "crs_movielens/sequences_small",
                          "crs_movielens/tags_small"}
   assert not sources.allowed()  # The consent ends with the command.
+
+
+def test_first_use_shows_one_line_of_ours_and_logs_tfds(tmp_path, capsys,
+                                                         caplog, monkeypatch):
+  """Nothing downloaded: TFDS's prints go to the log and its bars are off."""
+  from tensorflow_datasets.core.utils import tqdm_utils  # pylint: disable=g-import-not-at-top
+  monkeypatch.delenv("CRS_LOGS", raising=False)
+  with caplog.at_level("INFO"):
+    tfds.builder("crs_redial/sample",
+                 data_dir=str(tmp_path / "a")).download_and_prepare()
+  out, err = capsys.readouterr()
+  assert out.splitlines() == [
+      f"Preparing crs_redial/sample in {tmp_path / 'a'} (first use; nothing "
+      "is downloaded) ..."]
+  assert "Downloading and preparing" not in out + err
+  assert not _tfds_bars(err)
+  logged = "\n".join(r.getMessage() for r in caplog.records)
+  assert "TFDS: Downloading and preparing dataset" in logged
+  assert tqdm_utils._active  # TFDS's bars are back on  # pylint: disable=protected-access
+  # Prepared already: nothing at all is printed.
+  tfds.builder("crs_redial/sample",
+               data_dir=str(tmp_path / "a")).download_and_prepare()
+  assert capsys.readouterr() == ("", "")
+  # CRS_LOGS=stderr keeps all of TFDS's output on the terminal (so the
+  # checks above are not vacuous).
+  monkeypatch.setenv("CRS_LOGS", "stderr")
+  tfds.builder("crs_redial/sample",
+               data_dir=str(tmp_path / "b")).download_and_prepare()
+  out, err = capsys.readouterr()
+  assert "Preparing crs_redial/sample" not in out
+  assert "Downloading and preparing dataset" in out and _tfds_bars(err)
+
+
+def _tfds_bars(err):
+  """Progress bars in `err` other than our own ReDial parse bar (shown
+  after 2 s, under load)."""
+  return [line for line in err.replace("\r", "\n").splitlines()
+          if "%|" in line and not line.startswith("parsing ")]
 
 
 def test_unresolved_mentions_are_counted_in_the_prepare_summary(tmp_path):

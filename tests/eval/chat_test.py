@@ -1,10 +1,16 @@
-"""Scripted sessions through the `eval.chat` entry point (stdin piped)."""
+"""Scripted sessions through the `eval.chat` entry point.
+
+stdin piped, and once in a pseudo-terminal (`pty`), as a user sees it.
+"""
 
 import io
 import os
 import pathlib
+import pty
+import select
 import subprocess
 import sys
+import time
 
 import jax
 import jax.numpy as jnp
@@ -135,3 +141,59 @@ def test_cli_session_with_tiny_random_model(tiny_model_dir, runnable):
       "redial/movies_with_mentions.csv'\" "
       "--gin.PROBE_DIR=\"'crs_tasks/sample_data/probes'\""]
   runnable(rest[8], root)
+
+
+def _read_until(fd, marker, timeout=900.0):
+  """Reads a pty's output until `marker` shows (or EOF); returns the text."""
+  out, deadline = b"", time.monotonic() + timeout
+  while marker.encode() not in out and time.monotonic() < deadline:
+    ready, _, _ = select.select([fd], [], [], 1.0)
+    if not ready:
+      continue
+    try:
+      chunk = os.read(fd, 4096)
+    except OSError:  # EIO: the child closed the terminal
+      break
+    if not chunk:
+      break
+    out += chunk
+  return out.decode("utf-8", "replace").replace("\r\n", "\n")
+
+
+def test_prompt_reaches_a_real_terminal(tiny_model_dir):
+  """In a pseudo-terminal the `you> ` prompt is shown, not logged."""
+  model_dir = tiny_model_dir(step=2)
+  root = pathlib.Path(__file__).resolve().parents[2]
+  master, slave = pty.openpty()
+  proc = subprocess.Popen(
+      [sys.executable, "-m", "eval.chat", f"--checkpoint_path={model_dir}",
+       "--max_decode_length=6", "--inputs_length=64"],
+      stdin=slave, stdout=slave, stderr=slave, cwd=root,
+      start_new_session=True,
+      env=dict(os.environ, CUDA_VISIBLE_DEVICES="", JAX_PLATFORMS="cpu"))
+  os.close(slave)
+  try:
+    shown = _read_until(master, "you> ")
+    assert shown.endswith("you> "), shown[-3000:]
+    os.write(master, b"I loved The Matrix 1999\n")
+    shown += _read_until(master, "you> ")
+    os.write(master, b"/quit\n")
+    shown += _read_until(master, "next: ")
+    shown += _read_until(master, "\n", timeout=30)
+    assert proc.wait(timeout=60) == 0, shown[-3000:]
+  finally:
+    if proc.poll() is None:
+      proc.kill()
+    os.close(master)
+  lines = shown.splitlines()
+  assert lines[0].startswith(f"T5-CR chat: {model_dir} step 2, "), shown
+  # The prompt, then what the terminal echoed as it was typed.
+  assert "you> I loved The Matrix 1999" in lines, shown
+  assert "you> /quit" in lines and "bye." in lines, shown
+  assert any(l.startswith("assistant> ") for l in lines), shown
+  # Only the REPL's own lines: third-party log lines went to the log.
+  ours = ("T5-CR chat: ", "you> ", "  (matched: ", "assistant> ",
+          "  recommended: ", "bye.", "Outputs: ", "next: ")
+  assert all(l.startswith(ours) for l in lines if l), shown
+  log = (pathlib.Path(model_dir) / "logs" / "chat.log").read_text()
+  assert log and "you> " not in log

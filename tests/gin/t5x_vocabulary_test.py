@@ -65,11 +65,13 @@ TRAIN_STEPS = %gin.REQUIRED
 {extra}
 BATCH_SIZE = 128
 USE_CACHED_TASKS = True
+RANDOM_SEED = None
 
 train_script.train:
   model = %MODEL
   model_dir = %MODEL_DIR
   total_steps = %TRAIN_STEPS
+  random_seed = %RANDOM_SEED
   train_dataset_cfg = @train/utils.DatasetConfig()
   train_eval_dataset_cfg = @train_eval/utils.DatasetConfig()
   infer_eval_dataset_cfg = {infer_eval}
@@ -79,6 +81,7 @@ train/utils.DatasetConfig:
   split = 'train'
   batch_size = %BATCH_SIZE
   use_cached = %USE_CACHED_TASKS
+  seed = None  # use a new seed each run/restart
 train_eval/utils.DatasetConfig:
   mixture_or_task_name = %MIXTURE_OR_TASK_NAME
   task_feature_lengths = %TASK_FEATURE_LENGTHS
@@ -295,6 +298,14 @@ def test_in_training_decoding_uses_the_paper_lengths(monkeypatch,
   assert call.infer_eval_dataset_cfg.task_feature_lengths == paper
   assert call.train_dataset_cfg.task_feature_lengths == paper
   assert call.train_dataset_cfg.use_cached is False
+
+
+def test_tiny_from_scratch_is_seeded(monkeypatch, standin_t5x_dir):
+  """t5x's pretrain.gin seeds nothing; a reproducible run needs both."""
+  entry, files, overrides = LAUNCHES["train_from_scratch_tiny"]
+  call = _launch(monkeypatch, standin_t5x_dir, entry, files, overrides)
+  assert call.random_seed == 0
+  assert call.train_dataset_cfg.seed == 0
 
 
 def test_tiny_from_scratch_reads_the_bundled_sample(monkeypatch,

@@ -1,8 +1,5 @@
 """Fixtures for the trainer tests: a toy seqio task and a tiny fake model.
 
-`hf_reference` runs tests/train/hf_reference.py, the Hugging Face PyTorch
-reference, in its own process (torch never enters the pytest process).
-
 The toy task (`trainer_test_toy_v001`) has train/validation/test splits of
 short strings over seqio's checked-in 26-piece test vocabulary, plus the
 ReDial-style metadata features `conversation_id` and `target_movies`.
@@ -15,9 +12,6 @@ real T5 is exercised by main_test and configs_test.
 """
 
 import dataclasses
-import importlib.metadata
-import importlib.util
-import pathlib
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -193,22 +187,3 @@ def fake_model():
 def make_fake_model():
   """Builds FakeModels with other FakeConfig fields (e.g. dropout_rate)."""
   return lambda **kw: FakeModel(FakeConfig(**kw))
-
-
-@pytest.fixture(scope="session")
-def hf_reference():
-  """`run_reference(workdir, spec, arrays)` of tests/train/hf_reference.py.
-
-  Skips when torch or transformers is not installed (checked without
-  importing them).
-  """
-  for name in ("torch", "transformers"):
-    try:
-      importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-      pytest.skip(f"{name} is not installed (pip install -e '.[test]')")
-  path = pathlib.Path(__file__).with_name("hf_reference.py")
-  spec = importlib.util.spec_from_file_location("hf_reference", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.run_reference

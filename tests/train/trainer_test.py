@@ -7,6 +7,7 @@ compiles in about a second); the multi-device test uses the real tiny T5.
 import errno
 import json
 import os
+import pathlib
 import re
 import subprocess
 import sys
@@ -350,24 +351,22 @@ def _tiny_t5(config):
 
 
 def test_initial_checkpoint_from_hugging_face(toy_task, tmp_path,
-                                             hf_reference, tiny_t5_config):
-  # Written by transformers in its own process (torch stays out of this one).
-  hf_reference(str(tmp_path), {"models": {"hf": dict(
-      config=dict(vocab_size=32, d_model=16, d_kv=8, d_ff=32, num_layers=2,
-                  num_decoder_layers=2, num_heads=2,
-                  feed_forward_proj="gated-gelu", tie_word_embeddings=False,
-                  dropout_rate=0.0),
-      save_pretrained=str(tmp_path / "hf"))}})
-  result = _train(_tiny_t5(tiny_t5_config()), toy_task, tmp_path / "run", 0,
-                  initial_checkpoint_path=str(tmp_path / "hf"))
-  _, expected = hf_import.load_pretrained(str(tmp_path / "hf"))
+                                             tiny_t5_config):
+  # Written by transformers (scripts/make_hf_goldens.py): 1+1 gated-ReLU
+  # layers, 16 wide, vocabulary 40.
+  hf_dir = str(pathlib.Path(__file__).parents[1] / "testdata" / "hf_parity"
+               / "t5_1_1_buckets")
+  sizes = dict(vocab_size=40, num_encoder_layers=1, num_decoder_layers=1,
+               mlp_dim=24, mlp_activations=("relu", "linear"))
+  result = _train(_tiny_t5(tiny_t5_config(**sizes)), toy_task,
+                  tmp_path / "run", 0, initial_checkpoint_path=hf_dir)
+  _, expected = hf_import.load_pretrained(hf_dir)
   jax.tree.map(np.testing.assert_array_equal, result.params,
                nn.meta.unbox(expected))
   # A model gin that does not match the checkpoint fails with the reason.
   with pytest.raises(ValueError, match="emb_dim: model 32 vs checkpoint 16"):
-    _train(_tiny_t5(tiny_t5_config(emb_dim=32)), toy_task, tmp_path / "bad",
-           0,
-           initial_checkpoint_path=str(tmp_path / "hf"))
+    _train(_tiny_t5(tiny_t5_config(emb_dim=32, **sizes)), toy_task,
+           tmp_path / "bad", 0, initial_checkpoint_path=hf_dir)
 
 
 # ---------------------------- Multi-device ----------------------------------
