@@ -50,9 +50,11 @@ from train import partitioning
 from train import steps as steps_lib
 from train import trainer
 
-CONFIGS = dict(train_throughput.CONFIGS)
-# The study's model (gin/models/t5_1_1_tiny.gin), batch 16, lengths 128/32.
-CONFIGS["study_tiny"] = (128, 4, 32, 256, 2, 32128, 16, 128, 32)
+CONFIGS = train_throughput.CONFIGS
+# pylint: disable=protected-access
+_batch_arrays = train_throughput._batch_arrays
+_spawn = train_throughput._spawn
+# pylint: enable=protected-access
 POLICIES = ("float32", "bfloat16")
 NAMES = {"float32": "f32", "bfloat16": "mixed"}
 PEAK_N = 2048
@@ -109,8 +111,8 @@ class Side:
     self.step, _ = trainer.compile_steps(
         self.model, self.opt, mesh=self.mesh, state_shardings=shardings)
     data = partitioning.batch_sharding(self.mesh)
-    self.batches = [jax.device_put(train_throughput._batch_arrays(cfg, i),  # pylint: disable=protected-access
-                                   data) for i in range(4)]
+    self.batches = [jax.device_put(_batch_arrays(cfg, i), data)
+                    for i in range(4)]
     self.rng = jax.random.PRNGKey(1)
     self.tokens_per_step = batch * (in_len + tgt_len)
     self.flops = self._step_flops()
@@ -224,9 +226,7 @@ def main():
     if hf:
       hf_args = argparse.Namespace(config=args.config, steps=args.steps,
                                    warmup=2)
-      if args.config not in train_throughput.CONFIGS:
-        train_throughput.CONFIGS[args.config] = cfg
-      result = train_throughput._spawn("torch", hf_args)  # pylint: disable=protected-access
+      result = _spawn("torch", hf_args)
       hf_tps.append(result["tokens_per_second"])
       print(f"round {r + 1}/{args.rounds} HF   : train "
             f"{hf_tps[-1]:7,.0f} tokens/s (PyTorch float32)", flush=True)
