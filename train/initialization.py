@@ -24,7 +24,8 @@ PyTree = Any
 
 
 # T5Config fields that may differ between a checkpoint and the run.
-_RUN_ONLY_FIELDS = ("dropout_rate", "dtype", "float32_attention_logits")
+_RUN_ONLY_FIELDS = ("dropout_rate", "dtype", "float32_attention_logits",
+                    "matmul_dtype")
 
 
 def load_initial_params(

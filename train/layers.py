@@ -11,6 +11,14 @@ Numerics follow the T5 papers and Hugging Face's PyTorch `T5Model` (the parity
 reference in tests/train/hf_parity_test.py): RMS layer norm without bias or
 mean, no 1/sqrt(d) on attention logits (it is folded into the query init),
 relative position buckets shared across the layers of a stack.
+
+Precision: `dtype` is the activation dtype (t5x's); `matmul_dtype` the
+operand dtype of the contractions (dense layers, attention's two einsums,
+the logits). When the two differ (e.g. float32 activations, bfloat16
+operands: mixed precision), every contraction goes through `contract`:
+operands cast to `matmul_dtype`, accumulated and returned in float32
+(`preferred_element_type`), its gradients computed the same way. Layer norms
+and softmax always run in float32; parameters are always float32.
 """
 
 import functools
@@ -35,6 +43,133 @@ def _param(module: nn.Module, name: str, init: Initializer,
   return module.param(
       name, nn.with_logical_partitioning(init, tuple(axes)), tuple(shape),
       jnp.float32)
+
+
+def _same_dtype(a: Optional[DType], b: DType) -> bool:
+  return a is None or jnp.dtype(a) == jnp.dtype(b)
+
+
+def contract(equation: str, x: Array, y: Array, dtype: DType,
+             matmul_dtype: Optional[DType] = None) -> Array:
+  """`einsum(equation, x, y)` under the precision policy, output in `dtype`.
+
+  With `matmul_dtype` None or equal to `dtype`, a plain einsum of both
+  operands cast to `dtype` (float32 throughout, or t5x's bfloat16 mode with
+  bfloat16 results). Otherwise the mixed-precision contraction
+  `mixed_einsum`: operands in `matmul_dtype`, float32 accumulation and
+  result, then cast to `dtype`.
+
+  Args:
+    equation: a two-operand einsum equation, e.g. "mk,kn->mn".
+    x: the first operand.
+    y: the second operand.
+    dtype: the activation dtype of the result.
+    matmul_dtype: the operands' dtype, or None for `dtype`.
+
+  Returns:
+    The contraction, in `dtype`.
+  """
+  if _same_dtype(matmul_dtype, dtype):
+    return jnp.einsum(equation, x.astype(dtype), y.astype(dtype))
+  return mixed_einsum(equation, x, y, jnp.dtype(matmul_dtype)).astype(dtype)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 3))
+def mixed_einsum(equation: str, x: Array, y: Array,
+                 operand_dtype: DType) -> Array:
+  """`einsum(equation, x, y)` on `operand_dtype` operands, float32 result.
+
+  Forward and backward are all contractions of `operand_dtype` operands
+  with `preferred_element_type=float32`: the cotangent is cast to
+  `operand_dtype` too, so the two gradient contractions run at the same
+  (bf16 x bf16 -> f32) speed as the forward one. Plain autodiff would
+  multiply the float32 cotangent by the up-cast operand, a float32 matmul.
+  The gradients come back in the primal dtypes of `x` and `y` without a
+  rounding to `operand_dtype`.
+
+  Args:
+    equation: "x_axes,y_axes->out_axes", every axis of an operand also in
+      the other operand or the output (true of a matmul or attention).
+    x: the first operand, any float dtype.
+    y: the second operand, any float dtype.
+    operand_dtype: e.g. jnp.bfloat16.
+
+  Returns:
+    float32 array, the contraction.
+  """
+  out, _ = _mixed_einsum_fwd(equation, x, y, operand_dtype)
+  return out
+
+
+def _einsum_axes(equation: str) -> tuple[str, str, str]:
+  """"mk,kn->mn" -> ("mk", "kn", "mn"), checked for `mixed_einsum`."""
+  inputs, out_axes = equation.replace(" ", "").split("->")
+  x_axes, y_axes = inputs.split(",")
+  if (set(x_axes) - set(y_axes + out_axes)
+      or set(y_axes) - set(x_axes + out_axes)):
+    raise ValueError(f"mixed_einsum: {equation!r} sums an axis of one "
+                     "operand alone; not supported")
+  return x_axes, y_axes, out_axes
+
+
+def _dot_f32(equation: str, x: Array, y: Array) -> Array:
+  """einsum with float32 accumulation and result, as XLA:CPU runs it.
+
+  XLA:CPU's fallback dot (the one behind some batched layouts, e.g.
+  "bqhd,bhqk->bkhd") has no bf16 x bf16 -> f32 kernel. With batch axes the
+  contraction is therefore written in the canonical layout [batch, m, k] x
+  [batch, k, n] (bf16 transposes of the operands); without, as one 2-D dot
+  (every 2-D layout is supported, and transposing copies cost time).
+
+  Args:
+    equation: two-operand einsum, no axis summed inside one operand.
+    x: first operand.
+    y: second operand.
+
+  Returns:
+    The float32 contraction.
+  """
+  x_axes, y_axes, out_axes = _einsum_axes(equation)
+  batch = [a for a in x_axes if a in y_axes and a in out_axes]
+  if not batch:
+    return jnp.einsum(equation, x, y, preferred_element_type=jnp.float32)
+  summed = [a for a in x_axes if a in y_axes and a not in out_axes]
+  x_free = [a for a in x_axes if a not in y_axes]
+  y_free = [a for a in y_axes if a not in x_axes]
+  sizes = dict(zip(x_axes, x.shape)) | dict(zip(y_axes, y.shape))
+
+  def size(axes):
+    return int(np.prod([sizes[a] for a in axes], dtype=np.int64))
+
+  x3 = jnp.transpose(x, [x_axes.index(a) for a in batch + x_free + summed])
+  y3 = jnp.transpose(y, [y_axes.index(a) for a in batch + summed + y_free])
+  out = jax.lax.dot_general(
+      x3.reshape(size(batch), size(x_free), size(summed)),
+      y3.reshape(size(batch), size(summed), size(y_free)),
+      (((2,), (1,)), ((0,), (0,))), preferred_element_type=jnp.float32)
+  order = batch + x_free + y_free
+  out = out.reshape([sizes[a] for a in order])
+  return jnp.transpose(out, [order.index(a) for a in out_axes])
+
+
+def _mixed_einsum_fwd(equation, x, y, operand_dtype):
+  xc, yc = x.astype(operand_dtype), y.astype(operand_dtype)
+  out = _dot_f32(equation, xc, yc)
+  # Residuals in `operand_dtype` (half the memory of float32 ones); the
+  # empty arrays carry the primal dtypes of the gradients.
+  return out, (xc, yc, jnp.zeros((0,), x.dtype), jnp.zeros((0,), y.dtype))
+
+
+def _mixed_einsum_bwd(equation, operand_dtype, residuals, g):
+  xc, yc, x_like, y_like = residuals
+  x_axes, y_axes, out_axes = _einsum_axes(equation)
+  gc = g.astype(operand_dtype)
+  dx = _dot_f32(f"{out_axes},{y_axes}->{x_axes}", gc, yc)
+  dy = _dot_f32(f"{out_axes},{x_axes}->{y_axes}", gc, xc)
+  return dx.astype(x_like.dtype), dy.astype(y_like.dtype)
+
+
+mixed_einsum.defvjp(_mixed_einsum_fwd, _mixed_einsum_bwd)
 
 
 def constrain(x: Array, axes: Sequence[Optional[str]]) -> Array:
@@ -66,6 +201,7 @@ class DenseGeneral(nn.Module):
   kernel_init: Initializer = nn.initializers.variance_scaling(
       1.0, "fan_in", "truncated_normal")
   dtype: DType = jnp.float32
+  matmul_dtype: Optional[DType] = None
 
   @nn.compact
   def __call__(self, x: Array) -> Array:
@@ -73,10 +209,10 @@ class DenseGeneral(nn.Module):
     in_dim = x.shape[-1]
     kernel = _param(self, "kernel", self._init, (in_dim,) + features,
                     self.kernel_axes)
-    kernel = kernel.astype(self.dtype).reshape((in_dim, -1))
     # A 2-D matmul: XLA:CPU then needs no transposing copies in the
     # backward pass (1.7x faster MLP gradients); elsewhere it is a bitcast.
-    y = x.astype(self.dtype).reshape((-1, in_dim)) @ kernel
+    y = contract("mk,kn->mn", x.reshape((-1, in_dim)),
+                 kernel.reshape((in_dim, -1)), self.dtype, self.matmul_dtype)
     return y.reshape(x.shape[:-1] + features)
 
   def _init(self, key, shape, dtype):
@@ -92,6 +228,7 @@ class Embed(nn.Module):
   features: int
   dtype: DType = jnp.float32
   embedding_init: Initializer = nn.initializers.normal(stddev=1.0)
+  matmul_dtype: Optional[DType] = None
 
   def setup(self):
     self.embedding = _param(self, "embedding", self.embedding_init,
@@ -103,9 +240,9 @@ class Embed(nn.Module):
     return out.astype(self.dtype)
 
   def attend(self, query: Array) -> Array:
-    embedding = self.embedding.astype(self.dtype)
-    flat = query.astype(self.dtype).reshape((-1, query.shape[-1]))
-    logits = flat @ embedding.T  # 2-D, as in DenseGeneral
+    flat = query.reshape((-1, query.shape[-1]))
+    logits = contract("mk,kn->mn", flat, self.embedding.T, self.dtype,
+                      self.matmul_dtype)  # 2-D, as in DenseGeneral
     return logits.reshape(query.shape[:-1] + (self.num_embeddings,))
 
 
@@ -188,6 +325,7 @@ class MultiHeadDotProductAttention(nn.Module):
   dropout_rate: float = 0.0
   dtype: DType = jnp.float32
   float32_logits: bool = True
+  matmul_dtype: Optional[DType] = None
 
   @nn.compact
   def __call__(self, inputs_q: Array, inputs_kv: Array,
@@ -209,7 +347,8 @@ class MultiHeadDotProductAttention(nn.Module):
     kv_init = nn.initializers.variance_scaling(1.0, "fan_in", "normal")
     projection = functools.partial(
         DenseGeneral, features=(self.num_heads, self.head_dim),
-        kernel_axes=("embed", "heads", "kv"), dtype=self.dtype)
+        kernel_axes=("embed", "heads", "kv"), dtype=self.dtype,
+        matmul_dtype=self.matmul_dtype)
     query = projection(kernel_init=query_init, name="query")(inputs_q)
     key = projection(kernel_init=kv_init, name="key")(inputs_kv)
     value = projection(kernel_init=kv_init, name="value")(inputs_kv)
@@ -232,7 +371,8 @@ class MultiHeadDotProductAttention(nn.Module):
     if rows > 1:
       query = query.reshape((key.shape[0], rows * q_len) + query.shape[2:])
 
-    logits = jnp.einsum("bqhd,bkhd->bhqk", query, key)
+    logits = contract("bqhd,bkhd->bhqk", query, key, self.dtype,
+                      self.matmul_dtype)
     if bias is not None:
       logits = logits + bias.astype(logits.dtype)
     if self.float32_logits:
@@ -241,13 +381,14 @@ class MultiHeadDotProductAttention(nn.Module):
     if not deterministic and self.dropout_rate > 0:
       weights = nn.Dropout(self.dropout_rate, broadcast_dims=())(
           weights, deterministic=False)
-    out = jnp.einsum("bhqk,bkhd->bqhd", weights, value.astype(self.dtype))
+    out = contract("bhqk,bkhd->bqhd", weights, value, self.dtype,
+                   self.matmul_dtype)
     if rows > 1:
       out = out.reshape((batch, q_len) + out.shape[2:])
     out = constrain(out, ("batch", "length", "heads", "kv"))
     return DenseGeneral(
         features=(emb_dim,), kernel_axes=("joined_kv", "embed"),
-        dtype=self.dtype, name="out",
+        dtype=self.dtype, matmul_dtype=self.matmul_dtype, name="out",
         kernel_init=kv_init)(out.reshape(out.shape[:-2] + (-1,)))
 
   def _update_cache(self, key, value, bias):
@@ -289,6 +430,7 @@ class MlpBlock(nn.Module):
   activations: Sequence[str] = ("relu",)
   dropout_rate: float = 0.0
   dtype: DType = jnp.float32
+  matmul_dtype: Optional[DType] = None
 
   @nn.compact
   def __call__(self, x: Array, deterministic: bool = True) -> Array:
@@ -298,13 +440,15 @@ class MlpBlock(nn.Module):
     for i, name in enumerate(self.activations):
       dense_name = "wi" if len(self.activations) == 1 else f"wi_{i}"
       h = DenseGeneral((self.intermediate_dim,), ("embed", "mlp"),
-                       kernel_init=init, dtype=self.dtype, name=dense_name)(x)
+                       kernel_init=init, dtype=self.dtype,
+                       matmul_dtype=self.matmul_dtype, name=dense_name)(x)
       hidden = hidden * _activation(name)(h)
     hidden = constrain(hidden, ("batch", "length", "mlp"))
     hidden = nn.Dropout(self.dropout_rate, broadcast_dims=(-2,))(
         hidden, deterministic=deterministic)
     return DenseGeneral((emb_dim,), ("mlp", "embed"), kernel_init=init,
-                        dtype=self.dtype, name="wo")(hidden)
+                        dtype=self.dtype, matmul_dtype=self.matmul_dtype,
+                        name="wo")(hidden)
 
 
 def _activation(name: str) -> Callable[[Array], Array]:

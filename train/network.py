@@ -54,9 +54,13 @@ class T5Config:
   logits_via_embedding: bool = False
   relative_attention_num_buckets: int = 32
   relative_attention_max_distance: int = 128
-  # Activation/computation dtype; parameters are always float32.
+  # Activation dtype (t5x's `dtype`); parameters are always float32.
   dtype: Any = jnp.float32
   float32_attention_logits: bool = True
+  # Operand dtype of every dense, attention and logits contraction; None
+  # means `dtype`. 'bfloat16' with float32 `dtype` is mixed precision:
+  # bf16 operands accumulated and returned in float32 (layers.contract).
+  matmul_dtype: Any = None
 
   def __post_init__(self):
     # gin and JSON give lists; keep the dataclass hashable.
@@ -81,7 +85,8 @@ class EncoderLayer(nn.Module):
     x = x + _dropout(cfg, y, deterministic)
     y = layers.LayerNorm(dtype=cfg.dtype, name="pre_mlp_layer_norm")(x)
     y = layers.MlpBlock(cfg.mlp_dim, cfg.mlp_activations, cfg.dropout_rate,
-                        cfg.dtype, name="mlp")(y, deterministic)  # [b, l, e]
+                        cfg.dtype, cfg.matmul_dtype, name="mlp")(
+                            y, deterministic)  # [b, l, e]
     x = x + _dropout(cfg, y, deterministic)
     return layers.constrain(x, ("batch", "length", "embed"))
 
@@ -116,7 +121,8 @@ class DecoderLayer(nn.Module):
     x = x + _dropout(cfg, y, deterministic)
     y = layers.LayerNorm(dtype=cfg.dtype, name="pre_mlp_layer_norm")(x)
     y = layers.MlpBlock(cfg.mlp_dim, cfg.mlp_activations, cfg.dropout_rate,
-                        cfg.dtype, name="mlp")(y, deterministic)  # [b, t, e]
+                        cfg.dtype, cfg.matmul_dtype, name="mlp")(
+                            y, deterministic)  # [b, t, e]
     x = x + _dropout(cfg, y, deterministic)
     return layers.constrain(x, ("batch", "length", "embed"))
 
@@ -124,7 +130,7 @@ class DecoderLayer(nn.Module):
 def _attention(cfg, name):
   return layers.MultiHeadDotProductAttention(
       cfg.num_heads, cfg.head_dim, cfg.dropout_rate, cfg.dtype,
-      cfg.float32_attention_logits, name=name)
+      cfg.float32_attention_logits, cfg.matmul_dtype, name=name)
 
 
 def _dropout(cfg, x, deterministic):
@@ -228,6 +234,7 @@ class Decoder(nn.Module):
     else:
       logits = layers.DenseGeneral(
           (cfg.vocab_size,), ("embed", "vocab"), dtype=cfg.dtype,
+          matmul_dtype=cfg.matmul_dtype,
           kernel_init=nn.initializers.variance_scaling(
               1.0, "fan_in", "truncated_normal"),
           name="logits_dense")(y)  # [b, t, v]
@@ -242,7 +249,8 @@ class Transformer(nn.Module):
 
   def setup(self):
     cfg = self.config
-    self.token_embedder = layers.Embed(cfg.vocab_size, cfg.emb_dim, cfg.dtype)
+    self.token_embedder = layers.Embed(cfg.vocab_size, cfg.emb_dim, cfg.dtype,
+                                       matmul_dtype=cfg.matmul_dtype)
     self.encoder = Encoder(cfg, self.token_embedder)
     self.decoder = Decoder(cfg, self.token_embedder)
 

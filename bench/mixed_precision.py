@@ -1,0 +1,270 @@
+r"""float32 vs mixed precision (bf16 operands, f32 accumulation), side by side.
+
+In one process, in alternating rounds (the machine's load drifts), for the
+same T5 1.1 config and the same random batches:
+
+  python bench/mixed_precision.py                       # "mini", 3 rounds
+  python bench/mixed_precision.py --config=study_tiny --rounds=5
+  python bench/mixed_precision.py --hf                  # + Hugging Face
+  python bench/mixed_precision.py --peak_only           # matmul peaks only
+
+- the matmul peak of each precision: `jnp.dot` of two 2048 x 2048 float32
+  matrices, and of two bfloat16 ones into float32
+  (`preferred_element_type`);
+- training (`trainer.compile_steps`' step, AdamW, 1x1 mesh): tokens/s, the
+  step's GFLOP (XLA's cost analysis of the compiled step), GFLOP/s and its
+  fraction of the peak of the precision used;
+- greedy decoding (`predict_batch`, KV cache) of one batch, and ranking
+  (`score_candidates` of `--candidates` replies of 8 tokens against one
+  context) in seconds per turn.
+
+With `--hf` (and torch importable), bench/train_throughput.py's Hugging Face
+PyTorch run (float32) alternates with them, in its own process. Prints each
+round, then the medians.
+"""
+
+import argparse
+import importlib.util
+import json
+import os
+import statistics
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+# pylint: disable=g-import-not-at-top,wrong-import-position
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import seqio.test_utils
+
+import train_throughput
+from train import models
+from train import network
+from train import partitioning
+from train import steps as steps_lib
+from train import trainer
+
+CONFIGS = train_throughput.CONFIGS
+# pylint: disable=protected-access
+_batch_arrays = train_throughput._batch_arrays
+_spawn = train_throughput._spawn
+# pylint: enable=protected-access
+POLICIES = ("float32", "bfloat16")
+NAMES = {"float32": "f32", "bfloat16": "mixed"}
+PEAK_N = 2048
+
+
+def _timed(fn, reps):
+  """Seconds per call of `fn` (a result to block on), after one call."""
+  jax.block_until_ready(fn())
+  start = time.perf_counter()
+  for _ in range(reps):
+    out = fn()
+  jax.block_until_ready(out)
+  return (time.perf_counter() - start) / reps
+
+
+class Peak:
+  """GFLOP/s of a 2048^2 matmul in each precision."""
+
+  def __init__(self):
+    key = jax.random.PRNGKey(0)
+    a = jax.random.normal(key, (PEAK_N, PEAK_N), jnp.float32)
+    b = jax.random.normal(jax.random.fold_in(key, 1), (PEAK_N, PEAK_N))
+    self.args = {"float32": (a, b),
+                 "bfloat16": (a.astype(jnp.bfloat16), b.astype(jnp.bfloat16))}
+    self.fn = jax.jit(lambda x, y: jnp.dot(
+        x, y, preferred_element_type=jnp.float32))
+
+  def __call__(self, policy, reps=5):
+    seconds = _timed(lambda: self.fn(*self.args[policy]), reps)
+    return 2 * PEAK_N ** 3 / seconds / 1e9
+
+
+class Side:
+  """One precision's compiled train step, decoder and candidate scorer."""
+
+  def __init__(self, cfg, policy, tied, num_candidates):
+    emb, heads, head_dim, mlp, layers, vocab, batch, in_len, tgt_len = cfg
+    config = network.T5Config(
+        vocab_size=vocab, emb_dim=emb, num_heads=heads, head_dim=head_dim,
+        mlp_dim=mlp, num_encoder_layers=layers, num_decoder_layers=layers,
+        mlp_activations=("gelu", "linear"), dropout_rate=0.0,
+        logits_via_embedding=tied,
+        matmul_dtype=None if policy == "float32" else policy)
+    vocabulary = seqio.test_utils.sentencepiece_vocab()
+    self.model = models.EncoderDecoderModel(
+        network.Transformer(config), vocabulary, vocabulary, z_loss=0.0)
+    self.mesh = partitioning.make_mesh(mesh_shape=(1, 1))
+    self.opt = optax.adamw(1e-3)
+    self.state, shardings = trainer.create_train_state(
+        self.model, self.opt, mesh=self.mesh,
+        init_rng=jax.random.PRNGKey(0),
+        input_shapes={"encoder_input_tokens": (batch, in_len),
+                      "decoder_input_tokens": (batch, tgt_len)})
+    self.step, _ = trainer.compile_steps(
+        self.model, self.opt, mesh=self.mesh, state_shardings=shardings)
+    data = partitioning.batch_sharding(self.mesh)
+    self.batches = [jax.device_put(_batch_arrays(cfg, i), data)
+                    for i in range(4)]
+    self.rng = jax.random.PRNGKey(1)
+    self.tokens_per_step = batch * (in_len + tgt_len)
+    self.flops = self._step_flops()
+    rng = np.random.RandomState(7)
+    self.candidates = rng.randint(3, vocab, (num_candidates, 8)).astype(
+        np.int32)
+    self.candidates[:, -1] = 1
+    self.context = self.batches[0]["encoder_input_tokens"][:1]
+    self.params = self.state.params
+    self.decode_batch = {
+        k: np.asarray(v) for k, v in self.batches[0].items()}
+
+  def _step_flops(self):
+    """FLOPs of one train step by XLA's cost analysis."""
+    fn = jax.jit(steps_lib.make_train_step(self.model.loss_fn, self.opt))
+    with jax.sharding.set_mesh(self.mesh), nn.logical_axis_rules(
+        partitioning.LOGICAL_AXIS_RULES):
+      compiled = fn.lower(self.state, self.batches[0], self.rng).compile()
+    cost = compiled.cost_analysis()
+    if isinstance(cost, (list, tuple)):
+      cost = cost[0]
+    return float(cost["flops"])
+
+  def train(self, steps):
+    """Seconds per train step (after a warm-up step)."""
+    self.state, metrics = self.step(self.state, self.batches[0], self.rng)
+    jax.block_until_ready(metrics)
+    start = time.perf_counter()
+    for i in range(steps):
+      self.state, metrics = self.step(
+          self.state, self.batches[i % len(self.batches)], self.rng)
+    jax.block_until_ready((self.state, metrics))
+    self.params = self.state.params
+    return (time.perf_counter() - start) / steps
+
+  def decode(self):
+    """Seconds to greedily decode one batch (targets length)."""
+    return _timed(lambda: self.model.predict_batch(
+        self.params, self.decode_batch), 1)
+
+  def rank(self):
+    """Seconds to score every candidate against one context (a turn)."""
+    return _timed(lambda: self.model.score_candidates(
+        self.params, self.context, self.candidates), 1)
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--config", default="mini", choices=sorted(CONFIGS))
+  parser.add_argument("--steps", type=int, default=10)
+  parser.add_argument("--rounds", type=int, default=3)
+  parser.add_argument("--candidates", type=int, default=1024)
+  parser.add_argument("--separate_logits", action="store_true",
+                      help="T5 1.1's separate output projection (default: "
+                      "tied, as Hugging Face's T5 in transformers >= 5)")
+  parser.add_argument("--peak_only", action="store_true",
+                      help="only the two matmul peaks (a quick check of a "
+                      "CPU's bf16 support)")
+  parser.add_argument("--hf", action="store_true",
+                      help="alternate with Hugging Face PyTorch (float32), "
+                      "if torch is importable")
+  args = parser.parse_args()
+  cfg = CONFIGS[args.config]
+  emb, heads, head_dim, mlp, layers, vocab, batch, in_len, tgt_len = cfg
+  print(f"config {args.config}: emb {emb}, {heads}x{head_dim} heads, mlp "
+        f"{mlp}, {layers}+{layers} layers, vocab {vocab}, "
+        f"{'separate' if args.separate_logits else 'tied'} logits; batch "
+        f"{batch}, lengths {in_len}/{tgt_len}; AdamW; {args.steps} timed "
+        f"steps x {args.rounds} rounds; {os.cpu_count()} CPUs, load average "
+        f"{os.getloadavg()[0]:.1f}", flush=True)
+  hf = args.hf
+  # Only looked up: torch is imported in its own process (TensorFlow, which
+  # seqio brings in here, and torch's triton crash in one process).
+  if hf and importlib.util.find_spec("torch") is None:
+    print("torch is not installed: no Hugging Face column")
+    hf = False
+  peak = Peak()
+  if args.peak_only:
+    peaks = {p: [] for p in POLICIES}
+    for r in range(args.rounds):
+      for p in POLICIES:
+        peaks[p].append(peak(p))
+      print(f"round {r + 1}/{args.rounds}: f32 {peaks['float32'][-1]:.1f}, "
+            f"bf16 -> f32 {peaks['bfloat16'][-1]:.1f} GFLOP/s", flush=True)
+    med = {p: statistics.median(v) for p, v in peaks.items()}
+    print(f"matmul peak (2048^2, medians): f32 {med['float32']:.1f} GFLOP/s, "
+          f"bf16 operands -> f32 {med['bfloat16']:.1f} GFLOP/s: "
+          f"{med['bfloat16'] / med['float32']:.2f}x")
+    print("RESULT" + json.dumps(med))
+    return
+  sides = {p: Side(cfg, p, not args.separate_logits, args.candidates)
+           for p in POLICIES}
+  for p in POLICIES:
+    print(f"{NAMES[p]}: {sides[p].flops / 1e9:.1f} GFLOP per train step "
+          "(XLA cost analysis)", flush=True)
+  rows = {p: {"peak": [], "step": [], "decode": [], "rank": []}
+          for p in POLICIES}
+  hf_tps = []
+  for r in range(args.rounds):
+    for p in POLICIES:
+      row = rows[p]
+      row["peak"].append(peak(p))
+      row["step"].append(sides[p].train(args.steps))
+      row["decode"].append(sides[p].decode())
+      row["rank"].append(sides[p].rank())
+      print(f"round {r + 1}/{args.rounds} {NAMES[p]:5s}: peak "
+            f"{row['peak'][-1]:6.1f} GFLOP/s, train "
+            f"{sides[p].tokens_per_step / row['step'][-1]:7,.0f} tokens/s, "
+            f"decode {row['decode'][-1]:.2f} s/batch, rank "
+            f"{row['rank'][-1]:.2f} s/turn", flush=True)
+    if hf:
+      hf_args = argparse.Namespace(config=args.config, steps=args.steps,
+                                   warmup=2)
+      result = _spawn("torch", hf_args)
+      hf_tps.append(result["tokens_per_second"])
+      print(f"round {r + 1}/{args.rounds} HF   : train "
+            f"{hf_tps[-1]:7,.0f} tokens/s (PyTorch float32)", flush=True)
+
+  med = {p: {k: statistics.median(v) for k, v in rows[p].items()}
+         for p in POLICIES}
+  print(f"\nmedians of {args.rounds} rounds     "
+        + "".join(f"{NAMES[p]:>14s}" for p in POLICIES) + "   mixed/f32")
+  table = {}
+  for p in POLICIES:
+    m, side = med[p], sides[p]
+    table[p] = dict(
+        peak_gflops=m["peak"],
+        tokens_per_second=side.tokens_per_step / m["step"],
+        step_gflop=side.flops / 1e9,
+        gflops=side.flops / 1e9 / m["step"],
+        decode_seconds=m["decode"], rank_seconds=m["rank"])
+    table[p]["fraction_of_peak"] = table[p]["gflops"] / m["peak"]
+  lines = [("matmul peak, GFLOP/s (2048^2)", "peak_gflops", "{:14.1f}"),
+           ("train tokens/s", "tokens_per_second", "{:14,.0f}"),
+           ("train step GFLOP (XLA)", "step_gflop", "{:14.1f}"),
+           ("train GFLOP/s", "gflops", "{:14.1f}"),
+           ("fraction of own peak", "fraction_of_peak", "{:14.2f}"),
+           ("greedy decode, s/batch", "decode_seconds", "{:14.3f}"),
+           (f"ranking {args.candidates} cands, s/turn", "rank_seconds",
+            "{:14.3f}")]
+  for label, key, fmt in lines:
+    a, b = table["float32"][key], table["bfloat16"][key]
+    print(f"{label:31s}" + fmt.format(a) + fmt.format(b)
+          + f"   {b / a:8.2f}x")
+  if hf_tps:
+    hf_med = statistics.median(hf_tps)
+    print(f"{'HF PyTorch f32 tokens/s':31s}{hf_med:14,.0f}; ours f32 / HF "
+          f"{table['float32']['tokens_per_second'] / hf_med:.2f}x, mixed / "
+          f"HF {table['bfloat16']['tokens_per_second'] / hf_med:.2f}x")
+    table["hf_tokens_per_second"] = hf_med
+  print("RESULT" + json.dumps(table))
+
+
+if __name__ == "__main__":
+  main()
