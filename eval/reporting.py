@@ -541,8 +541,9 @@ def plot_learning_curves(
     oracles: Mapping[str, Mapping[str, Mapping[str, float]]] = (),
 ) -> bool:
   """Each metric against the training step: one line per label (the mean
-  over its runs evaluated at that step), probe intervals as error bars
-  (single runs), the oracle levels as horizontal lines.
+  over its runs evaluated at that step; runs evaluated at one step only are
+  left out), probe intervals as error bars (single runs), the oracle levels
+  as horizontal lines.
 
   Args:
     model_dirs: model directories; every evaluated step is read.
@@ -557,7 +558,10 @@ def plot_learning_curves(
   series = collections.defaultdict(
       lambda: collections.defaultdict(lambda: collections.defaultdict(list)))
   for model_dir, label in zip(model_dirs, labels):
-    for step in eval_steps(model_dir):
+    steps = eval_steps(model_dir)
+    if len(steps) < 2:  # Not a curve; it would shift its label's mean.
+      continue
+    for step in steps:
       run = load_run(model_dir, label=label, step=step)
       for name, value in run.metrics.items():
         series[label][name][step].append(value)

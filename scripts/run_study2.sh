@@ -20,7 +20,10 @@
 #            t5cr_no_reviews x SEEDS, from the pretrained start.
 #   extend   the pilot's pretrained runs (redial_only, redial_sequences, seed
 #            0) trained on to EXTEND_STEPS (3000) in place: do the curves
-#            still climb after the ablation's 1,500 steps?
+#            still climb after the ablation's 1,500 steps? And a diagnostic
+#            run, sequences_only (the ML-sequences task alone, pretrained
+#            start, seed 0): how far can this model learn the relation when
+#            every step goes to it?
 #   eval     every run's step-1500 checkpoint: generation metrics on the first
 #            EVAL_EXAMPLES ReDial test examples, all probes; the pilot runs
 #            (seed 0 of redial_only and redial_sequences, both starts) also
@@ -28,7 +31,9 @@
 #            learning curves, the extended ones at EXTEND_CURVE_STEPS too;
 #            ranking on RANK_EXAMPLES examples for seed 0 (0: no ranking).
 #   report   eval.report: tables, McNemar p-values, oracle rows, curves, in
-#            $OUT/report.
+#            $OUT/report (ablation, against redial_only_pt), report_pilot
+#            (against redial_sequences_scratch) and report_3000 (the
+#            extended runs at EXTEND_STEPS).
 #
 # Environment: OUT (/tmp/t5cr_study2), SHARED (../shared/data), SEEDS
 # ("0 1"), JOBS (2), PRETRAIN_STEPS (1500), FINETUNE_STEPS (1500),
@@ -64,6 +69,7 @@ stage() { [[ " $STAGES " == *" $1 "* ]]; }
 task_of() {  # mixture -> registered name
   case $1 in
     redial_only) echo crs_redial_only_v002 ;;
+    sequences_only) echo crs_small_ml_sequences_v001 ;;
     *) echo "crs_small_$1_v002" ;;
   esac
 }
@@ -132,7 +138,9 @@ extend_one() {  # mixture: the pretrained seed-0 run, on to EXTEND_STEPS
 export -f extend_one
 export EXTEND_STEPS
 if stage extend; then
-  echo $PILOT | tr ' ' '\n' | xargs -P "$JOBS" -L 1 bash -c 'extend_one "$@"' _
+  { echo "extend_one redial_only"; echo "extend_one redial_sequences"
+    echo "train_one sequences_only pt 0"; } |
+    xargs -P "$JOBS" -L 1 bash -c '"$@"' _
 fi
 
 eval_one() {  # mixture start seed step examples rank
@@ -165,6 +173,10 @@ if stage eval; then
       for m in $PILOT; do for step in $EXTEND_CURVE_STEPS; do
         echo "$m pt 0 $step $CURVE_EXAMPLES 0"
       done; done
+      echo "sequences_only pt 0 $FINETUNE_STEPS $CURVE_EXAMPLES 0"
+      for step in $CURVE_STEPS; do
+        echo "sequences_only pt 0 $step $CURVE_EXAMPLES 0"
+      done
     fi
   } | xargs -P "$JOBS" -L 1 bash -c 'eval_one "$@"' _
 fi
@@ -173,11 +185,26 @@ if stage report; then
   dirs=() labels=()
   while read -r m start seed; do
     dirs+=("$OUT/${m}_${start}_s${seed}") labels+=("${m}_${start}")
-  done < <(runs)
+  done < <(runs; [[ -d "$OUT/sequences_only_pt_s0" ]] && echo "sequences_only pt 0")
   log "writing the report"
   python -m eval.report --model_dirs="$(IFS=,; echo "${dirs[*]}")" \
     --labels="$(IFS=,; echo "${labels[*]}")" --baseline=redial_only_pt \
     --step="$FINETUNE_STEPS" \
     --probe_dir="$OUT/probes" --output_dir="$OUT/report"
-  log "done: $OUT/report/report.md"
+  # The pilot: each seed-0 run against the from-scratch sequences run.
+  pilot=() pilot_labels=()
+  for m in $PILOT; do for start in scratch pt; do
+    pilot+=("$OUT/${m}_${start}_s0") pilot_labels+=("${m}_${start}")
+  done; done
+  python -m eval.report --model_dirs="$(IFS=,; echo "${pilot[*]}")" \
+    --labels="$(IFS=,; echo "${pilot_labels[*]}")" \
+    --baseline=redial_sequences_scratch --step="$FINETUNE_STEPS" \
+    --probe_dir="$OUT/probes" --output_dir="$OUT/report_pilot"
+  if [[ -d "$OUT/redial_only_pt_s0/checkpoints/$EXTEND_STEPS" ]]; then
+    python -m eval.report --step="$EXTEND_STEPS" \
+      --model_dirs="$OUT/redial_only_pt_s0,$OUT/redial_sequences_pt_s0" \
+      --labels=redial_only_pt,redial_sequences_pt --baseline=redial_only_pt \
+      --probe_dir="$OUT/probes" --output_dir="$OUT/report_$EXTEND_STEPS"
+  fi
+  log "done: $OUT/report/report.md (pilot: $OUT/report_pilot)"
 fi
