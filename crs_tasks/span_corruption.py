@@ -2,8 +2,11 @@
 
 Written to the definition of Raffel et al. (2020), Sec. 3.1.4, and T5's
 `t5.data.preprocessors.span_corruption` (the pretraining Task of t5x's
-pretraining gin), which is not installable beside this project's pins (the
-`t5` package pins its own seqio and mesh-tensorflow):
+pretraining gin), which does not install beside this project's pins: the
+`t5` package (0.9.4, the latest on PyPI) requires `seqio-nightly` and
+`tfds-nightly`, which would replace the pinned `seqio` and
+`tensorflow-datasets`, plus `mesh-tensorflow[transformer]` and
+`transformers`:
 
 1. The tokens of all documents are concatenated and cut into chunks of
    `tokens_length` raw tokens (`random_spans_tokens_length`: the longest
