@@ -403,7 +403,7 @@ def test_ctrl_c_in_a_real_run_is_one_line_and_the_rerun_says_its_step(
   assert (run / "checkpoints" / str(last)).is_dir()
   assert not (run / "train.lock").exists()
   rerun = subprocess.run(
-      command[:4] + [f"--gin.TRAIN_STEPS={last + 1}"] + command[5:],
+      command[:5] + [f"--gin.TRAIN_STEPS={last + 1}"] + command[6:],
       cwd=ROOT, capture_output=True, text=True, timeout=600, check=False,
       env=env)
   assert rerun.returncode == 0, rerun.stderr[-3000:]
