@@ -83,13 +83,18 @@ def test_sample_task_shards_partition_every_split(task_name):
 
 
 def test_every_sample_task_is_checked():
-  # crs_sample_* mirrors every crs_* Task family.
-  families = {n[len("crs_"):] for n in seqio.TaskRegistry.names()
+  # crs_sample_* mirrors every crs_* Task family, and the crs_small_ ones
+  # that have no crs_ twin (the study's pretraining Task).
+  names = seqio.TaskRegistry.names()
+  families = {n[len("crs_"):] for n in names
               if n.startswith("crs_") and not n.startswith(
                   ("crs_sample_", "crs_small_"))}
+  families |= {n[len("crs_small_"):] for n in names
+               if n.startswith("crs_small_")}
   assert families == {n[len("crs_sample_"):] for n in SAMPLE_TASKS
                       if n.startswith("crs_sample_")}
-  assert len([n for n in SAMPLE_TASKS if n.startswith("probe_")]) == 4
+  # The four probes and the two in-format twins.
+  assert len([n for n in SAMPLE_TASKS if n.startswith("probe_")]) == 6
 
 
 @pytest.fixture

@@ -175,4 +175,8 @@ def test_two_process_eval_equals_one_process(runs):
   out0, out1 = runs["eval_out"]
   assert "rank/recall@1:" in out0 and "rank/recall@1:" not in out1
   assert sorted(os.listdir(runs["two_dir"])) == [
-      "config.gin", "metrics.json", "predictions.jsonl"]
+      "config.gin", "metrics.json", "predictions.jsonl", "probe_pairs.jsonl"]
+  # The per-pair probe rows (paired tests) are the 1-process ones too.
+  pairs = [open(os.path.join(runs[d], "probe_pairs.jsonl")).read()
+           for d in ("one_dir", "two_dir")]
+  assert pairs[0] == pairs[1] and pairs[0].count("\n") >= 5

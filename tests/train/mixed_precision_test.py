@@ -91,7 +91,7 @@ def test_model_files_name_matmul_dtype(variant):
     gin_flags.parse_gin([f"models/{variant}_tiny.gin"], finalize=False)
     assert "ACTIVATION_DTYPE" in repr(gin.query_parameter("%MATMUL_DTYPE"))
     assert "MATMUL_DTYPE" in repr(
-        gin.query_parameter("network.T5Config.matmul_dtype"))
+        gin.query_parameter("train.network.T5Config.matmul_dtype"))
     gin.clear_config()
     gin_flags.parse_gin([f"models/{variant}_tiny.gin"],
                         ["MATMUL_DTYPE = 'bfloat16'"], finalize=False)
