@@ -12,6 +12,8 @@ import json
 import os
 from typing import Any, Iterable, Mapping, Sequence
 
+from crs_tasks import errors
+
 PROBE_NAMES = ("recommendation", "attribute", "description", "combination")
 # In-format probes: the same pairs as a dialogue probe, read in the format of
 # the MovieLens task that teaches the relation (`probe_builders.in_format`):
@@ -35,6 +37,14 @@ PROBE_FIELDS = (
 PROBES_DIR_ENV = "CRS_PROBES_DIR"
 
 
+_REBUILD = ("rebuild the probe files with `python -m eval.probes.main "
+            "--movielens_dir=... --build_dir=DIR`")
+
+
+class ProbeFileError(errors.UserError, ValueError):
+  """A bad line in a probe file: one `error:` line in a command."""
+
+
 def read_probe_jsonl(path: str,
                      required: Sequence[str] = PROBE_FIELDS) -> list[dict]:
   """Reads a probe file, checking every line.
@@ -48,8 +58,11 @@ def read_probe_jsonl(path: str,
 
   Raises:
     FileNotFoundError: with the command that builds the file.
-    ValueError: naming file, line and field on bad JSON, a line that is
-      not valid UTF-8, or a missing / non-string required field.
+    ProbeFileError: (a `UserError` and a `ValueError`: one line, exit 2, in
+      a command) naming file, line and field on bad JSON, a line that is
+      not valid UTF-8, or a missing / non-string required field. A bad line
+      stops the read rather than being skipped: a probe set that silently
+      lost pairs would no longer pair with other runs' results.
   """
   if not os.path.exists(path):
     raise FileNotFoundError(
@@ -64,19 +77,23 @@ def read_probe_jsonl(path: str,
       try:
         line = raw.decode("utf-8")
       except UnicodeDecodeError as e:
-        raise ValueError(
-            f"{path}:{line_no}: not valid UTF-8 (byte 0x{raw[e.start]:02x} "
-            f"at column {e.start + 1})") from None
+        raise ProbeFileError(
+            f"not valid UTF-8 (byte 0x{raw[e.start]:02x} at column "
+            f"{e.start + 1})", where=f"{path}:{line_no}",
+            fix=_REBUILD) from None
       try:
         ex = json.loads(line)
       except json.JSONDecodeError as e:
-        raise ValueError(f"{path}:{line_no}: invalid JSON ({e})") from None
+        raise ProbeFileError(f"invalid JSON ({e})", where=f"{path}:{line_no}",
+                             fix=_REBUILD) from None
       if not isinstance(ex, dict):
-        raise ValueError(f"{path}:{line_no}: not a JSON object")
+        raise ProbeFileError("not a JSON object", where=f"{path}:{line_no}",
+                             fix=_REBUILD)
       for field in required:
         if not isinstance(ex.get(field), str):
-          raise ValueError(
-              f"{path}:{line_no}: field {field!r}: missing or not a string")
+          raise ProbeFileError(
+              f"field {field!r}: missing or not a string",
+              where=f"{path}:{line_no}", fix=_REBUILD)
       out.append(ex)
   return out
 

@@ -6,6 +6,8 @@ import math
 import numpy as np
 import pytest
 
+from crs_tasks import errors
+
 from crs_tasks import features
 from eval.probes import probe_lib
 from train import infer
@@ -127,6 +129,12 @@ def test_load_probe_examples_and_errors(tmp_path):
     probe_lib.load_probe_examples(str(path))
   with pytest.raises(FileNotFoundError, match="eval.probes.main"):
     probe_lib.load_probe_examples(str(tmp_path / "missing.jsonl"))
+  # A user's mistake (one `error:` line in a command), with the fix.
+  path.write_bytes(b'{"probe": "caf\xe9"}\n')
+  with pytest.raises(errors.UserError, match=(
+      r"attribute.jsonl:1: not valid UTF-8 \(byte 0xe9 at column 15\)\. "
+      r"Fix: rebuild the probe files")):
+    probe_lib.load_probe_examples(str(path))
 
 
 def test_make_probe_fns_skips_missing(tmp_path):
