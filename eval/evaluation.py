@@ -60,8 +60,6 @@ PyTree = Any
 Example = dict[str, Any]
 RankingFn = ranking.RankingFn  # (CandidateScoreFn, examples) -> metrics.
 ProbeFn = probe_lib.ProbeFn  # (PairScoreFn) -> metrics.
-# Per-pair probe scores beside metrics.json (paired tests, `eval.reporting`).
-PROBE_PAIRS_FILE = "probe_pairs.jsonl"
 
 METADATA_KEY = "target_movies"  # Examples with it are ReDial examples.
 MetricFn = Callable[[Sequence[Any], Sequence[Any]], Mapping[str, float]]
@@ -403,12 +401,10 @@ def run_probes(pair_scorer: ShardedPairScorer,
   for name, fn in probe_fns.items():
     start = time.time()
     pair_scorer.scorer.desc = f"probe {name}"
-    for k, v in fn(pair_scorer).items():
-      if k.endswith(probe_lib.PAIRS_SUFFIX):
-        if pair_rows is not None:
-          pair_rows.extend(v)
-      else:
-        metrics[k] = _scalar(k, v)
+    scalars, rows = probe_lib.split_rows(fn(pair_scorer))
+    metrics.update({k: _scalar(k, v) for k, v in scalars.items()})
+    if pair_rows is not None:
+      pair_rows.extend(rows)
     timing[f"probe_{name}_seconds"] = time.time() - start
   return metrics
 
@@ -509,7 +505,8 @@ def evaluate(
                               pair_rows=pairs))
   if distributed.is_primary():  # The files exist once.
     if pairs:
-      infer.write_jsonl(pairs, os.path.join(output_dir, PROBE_PAIRS_FILE))
+      infer.write_jsonl(
+          pairs, os.path.join(output_dir, probe_lib.PROBE_PAIRS_FILE))
     info = {"tasks": [t.name for t in task_list], "split": split,
             "num_examples": counts, "decoding": dataclasses.asdict(decode),
             "timing": timing, "process_count": jax.process_count()}

@@ -26,6 +26,7 @@ import re
 from typing import Mapping, Optional, Sequence
 
 from eval import metrics as metrics_lib
+from eval.probes import probe_lib
 
 import matplotlib
 
@@ -408,7 +409,6 @@ def plot_recall_curves(
 # twin (`crs_tasks.probe_io.IN_FORMAT_PROBES`).
 STUDY_PROBES = ("recommendation", "recommendation_in_format", "attribute",
                 "attribute_in_format", "combination", "description")
-PROBE_PAIRS_FILE = "probe_pairs.jsonl"  # `eval.evaluation.PROBE_PAIRS_FILE`.
 
 
 def _probe_cell(by_metric: Mapping[str, Stat], probe: str) -> str:
@@ -464,7 +464,8 @@ def probe_table(groups: Mapping[str, Mapping[str, Stat]],
 
 def load_pairs(model_dir: str, step: int) -> dict[str, dict[str, bool]]:
   """`{probe: {pair_id: correct}}` of one evaluation ({} without the file)."""
-  path = os.path.join(model_dir, "eval", str(step), PROBE_PAIRS_FILE)
+  path = os.path.join(model_dir, "eval", str(step),
+                      probe_lib.PROBE_PAIRS_FILE)
   out = collections.defaultdict(dict)
   if not os.path.exists(path):
     return {}

@@ -95,14 +95,8 @@ def popularity_baseline(*, probe_dir: str, movielens_dir: str,
       movielens_popularity(movielens_dir))
   metrics = {}
   for fn in probe_lib.make_probe_fns(probe_dir, names=probes).values():
-    metrics.update(_scalars(fn(score_fn)))
+    metrics.update(probe_lib.split_rows(fn(score_fn))[0])
   return metrics
-
-
-def _scalars(metrics: dict) -> dict:
-  """Drops the per-pair rows (`probe/<name>/pairs`)."""
-  return {k: v for k, v in metrics.items()
-          if not k.endswith(probe_lib.PAIRS_SUFFIX)}
 
 
 def score(
@@ -116,7 +110,7 @@ def score(
                               batch_size=batch_size, progress=False)
   metrics = {"step": float(step)}
   for fn in probe_lib.make_probe_fns(probe_dir, names=probes).values():
-    metrics.update(_scalars(fn(score_fn)))
+    metrics.update(probe_lib.split_rows(fn(score_fn))[0])
   return metrics
 
 

@@ -42,6 +42,9 @@ PairScoreFn = Callable[[Sequence[str], Sequence[str]], np.ndarray]
 ProbeFn = Callable[[PairScoreFn], dict]
 REQUIRED_FIELDS = ("inputs", "targets", "negative_targets")
 PAIRS_SUFFIX = "/pairs"  # `probe/<name>/pairs`: the per-pair rows.
+# The per-pair rows' file beside metrics.json (`eval.evaluation` writes it,
+# `eval.reporting` reads it).
+PROBE_PAIRS_FILE = "probe_pairs.jsonl"
 
 
 def pair_metrics(
@@ -136,7 +139,8 @@ def score_probe(
     *,
     name: Optional[str] = None,
     confidence: float = 0.95,
-) -> dict[str, float]:
+    with_rows: bool = False,
+) -> dict[str, Any]:
   """Probe accuracy of a scorer on probe pairs.
 
   Args:
@@ -144,15 +148,32 @@ def score_probe(
     examples: probe pairs (`inputs`, `targets`, `negative_targets`).
     name: metric name; defaults to the examples' `probe` field.
     confidence: interval coverage.
+    with_rows: also return the per-pair rows under `probe/<name>/pairs`
+      (`pair_rows`).
 
   Returns:
-    `pair_metrics` of the scores.
+    `pair_metrics` of the scores (and the rows).
   """
   name = name or probe_name(examples)
   if not examples:
     raise ValueError(f"probe {name}: no pairs to score")
   positive, negative = pair_scores(score_fn, examples)
-  return pair_metrics(name, positive, negative, confidence=confidence)
+  out = pair_metrics(name, positive, negative, confidence=confidence)
+  if with_rows:
+    out[f"probe/{name}{PAIRS_SUFFIX}"] = pair_rows(
+        name, examples, positive, negative)
+  return out
+
+
+def split_rows(metrics: Mapping[str, Any]) -> tuple[dict, list]:
+  """`(scalar metrics, per-pair rows)` of probe results (`with_rows`)."""
+  scalars, rows = {}, []
+  for k, v in metrics.items():
+    if k.endswith(PAIRS_SUFFIX):
+      rows.extend(v)
+    else:
+      scalars[k] = v
+  return scalars, rows
 
 
 def pair_rows(
@@ -211,13 +232,8 @@ def make_probe_fns(
     examples = load_probe_examples(path)[:max_pairs]
 
     def fn(score_fn, examples=examples, name=name):
-      if not examples:
-        raise ValueError(f"probe {name}: no pairs to score")
-      positive, negative = pair_scores(score_fn, examples)
-      out = pair_metrics(name, positive, negative, confidence=confidence)
-      out[f"probe/{name}{PAIRS_SUFFIX}"] = pair_rows(
-          name, examples, positive, negative)
-      return out
+      return score_probe(score_fn, examples, name=name,
+                         confidence=confidence, with_rows=True)
 
     fns[name] = fn
   return fns
