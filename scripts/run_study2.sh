@@ -201,7 +201,7 @@ if stage rank; then
       --gin.RANKING_EXAMPLES="$RANK_STUDY_EXAMPLES" --gin.BATCH_SIZE=16 \
       --gin.TASK_FEATURE_LENGTHS="$EVAL_LENGTHS" \
       --gin.MOVIE_LIST="'$SHARED/redial/movies_with_mentions.csv'" \
-      --gin.EVAL_OUTPUT_DIR="'$rank_dir'" > "$dir.rank.out" 2>&1
+      --gin.EVAL_OUTPUT_DIR="'$dir/eval_rank'" > "$dir.rank.out" 2>&1
   done; done
   log "ranking baselines and table"
   python scripts/study2_ranking.py --out="$OUT" --shared="$SHARED" \
