@@ -7,7 +7,7 @@ offline and the seqio preprocessors stay per-example. A bad line (bytes
 that are not UTF-8, a value that does not parse: `parse_field`) is skipped
 and counted, and each file's skipped lines are reported in one line naming
 `file:line` and the field (`crs_tasks.skipped_lines`); a bad header stops
-with a `errors.UserError`.
+with an `errors.UserError`.
 
 The three example builders read through this module:
 `movielens_sequences` (liked-movie sequences), `movielens_tags` (tag genome
@@ -170,11 +170,11 @@ class Movie:
 def load_movies(path: str) -> dict[int, Movie]:
   """Reads MovieLens `movies.csv` (`movieId,title,genres`).
 
-  Args:
-    path: the movies.csv file.
-
   A line with a bad or repeated movieId or an empty title is skipped and
   counted (`skipped_lines`: one summary line per file).
+
+  Args:
+    path: the movies.csv file.
 
   Returns:
     Mapping movieId -> `Movie`, in file order.
