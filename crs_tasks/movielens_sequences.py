@@ -13,6 +13,7 @@ import random
 from typing import Iterable, Mapping, Optional, Sequence
 
 from crs_tasks import movielens_data
+from crs_tasks import skipped_lines
 
 def liked_sequences(
     ratings_path: str,
@@ -24,6 +25,9 @@ def liked_sequences(
     stats: Optional[collections.Counter] = None,
 ) -> dict[int, list[int]]:
   """Latest liked movies of each user, oldest first (streams ratings.csv).
+
+  A line with a value that does not parse is skipped, counted in
+  `stats["ratings_malformed"]` and reported (`crs_tasks.skipped_lines`).
 
   Args:
     ratings_path: MovieLens `ratings.csv` (`userId,movieId,rating,timestamp`).
@@ -37,9 +41,6 @@ def liked_sequences(
   Returns:
     userId -> movieIds of the `max_len` latest liked movies sorted by
     (timestamp, movieId), for users with >= `min_liked` liked movies.
-
-  Raises:
-    ValueError: naming file, line and field on an unparsable value.
   """
   stats = stats if stats is not None else collections.Counter()
   known = set(known_movies) if known_movies is not None else None
@@ -47,22 +48,28 @@ def liked_sequences(
   n_liked = collections.Counter()
   cols = ("userId", "movieId", "rating", "timestamp")
   parse = movielens_data.parse_field
-  for line, row in movielens_data.read_csv(ratings_path, cols):
-    rating = parse(row, "rating", float, ratings_path, line)
-    stats["ratings"] += 1
-    if rating < min_rating:
-      continue
-    movie = parse(row, "movieId", int, ratings_path, line)
-    if known is not None and movie not in known:
-      stats["ratings_unknown_movie"] += 1
-      continue
-    user = parse(row, "userId", int, ratings_path, line)
-    stamp = parse(row, "timestamp", int, ratings_path, line)
-    n_liked[user] += 1
-    heap = latest[user]
-    heapq.heappush(heap, (stamp, movie))
-    if len(heap) > max_len:
-      heapq.heappop(heap)
+  skipped = skipped_lines.SkippedLines(ratings_path)
+  for line, row in movielens_data.read_csv(ratings_path, cols, skipped):
+    with skipped.guard(line):
+      rating = parse(row, "rating", float, ratings_path, line)
+      if rating < min_rating:
+        stats["ratings"] += 1
+        continue
+      movie = parse(row, "movieId", int, ratings_path, line)
+      user = parse(row, "userId", int, ratings_path, line)
+      stamp = parse(row, "timestamp", int, ratings_path, line)
+      stats["ratings"] += 1
+      if known is not None and movie not in known:
+        stats["ratings_unknown_movie"] += 1
+        continue
+      n_liked[user] += 1
+      heap = latest[user]
+      heapq.heappush(heap, (stamp, movie))
+      if len(heap) > max_len:
+        heapq.heappop(heap)
+  skipped.report()
+  if skipped.lines:
+    stats["ratings_malformed"] += len(skipped.lines)
   out = {}
   for user in sorted(latest):
     if n_liked[user] >= min_liked:

@@ -10,8 +10,8 @@ import collections
 import random
 from typing import Mapping, Sequence
 
-from crs_tasks import errors
 from crs_tasks import movielens_data
+from crs_tasks import skipped_lines
 from crs_tasks import titles
 
 def load_genome_tags(
@@ -29,21 +29,29 @@ def load_genome_tags(
   """
   names = {}
   parse = movielens_data.parse_field
-  for line, row in movielens_data.read_csv(tags_path, ("tagId", "tag")):
-    names[parse(row, "tagId", int, tags_path, line)] = titles.clean_text(
-        row["tag"])
+  skipped = skipped_lines.SkippedLines(tags_path)
+  for line, row in movielens_data.read_csv(tags_path, ("tagId", "tag"),
+                                           skipped):
+    with skipped.guard(line):
+      names[parse(row, "tagId", int, tags_path, line)] = titles.clean_text(
+          row["tag"] or "")
+  skipped.report()
   scored = collections.defaultdict(list)
   columns = ("movieId", "tagId", "relevance")
-  for line, row in movielens_data.read_csv(scores_path, columns):
-    relevance = parse(row, "relevance", float, scores_path, line)
-    if relevance <= min_relevance:
-      continue
-    tag_id = parse(row, "tagId", int, scores_path, line)
-    if tag_id not in names:
-      raise errors.UserError(f"field 'tagId': {tag_id} not in {tags_path}",
-                             where=f"{scores_path}:{line}")
-    movie = parse(row, "movieId", int, scores_path, line)
-    scored[movie].append((-relevance, names[tag_id]))
+  skipped = skipped_lines.SkippedLines(scores_path)
+  for line, row in movielens_data.read_csv(scores_path, columns, skipped):
+    with skipped.guard(line):
+      relevance = parse(row, "relevance", float, scores_path, line)
+      if relevance <= min_relevance:
+        continue
+      tag_id = parse(row, "tagId", int, scores_path, line)
+      if tag_id not in names:
+        raise skipped_lines.MalformedLine(
+            f"field 'tagId': {tag_id} not in {tags_path}",
+            where=f"{scores_path}:{line}")
+      movie = parse(row, "movieId", int, scores_path, line)
+      scored[movie].append((-relevance, names[tag_id]))
+  skipped.report()
   return {m: [tag for _, tag in sorted(v)] for m, v in scored.items()}
 
 
@@ -61,14 +69,18 @@ def load_user_tags(path: str) -> dict[int, list[str]]:
   """
   counts = collections.defaultdict(collections.Counter)
   spelling = collections.defaultdict(dict)
-  for line, row in movielens_data.read_csv(path, ("movieId", "tag")):
-    movie = movielens_data.parse_field(row, "movieId", int, path, line)
-    tag = titles.clean_text(row["tag"] or "")
-    if not tag:
-      continue
-    key = tag.lower()
-    spelling[movie].setdefault(key, tag)
-    counts[movie][key] += 1
+  skipped = skipped_lines.SkippedLines(path)
+  for line, row in movielens_data.read_csv(path, ("movieId", "tag"),
+                                           skipped):
+    with skipped.guard(line):
+      movie = movielens_data.parse_field(row, "movieId", int, path, line)
+      tag = titles.clean_text(row["tag"] or "")
+      if not tag:
+        continue
+      key = tag.lower()
+      spelling[movie].setdefault(key, tag)
+      counts[movie][key] += 1
+  skipped.report()
   out = {}
   for movie, counter in counts.items():
     order = list(spelling[movie])  # insertion order = first appearance

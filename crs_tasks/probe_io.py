@@ -13,6 +13,7 @@ import os
 from typing import Any, Iterable, Mapping, Sequence
 
 from crs_tasks import errors
+from crs_tasks import skipped_lines
 
 PROBE_NAMES = ("recommendation", "attribute", "description", "combination")
 # In-format probes: the same pairs as a dialogue probe, read in the format of
@@ -42,27 +43,29 @@ _REBUILD = ("rebuild the probe files with `python -m eval.probes.main "
 
 
 class ProbeFileError(errors.UserError, ValueError):
-  """A bad line in a probe file: one `error:` line in a command."""
+  """A probe file that cannot be read: one `error:` line in a command."""
 
 
 def read_probe_jsonl(path: str,
                      required: Sequence[str] = PROBE_FIELDS) -> list[dict]:
-  """Reads a probe file, checking every line.
+  """Reads a probe file, skipping and counting its malformed lines.
+
+  A line with bad JSON, bytes that are not valid UTF-8, or a missing /
+  non-string required field is skipped; the skipped lines are reported in
+  one line naming `file:line` and the reason (`crs_tasks.skipped_lines`).
+  The same file always gives the same pairs, so runs stay comparable.
 
   Args:
     path: `<probe>.jsonl`.
     required: fields every line must have as strings.
 
   Returns:
-    The examples, in file order (blank lines skipped).
+    The valid examples, in file order (blank lines skipped).
 
   Raises:
     FileNotFoundError: with the command that builds the file.
     ProbeFileError: (a `UserError` and a `ValueError`: one line, exit 2, in
-      a command) naming file, line and field on bad JSON, a line that is
-      not valid UTF-8, or a missing / non-string required field. A bad line
-      stops the read rather than being skipped: a probe set that silently
-      lost pairs would no longer pair with other runs' results.
+      a command) when no line of the file is valid.
   """
   if not os.path.exists(path):
     raise FileNotFoundError(
@@ -70,32 +73,39 @@ def read_probe_jsonl(path: str,
         "eval.probes.main --movielens_dir=... --build_dir=DIR` and set "
         f"${PROBES_DIR_ENV}=DIR")
   out = []
+  skipped = skipped_lines.SkippedLines(path)
   with open(path, "rb") as f:
     for line_no, raw in enumerate(f, 1):
-      if not raw.strip():
-        continue
-      try:
-        line = raw.decode("utf-8")
-      except UnicodeDecodeError as e:
-        raise ProbeFileError(
-            f"not valid UTF-8 (byte 0x{raw[e.start]:02x} at column "
-            f"{e.start + 1})", where=f"{path}:{line_no}",
-            fix=_REBUILD) from None
-      try:
-        ex = json.loads(line)
-      except json.JSONDecodeError as e:
-        raise ProbeFileError(f"invalid JSON ({e})", where=f"{path}:{line_no}",
-                             fix=_REBUILD) from None
-      if not isinstance(ex, dict):
-        raise ProbeFileError("not a JSON object", where=f"{path}:{line_no}",
-                             fix=_REBUILD)
-      for field in required:
-        if not isinstance(ex.get(field), str):
-          raise ProbeFileError(
-              f"field {field!r}: missing or not a string",
-              where=f"{path}:{line_no}", fix=_REBUILD)
-      out.append(ex)
+      if raw.strip():
+        with skipped.guard(line_no):
+          out.append(_probe_example(raw, required, f"{path}:{line_no}"))
+  if skipped.lines and not out:
+    raise ProbeFileError(
+        f"no valid line ({skipped.summary()})", where=path, fix=_REBUILD)
+  skipped.report()
   return out
+
+
+def _probe_example(raw: bytes, required: Sequence[str],
+                   where: str) -> dict:
+  """One probe line as a dict; raises MalformedLine naming the reason."""
+  try:
+    line = raw.decode("utf-8")
+  except UnicodeDecodeError as e:
+    raise skipped_lines.MalformedLine(errors.utf8_error(raw, e),
+                                      where=where) from None
+  try:
+    ex = json.loads(line)
+  except json.JSONDecodeError as e:
+    raise skipped_lines.MalformedLine(f"invalid JSON ({e})",
+                                      where=where) from None
+  if not isinstance(ex, dict):
+    raise skipped_lines.MalformedLine("not a JSON object", where=where)
+  for field in required:
+    if not isinstance(ex.get(field), str):
+      raise skipped_lines.MalformedLine(
+          f"field {field!r}: missing or not a string", where=where)
+  return ex
 
 
 def write_jsonl(path: str, rows: Iterable[Mapping[str, Any]], *,

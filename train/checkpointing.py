@@ -21,7 +21,11 @@ raises `SaveFailedError` at once, naming the directory, the cause, the last
 good step (left intact) and the fix; the half-written step is removed. A
 checkpoint whose arrays have other shapes than the model rebuilt from
 `model_config.json` is `ModelMismatchError` ("different model size"), not
-unreadable: nothing tells the user to move it aside.
+unreadable: nothing tells the user to move it aside. A resume whose optimizer
+state has another structure or shapes than the latest checkpoint's (another
+optimizer class or a setting that shapes its state) is
+`OptimizerMismatchError` (`check_same_optimizer`, before anything is
+written), naming both optimizers; a learning-rate change passes.
 `load_model(model_dir)` rebuilds `(EncoderDecoderModel, params, step)` from a
 directory alone, for evaluation, inference and probes.
 What a run starts from (this module's checkpoints, an initial checkpoint, or
@@ -35,6 +39,7 @@ import ast
 import dataclasses
 import errno
 import json
+import logging
 import os
 import re
 import shutil
@@ -95,27 +100,34 @@ def _short_reason(error: BaseException) -> str:
   return text if len(text) <= 120 else text[:117] + "..."
 
 
-def _quiet_closed_loop_callbacks() -> None:
-  """Drops the 'Event loop is closed' tracebacks of a failed restore.
+def route_closed_loop_callbacks() -> None:
+  """Sends the 'Event loop is closed' tracebacks of a failed I/O to the log.
 
-  When one array of a checkpoint cannot be read, orbax gives up and closes
-  its asyncio loop while tensorstore reads of the other arrays are still in
-  flight; each then calls back into the closed loop, and Python prints a
-  `RuntimeError: Event loop is closed` traceback as an unraisable exception
-  (x32 in issue 11). Only those are dropped; any other goes to the previous
-  `sys.unraisablehook`.
+  When one array of a checkpoint cannot be written (a full disk) or read,
+  orbax gives up and closes its asyncio loop while tensorstore writes or
+  reads of the other arrays are still in flight; each then calls back into
+  the closed loop, and Python prints a `RuntimeError: Event loop is closed`
+  traceback on stderr as an unraisable exception (`sys.unraisablehook`;
+  x32 after a failed restore in issue 11, up to 51 before the one error line
+  of a full disk in issue 20, several hundred with more arrays). These come
+  before orbax's own error reaches us, so the hook is installed before any
+  save or restore. Each one becomes one log line (the log file under a
+  command); any other unraisable exception goes to the previous hook.
   """
   previous = sys.unraisablehook
-  if getattr(previous, "crs_quiet", False):
+  if getattr(previous, "crs_closed_loop", False):
     return
 
   def hook(unraisable):
     value = unraisable.exc_value
     if isinstance(value, RuntimeError) and str(value) == "Event loop is closed":
+      logging.warning(
+          "storage callback after orbax closed its event loop (a save or "
+          "restore failed; its error is reported separately): %s", value)
       return
     previous(unraisable)
 
-  hook.crs_quiet = True
+  hook.crs_closed_loop = True
   sys.unraisablehook = hook
 
 
@@ -137,11 +149,10 @@ class ModelMismatchError(run_dir.ModelMismatchError):
         f"{MODEL_CONFIG_FILE} written with it), or give a new run directory")
 
 
-def _shape_mismatch(step_dir: str, item: str, abstract: PyTree
-                    ) -> Optional[tuple[str, Any, Any]]:
-  """`(name, saved shape, asked shape)` of the first array that differs.
+def _saved_metadata(step_dir: str, item: str) -> Optional[PyTree]:
+  """The array metadata tree of one item of a checkpoint step, or None.
 
-  None when the shapes agree or the checkpoint's metadata cannot be read.
+  None when the item is missing or its metadata cannot be read.
   """
   path = os.path.join(step_dir, item)
   if not os.path.isdir(path):
@@ -152,7 +163,18 @@ def _shape_mismatch(step_dir: str, item: str, abstract: PyTree
   except Exception:  # pylint: disable=broad-except  # Unreadable: not ours.
     return None
   saved = getattr(metadata, "item_metadata", metadata)
-  saved = getattr(saved, "tree", saved)
+  return getattr(saved, "tree", saved)
+
+
+def _shape_mismatch(step_dir: str, item: str, abstract: PyTree
+                    ) -> Optional[tuple[str, Any, Any]]:
+  """`(name, saved shape, asked shape)` of the first array that differs.
+
+  None when the shapes agree or the checkpoint's metadata cannot be read.
+  """
+  saved = _saved_metadata(step_dir, item)
+  if saved is None:
+    return None
   flat_saved = {jax.tree_util.keystr(k): v for k, v in
                 jax.tree_util.tree_flatten_with_path(saved)[0]}
   for key, leaf in jax.tree_util.tree_flatten_with_path(abstract)[0]:
@@ -165,6 +187,105 @@ def _shape_mismatch(step_dir: str, item: str, abstract: PyTree
                        for k in key)
       return f"{item}/{label}", got, asked
   return None
+
+
+class OptimizerMismatchError(errors.UserError):
+  """MODEL_DIR's latest checkpoint holds the state of another optimizer.
+
+  The checkpoint is intact: the command's optimizer (its class or the
+  settings that shape its state) differs from the one it was trained with.
+  """
+
+
+_OPTIMIZER_BINDING_RE = r"^trainer\.train\.optimizer\s*=\s*(.+)$"
+
+
+def optimizer_binding(config_text: Optional[str]) -> Optional[str]:
+  """The `trainer.train.optimizer` binding of a config.gin text, or None.
+
+  E.g. `"@optax.adafactor()"`, for messages.
+  """
+  match = re.search(_OPTIMIZER_BINDING_RE, config_text or "", re.M)
+  return match.group(1).strip() if match else None
+
+
+def _plain_shapes(tree: PyTree) -> dict[str, tuple[int, ...]]:
+  """`{"0/count": (), "0/v/encoder/...": (128,), ...}` of a state tree.
+
+  Namedtuple fields, dict keys and list indices all become path parts, so
+  an optax state and the lists and dicts of its orbax metadata agree.
+  """
+  out = {}
+  for key, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+    name = "/".join(
+        str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k))))
+        for k in key)
+    out[name] = tuple(getattr(leaf, "shape", ()))
+  return out
+
+
+def _state_fields(shapes: dict[str, tuple[int, ...]]) -> str:
+  """The state's field names, sorted: `"count, v, v_col, v_row"`."""
+  fields = {next((p for p in path.split("/") if not p.isdigit()), path)
+            for path in shapes}
+  return ", ".join(sorted(fields)) if fields else "none"
+
+
+def check_same_optimizer(model_dir: str, abstract_opt_state: PyTree,
+                         name: Optional[str] = None) -> None:
+  """Raises OptimizerMismatchError when the checkpoint's optimizer differs.
+
+  Compares the latest checkpoint's optimizer state (structure and shapes)
+  with `abstract_opt_state`. Reads only the checkpoint's metadata; writes
+  nothing. A new run, a checkpoint whose metadata cannot be read (the
+  restore reports that), or a change that keeps the state's shapes (a
+  learning rate) passes.
+
+  Args:
+    model_dir: the run directory.
+    abstract_opt_state: the command's optimizer state (`jax.eval_shape` of
+      `optimizer.init`).
+    name: the command's optimizer as gin binds it (`"@optax.adam()"`), for
+      the message.
+  """
+  steps = saved_steps(os.path.join(model_dir, CHECKPOINTS_DIR))
+  if not steps:
+    return
+  step_dir = os.path.join(model_dir, CHECKPOINTS_DIR, str(steps[-1]))
+  if os.path.isdir(os.path.join(step_dir, "opt_state")):
+    saved = _saved_metadata(step_dir, "opt_state")
+    if saved is None:
+      return
+    held = _plain_shapes(saved)
+  else:
+    held = {}  # A stateless optimizer (plain SGD) saves none.
+  asked = _plain_shapes(abstract_opt_state)
+  if held == asked:
+    return
+  names = [name, None]
+  try:
+    with open(os.path.join(model_dir, GIN_CONFIG_FILE),
+              encoding="utf-8") as f:
+      names[1] = optimizer_binding(f.read())
+  except OSError:
+    pass
+  described = []
+  for label, shapes in zip(names, (asked, held)):
+    state = f"state fields {_state_fields(shapes)}"
+    described.append(f"{label} ({state})" if label else state)
+  if _state_fields(asked) == _state_fields(held):
+    path = next(p for p in sorted(set(asked) | set(held))
+                if asked.get(p) != held.get(p))
+    described[0] += f", {path} of shape {asked.get(path)}"
+    described[1] += f", {path} of shape {held.get(path)}"
+  raise OptimizerMismatchError(
+      "optimizer state structure differs from the checkpoint: the command "
+      f"asks for {described[0]}, the directory holds {described[1]} "
+      f"(checkpoint step {steps[-1]}; nothing was written)", where=model_dir,
+      fix="resume with the original optimizer settings (in its "
+      f"{GIN_CONFIG_FILE}), or give a new --gin.MODEL_DIR with "
+      f"--gin.INITIAL_CHECKPOINT_PATH=\"'{model_dir}'\" to start the new "
+      "optimizer from these weights")
 
 
 def _restore_step(directory: str, step: int, steps: list[int], restore,
@@ -186,7 +307,6 @@ def _restore_step(directory: str, step: int, steps: list[int], restore,
   except (errors.UserError, KeyboardInterrupt):
     raise
   except Exception as e:  # pylint: disable=broad-except
-    _quiet_closed_loop_callbacks()
     earlier = [s for s in steps if s < step]
     raise UnreadableCheckpointError(
         step, os.path.join(directory, str(step)),
@@ -279,6 +399,7 @@ class CheckpointManager:
     # Appended to UnreadableCheckpointError's fix ({previous} is filled in).
     self.fallback_hint = fallback_hint
     self.directory = os.path.join(os.path.abspath(model_dir), CHECKPOINTS_DIR)
+    route_closed_loop_callbacks()
     options = ocp.CheckpointManagerOptions(
         max_to_keep=keep, create=True, cleanup_tmp_directories=True
     )
@@ -332,7 +453,7 @@ class CheckpointManager:
       known = _save_cause(e)
       if known is None:
         raise
-      self._failed = True
+      self._failed_step = step
       self._remove_partial(step)
       raise SaveFailedError(self.directory, step, last_good, *known) from e
 
@@ -402,11 +523,14 @@ class CheckpointManager:
     self._manager.wait_until_finished()
 
   def close(self) -> None:
-    if getattr(self, "_failed", False):  # The error was raised already.
+    failed = getattr(self, "_failed_step", None)
+    if failed is not None:  # The error was raised already.
       try:
         self._manager.close()
       except Exception:  # pylint: disable=broad-except
         pass
+      # Writes still in flight at the failure may have re-created it.
+      self._remove_partial(failed)
       return
     self._manager.wait_until_finished()
     self._manager.close()
@@ -447,6 +571,7 @@ def restore_params(path: str, abstract_params: PyTree) -> tuple[PyTree, int]:
     step, path = int(base), os.path.dirname(path)
   elif os.path.isdir(os.path.join(path, CHECKPOINTS_DIR)):
     path = os.path.join(path, CHECKPOINTS_DIR)
+  route_closed_loop_callbacks()
   manager = ocp.CheckpointManager(path, item_names=ITEM_NAMES)
   step = manager.latest_step() if step is None else step
   if step is None:

@@ -222,8 +222,28 @@ def _open_run_dir(model_dir: Any) -> Optional[run_dir.RunLock]:
   if not isinstance(model_dir, str) or not distributed.is_primary():
     return None
   run_dir.check_compatible(model_dir, _model_config())
+  _check_optimizer(model_dir)
   checkpointing.check_writable(model_dir)
   return run_dir.RunLock(model_dir).acquire()
+
+
+def _check_optimizer(model_dir: str) -> None:
+  """A resume with another optimizer state stops here, before the log moves.
+
+  The trainer checks again (`checkpointing.check_same_optimizer`) for
+  library callers; this one keeps MODEL_DIR untouched, `logs/` included.
+  """
+  if not checkpointing.saved_steps(
+      os.path.join(model_dir, checkpointing.CHECKPOINTS_DIR)):
+    return
+  try:
+    model = gin.query_parameter("%MODEL").scoped_configurable_fn()
+    binding = gin.query_parameter("trainer.train.optimizer")
+    abstract = jax.eval_shape(binding.scoped_configurable_fn().init,
+                              checkpointing.abstract_params(model))
+  except Exception:  # pylint: disable=broad-except  # Checked in train.
+    return
+  checkpointing.check_same_optimizer(model_dir, abstract, str(binding))
 
 
 def _interrupted(error: KeyboardInterrupt, model_dir: Any) -> str:

@@ -221,7 +221,7 @@ class TrainingInterrupted(KeyboardInterrupt):
 
 
 def _check_inputs_and_write_model_files(
-    model: Any, model_dir: str,
+    model: Any, optimizer: optax.GradientTransformation, model_dir: str,
     train_dataset_cfg: input_pipeline.DatasetConfig,
     gin_config_str: Optional[str]) -> Optional[run_dir.RunLock]:
   """Fails on a wrong task, unprepared data or MODEL_DIR before any work.
@@ -239,6 +239,11 @@ def _check_inputs_and_write_model_files(
   run_dir.check_compatible(model_dir,
                            getattr(getattr(model, "module", None), "config",
                                    None))
+  if checkpointing.saved_steps(
+      os.path.join(model_dir, checkpointing.CHECKPOINTS_DIR)):
+    checkpointing.check_same_optimizer(
+        model_dir, _abstract_opt_state(model, optimizer, train_dataset_cfg),
+        checkpointing.optimizer_binding(gin_config_str))
   checkpointing.check_writable(model_dir)
   lock = run_dir.RunLock(model_dir).acquire()
   try:
@@ -249,6 +254,15 @@ def _check_inputs_and_write_model_files(
     lock.release()
     raise
   return lock
+
+
+def _abstract_opt_state(
+    model: Any, optimizer: optax.GradientTransformation,
+    train_dataset_cfg: input_pipeline.DatasetConfig) -> PyTree:
+  """The shapes of `optimizer.init(params)`, computing no array."""
+  variables = jax.eval_shape(lambda: model.get_initial_variables(
+      jax.random.PRNGKey(0), _input_shapes(train_dataset_cfg)))
+  return jax.eval_shape(optimizer.init, nn.meta.unbox(variables["params"]))
 
 
 def _save_checked(
@@ -367,8 +381,8 @@ def train(
       checkpoint is kept and named; nothing after it is saved).
   """
   # ------------------------------ Setup ------------------------------------
-  lock = _check_inputs_and_write_model_files(model, model_dir,
-                                             train_dataset_cfg, gin_config_str)
+  lock = _check_inputs_and_write_model_files(
+      model, optimizer, model_dir, train_dataset_cfg, gin_config_str)
   try:
     return _setup_and_loop(
         model=model, optimizer=optimizer,

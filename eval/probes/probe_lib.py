@@ -195,10 +195,12 @@ def pair_rows(
 def load_probe_examples(path: str) -> list[dict]:
   """Reads a probe JSONL file (`crs_tasks.probe_io`), checking every line.
 
+  A line with bad JSON or bytes, or a missing / non-string `probe` or
+  required field, is skipped and reported (one line naming file:line).
+
   Raises:
     FileNotFoundError: no such file.
-    ValueError: naming file, line and field on bad JSON or a missing /
-      non-string `probe` or required field.
+    ValueError: (a `UserError`) the file has no valid line.
   """
   return probe_io.read_probe_jsonl(path, required=REQUIRED_FIELDS + ("probe",))
 

@@ -86,12 +86,59 @@ def test_bundled_sample_movies_load():
   assert movies and all(m.title for m in movies.values())
 
 
-def test_invalid_utf8_row_names_file_and_line(tmp_path):
+def test_bad_lines_of_movies_csv_are_skipped_counted_and_reported(
+    tmp_path, capsys):
   path = tmp_path / "movies.csv"
-  path.write_bytes(b"movieId,title,genres\n1,Heat (1995),Action\n"
-                   b"2,Am\xe9lie (2001),Comedy\n")
+  path.write_bytes(b"movieId,title,genres\n"
+                   b"1,Heat (1995),Action\n"
+                   b"2,Am\xe9lie (2001),Comedy\n"  # Latin-1, not UTF-8.
+                   b"x,Up (2009),Animation\n"
+                   b"1,Heat again (1995),Action\n"
+                   b"5,,Drama\n"
+                   b"6,Alien (1979),Horror\n")
+  movies = movielens_data.load_movies(str(path))
+  assert sorted(movies) == [1, 6]
+  assert movies[6].title == "Alien (1979)"
+  assert capsys.readouterr().err == (
+      f"warning: skipped 4 malformed lines of {path}: line 3: not valid "
+      "UTF-8 (byte 0xe9 at column 5); line 4: field 'movieId': cannot parse "
+      "'x' (invalid literal for int() with base 10: 'x'); line 5: field "
+      "'movieId': duplicate 1; line 6: field 'title': empty\n")
+
+
+def test_read_csv_alone_skips_bad_bytes_and_keeps_line_numbers(
+    tmp_path, capsys):
+  path = tmp_path / "links.csv"
+  path.write_bytes(b"movieId,imdbId\n1,a\n2,\xff\n3,c\n")
+  rows = list(movielens_data.read_csv(str(path), ("movieId",)))
+  assert rows == [(2, {"movieId": "1", "imdbId": "a"}),
+                  (4, {"movieId": "3", "imdbId": "c"})]
+  assert capsys.readouterr().err == (
+      f"warning: skipped 1 malformed line of {path}: line 3: not valid "
+      "UTF-8 (byte 0xff at column 3)\n")
+
+
+def test_summary_names_five_lines_then_counts(tmp_path, capsys):
+  path = tmp_path / "movies.csv"
+  path.write_text("movieId,title,genres\n" + "".join(
+      f"m{i},T{i} (2000),Drama\n" for i in range(7)))
+  assert movielens_data.load_movies(str(path)) == {}
+  err = capsys.readouterr().err
+  assert err.startswith(f"warning: skipped 7 malformed lines of {path}: "
+                        "line 2: field 'movieId': cannot parse 'm0' ")
+  assert "line 6: field 'movieId'" in err and "line 7:" not in err
+  assert err.endswith("; and 2 more (all in the log)\n")
+
+
+def test_bad_header_stops_with_one_error_line(tmp_path):
+  path = tmp_path / "movies.csv"
+  path.write_bytes(b"movieId,t\xeftle,genres\n1,Heat (1995),Action\n")
   with pytest.raises(errors.UserError) as e:
-    list(movielens_data.read_csv(str(path), ("movieId", "title")))
-  assert str(e.value).startswith(
-      f"{path}:3: not valid UTF-8 (byte 0xe9 at column 5). Fix: fix or "
-      "delete that line, or convert the file to UTF-8")
+    movielens_data.load_movies(str(path))
+  assert str(e.value) == (
+      f"{path}:1: the header is not valid UTF-8 (byte 0xef at column 10). "
+      "Fix: convert the file to UTF-8 (e.g. iconv -f latin1 -t utf-8)")
+  path.write_text("movieId,name,genres\n1,Heat (1995),Action\n")
+  with pytest.raises(errors.UserError, match=r"movies.csv:1: missing "
+                     r"column\(s\) \['title'\]"):
+    movielens_data.load_movies(str(path))

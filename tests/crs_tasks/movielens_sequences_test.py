@@ -12,18 +12,24 @@ from crs_tasks import movielens_data
 from crs_tasks import movielens_sequences
 
 
-@pytest.mark.parametrize("value", ["NaN", "inf"])
-def test_non_finite_rating_is_an_error_not_a_like(write_csv, tmp_path,
-                                                  value):
-  # float("nan") parses, NaN >= 4.0 is False and inf counted as liked.
+def test_bad_rating_lines_are_skipped_not_liked(write_csv, tmp_path,
+                                                capsys):
+  # float("nan") parses, NaN >= 4.0 is False and inf would count as liked.
   path = write_csv(
       tmp_path / "ratings.csv",
       ["userId", "movieId", "rating", "timestamp"],
-      [[1, 1, "4.0", 10], [1, 2, value, 11]],
+      [[1, 1, "4.0", 10], [1, 2, "NaN", 11], [1, 3, "inf", 12],
+       [1, 4, "four", 13], [1, 5, "5.0", 14]],
   )
-  with pytest.raises(errors.UserError,
-                     match=r"ratings\.csv:3: field 'rating': .* not a finite"):
-    movielens_sequences.liked_sequences(path)
+  stats = collections.Counter()
+  assert movielens_sequences.liked_sequences(
+      path, min_liked=1, stats=stats) == {1: [1, 5]}
+  assert stats["ratings_malformed"] == 3 and stats["ratings"] == 2
+  assert capsys.readouterr().err == (
+      f"warning: skipped 3 malformed lines of {path}: line 3: field "
+      "'rating': 'NaN' is not a finite number; line 4: field 'rating': "
+      "'inf' is not a finite number; line 5: field 'rating': cannot parse "
+      "'four' (could not convert string to float: 'four')\n")
 
 
 def test_liked_sequences_latest_by_timestamp(two_user_ratings):

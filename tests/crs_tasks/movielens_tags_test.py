@@ -40,6 +40,30 @@ def test_load_user_tags_dedup_and_order(write_csv, tmp_path):
       1: ["Pixar", "funny"], 2: ["dark"]}
 
 
+def test_bad_tag_lines_are_skipped_and_reported(tmp_path, capsys):
+  scores = tmp_path / "genome-scores.csv"
+  scores.write_bytes(b"movieId,tagId,relevance\n1,1,0.9\n1,9,0.95\n"
+                     b"x,1,0.99\n2,1,\xff\n")
+  tags = tmp_path / "genome-tags.csv"
+  tags.write_text("tagId,tag\n1,dystopia\none,heist\n")
+  user_tags = tmp_path / "tags.csv"
+  user_tags.write_text("userId,movieId,tag,timestamp\n1,1,funny,1\n"
+                       "2,,Pixar,2\n")
+  assert movielens_tags.load_genome_tags(str(scores), str(tags)) == {
+      1: ["dystopia"]}
+  assert movielens_tags.load_user_tags(str(user_tags)) == {1: ["funny"]}
+  assert capsys.readouterr().err.splitlines() == [
+      f"warning: skipped 1 malformed line of {tags}: line 3: field 'tagId': "
+      "cannot parse 'one' (invalid literal for int() with base 10: 'one')",
+      f"warning: skipped 3 malformed lines of {scores}: line 3: field "
+      f"'tagId': 9 not in {tags}; line 4: field 'movieId': cannot parse 'x' "
+      "(invalid literal for int() with base 10: 'x'); line 5: not valid "
+      "UTF-8 (byte 0xff at column 5)",
+      f"warning: skipped 1 malformed line of {user_tags}: line 3: field "
+      "'movieId': cannot parse '' (invalid literal for int() with base 10: "
+      "'')"]
+
+
 def test_movie_tags_adds_genres(ml_movies):
   merged = movielens_tags.movie_tags(
       ml_movies, {1: ["action", "dystopia"], 4: [], 42: ["x"]})

@@ -76,26 +76,31 @@ def test_full_task_reads_probes_dir_exactly(tmp_path, monkeypatch):
   assert not any(k.startswith("decoder_") for k in ex)
 
 
-def test_missing_and_bad_files(tmp_path, monkeypatch):
+def test_missing_and_bad_files(tmp_path, monkeypatch, capsys):
   monkeypatch.setenv(probes.PROBES_DIR_ENV, str(tmp_path))
   with pytest.raises(FileNotFoundError, match="attribute.jsonl not found"):
     _first("probe_attribute_v001")
-  bad = dict(EXAMPLE)
-  del bad["negative_targets"]
-  (tmp_path / "attribute.jsonl").write_text(
-      json.dumps(EXAMPLE) + "\n" + json.dumps(bad) + "\n"
-  )
-  with pytest.raises(
-      ValueError, match=r"attribute.jsonl:2: field 'negative_targets'"
-  ):
-    _first("probe_attribute_v001")
   with pytest.raises(ValueError, match="only 'validation'"):
     probes.probe_dataset("train", name="attribute", sample=True)
-  (tmp_path / "attribute.jsonl").write_bytes(
-      json.dumps(EXAMPLE).encode() + b"\n" + b'{"probe": "\xff"}\n')
+  # Bad lines (a missing field, bad bytes) are skipped and reported.
+  bad = dict(EXAMPLE)
+  del bad["negative_targets"]
+  path = tmp_path / "attribute.jsonl"
+  path.write_bytes(json.dumps(bad).encode() + b"\n" +
+                   b'{"probe": "\xff"}\n' + json.dumps(EXAMPLE).encode())
+  assert [ex["pair_id"].decode() for ex in _first("probe_attribute_v001")] == [
+      EXAMPLE["pair_id"]]
+  assert capsys.readouterr().err == (
+      f"warning: skipped 2 malformed lines of {path}: line 1: field "
+      "'negative_targets': missing or not a string; line 2: not valid UTF-8 "
+      "(byte 0xff at column 12)\n")
+  # A file with no valid line stops with one line.
+  path.write_bytes(b'{"probe": "\xff"}\n')
   with pytest.raises(
       ValueError,
-      match=r"attribute.jsonl:2: not valid UTF-8 \(byte 0xff at column 12\)"):
+      match=r"attribute.jsonl: no valid line \(skipped 1 malformed line of "
+      r".*attribute.jsonl: line 1: not valid UTF-8 \(byte 0xff at column "
+      r"12\)\)\. Fix: rebuild the probe files"):
     _first("probe_attribute_v001")
 
 

@@ -22,7 +22,9 @@ import time
 
 import gin
 import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from crs_tasks import errors
@@ -314,6 +316,57 @@ def test_resume_with_another_model_size_touches_nothing(
       f"{run}: this directory holds a model with emb_dim 128; the command "
       "asks for 32 (nothing was written)")
   assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+
+
+_ADAM_GIN = """
+from __gin__ import dynamic_registration
+import optax
+from train import trainer
+
+trainer.train.optimizer = @optax.adam()
+optax.adam.learning_rate = %LEARNING_RATE_SCHEDULE
+"""
+
+
+def test_resume_with_another_optimizer_touches_nothing(tmp_path,
+                                                        parsed_gin):
+  """A run trained with Adafactor, resumed with Adam: one line naming both,
+  before MODEL_DIR (its config.gin, its logs/) is touched."""
+  del parsed_gin
+  _parse_tiny(tmp_path, "TRAIN_STEPS = 2")
+  model = gin.query_parameter("%MODEL").scoped_configurable_fn()
+  params = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype),
+                        checkpointing.abstract_params(model))
+  run = tmp_path / "run"
+  manager = checkpointing.CheckpointManager(str(run))
+  manager.save(2, params=params, opt_state=optax.adafactor(0.01).init(params),
+               data_position=2)
+  manager.close()
+  checkpointing.save_model_config(str(run), model.module.config)
+  (run / "config.gin").write_text(
+      "trainer.train.optimizer = @optax.adafactor()\n")
+  before = _snapshot(run)
+  gin.clear_config()
+  (tmp_path / "adam.gin").write_text(_ADAM_GIN)
+  gin_flags.parse_gin(
+      [TINY_MODEL_GIN, "runs/train.gin", "overlays/local_tiny.gin",
+       str(tmp_path / "adam.gin")],
+      ["MIXTURE_OR_TASK_NAME = 'crs_sample_t5cr_v001'",
+       f"MODEL_DIR = '{run}'", "TRAIN_STEPS = 4"], finalize=False)
+  with pytest.raises(errors.UserError) as info:
+    main_lib.run()
+  assert str(info.value).startswith(
+      f"{run}: optimizer state structure differs from the checkpoint: the "
+      "command asks for @optax.adam() (state fields count, mu, nu), the "
+      "directory holds @optax.adafactor() (state fields count, v, v_col, "
+      "v_row) (checkpoint step 2; nothing was written). Fix: resume with "
+      "the original optimizer settings")
+  assert _snapshot(run) == before  # No config.gin, no logs/, no lock.
+
+
+def _snapshot(directory):
+  return {str(p.relative_to(directory)): p.read_bytes()
+          for p in directory.rglob("*") if p.is_file()}
 
 
 def test_second_writer_of_a_run_dir_stops_naming_the_first(

@@ -345,6 +345,61 @@ def test_initial_checkpoint_from_our_model_dir(fake_model, toy_task,
   jax.tree.map(np.testing.assert_array_equal, second.params, first.params)
 
 
+def _snapshot(directory):
+  """`{relative path: bytes}` of every file under `directory`."""
+  return {str(p.relative_to(directory)): p.read_bytes()
+          for p in pathlib.Path(directory).rglob("*") if p.is_file()}
+
+
+def test_resume_with_another_optimizer_says_what_differs(
+    fake_model, toy_task, tmp_path):
+  _train(fake_model, toy_task, tmp_path, 2, gin_config_str=(
+      "trainer.train.optimizer = @optax.adafactor()\n"))
+  before = _snapshot(tmp_path)
+  with pytest.raises(checkpointing.OptimizerMismatchError) as e:
+    _train(fake_model, toy_task, tmp_path, 4, optimizer=optax.adam(0.01),
+           gin_config_str="trainer.train.optimizer = @optax.adam()\n")
+  assert str(e.value) == (
+      f"{tmp_path}: optimizer state structure differs from the checkpoint: "
+      "the command asks for @optax.adam() (state fields count, mu, nu), the "
+      "directory holds @optax.adafactor() (state fields count, v, v_col, "
+      "v_row) (checkpoint step 2; nothing was written). Fix: resume "
+      "with the original optimizer settings (in its config.gin), or give a "
+      "new --gin.MODEL_DIR with "
+      f"--gin.INITIAL_CHECKPOINT_PATH=\"'{tmp_path}'\" to start the new "
+      "optimizer from these weights")
+  assert isinstance(e.value, errors.UserError)  # One line, exit 2.
+  assert _snapshot(tmp_path) == before  # Nothing written, no lock left.
+  # The weights do start a new run with the new optimizer, as advised.
+  new = _train(fake_model, toy_task, tmp_path / "new", 1,
+               optimizer=optax.adam(0.01),
+               initial_checkpoint_path=str(tmp_path))
+  assert new.start_step == 0
+
+
+def test_resume_with_other_optimizer_shapes_names_the_first_difference(
+    fake_model, toy_task, tmp_path):
+  _train(fake_model, toy_task, tmp_path, 2)  # Nothing factored (dims < 128).
+  with pytest.raises(checkpointing.OptimizerMismatchError) as e:
+    _train(fake_model, toy_task, tmp_path, 4,
+           optimizer=optax.adafactor(0.01, min_dim_size_to_factor=4))
+  assert str(e.value).startswith(
+      f"{tmp_path}: optimizer state structure differs from the checkpoint: "
+      "the command asks for state fields count, v, v_col, v_row, "
+      "0/v/Dense_0/kernel of shape (1,), the directory holds state fields "
+      "count, v, v_col, v_row, 0/v/Dense_0/kernel of shape (8, 26) "
+      "(checkpoint step 2; nothing was written). Fix: ")
+
+
+def test_resume_with_another_learning_rate_resumes(fake_model, toy_task,
+                                                   tmp_path):
+  _train(fake_model, toy_task, tmp_path, 2)
+  resumed = _train(fake_model, toy_task, tmp_path, 4,
+                   optimizer=optax.adafactor(0.5),
+                   learning_rate_fn=optax.constant_schedule(0.5))
+  assert resumed.start_step == 2 and sorted(resumed.losses) == [3, 4]
+
+
 def _tiny_t5(config):
   vocab = seqio.test_utils.sentencepiece_vocab()
   return models.EncoderDecoderModel(network.Transformer(config), vocab, vocab)

@@ -112,28 +112,36 @@ def _write(path, rows):
   path.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
-def test_load_probe_examples_and_errors(tmp_path):
+def test_load_probe_examples_skips_and_reports_bad_lines(tmp_path,
+                                                        capsys):
   path = tmp_path / "attribute.jsonl"
   _write(path, _examples(3, "attribute"))
   assert probe_lib.load_probe_examples(str(path)) == _examples(3, "attribute")
-  bad = _examples(2)
-  del bad[1]["targets"]
-  _write(path, bad)
-  with pytest.raises(ValueError, match=r"attribute.jsonl:2: field 'targets'"):
-    probe_lib.load_probe_examples(str(path))
-  path.write_text("{not json\n")
-  with pytest.raises(ValueError, match=r"attribute.jsonl:1: invalid JSON"):
-    probe_lib.load_probe_examples(str(path))
-  path.write_text(json.dumps(_examples(1)[0]) + "\n[1, 2]\n")
-  with pytest.raises(ValueError, match=r"attribute.jsonl:2: not a JSON object"):
-    probe_lib.load_probe_examples(str(path))
+  assert capsys.readouterr().err == ""
+  good = _examples(2, "attribute")
+  no_targets = dict(good[1])
+  del no_targets["targets"]
+  path.write_bytes(b"".join([
+      json.dumps(good[0]).encode() + b"\n",
+      json.dumps(no_targets).encode() + b"\n",
+      b"{not json\n",
+      b"[1, 2]\n",
+      b'{"probe": "caf\xe9"}\n',
+      json.dumps(good[1]).encode() + b"\n"]))
+  assert probe_lib.load_probe_examples(str(path)) == good
+  assert capsys.readouterr().err == (
+      f"warning: skipped 4 malformed lines of {path}: line 2: field "
+      "'targets': missing or not a string; line 3: invalid JSON (Expecting "
+      "property name enclosed in double quotes: line 1 column 2 (char 1)); "
+      "line 4: not a JSON object; line 5: not valid UTF-8 (byte 0xe9 at "
+      "column 15)\n")
   with pytest.raises(FileNotFoundError, match="eval.probes.main"):
     probe_lib.load_probe_examples(str(tmp_path / "missing.jsonl"))
-  # A user's mistake (one `error:` line in a command), with the fix.
+  # No valid line at all: a user's mistake (one `error:` line), the fix.
   path.write_bytes(b'{"probe": "caf\xe9"}\n')
   with pytest.raises(errors.UserError, match=(
-      r"attribute.jsonl:1: not valid UTF-8 \(byte 0xe9 at column 15\)\. "
-      r"Fix: rebuild the probe files")):
+      r"attribute.jsonl: no valid line \(.*\)\. Fix: rebuild the probe "
+      r"files")):
     probe_lib.load_probe_examples(str(path))
 
 
