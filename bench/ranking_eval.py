@@ -6,7 +6,7 @@ r"""Cost of the ReDial ranking protocol per recommender turn (random weights).
 For each model size (each in its own subprocess, so that peak memory is its
 own) it ranks the whole ReDial movie list (`movies_with_mentions.csv`, 6,916
 distinct titles) for the first `--turns` test turns that mention a movie,
-with `train.infer.CandidateScorer` (one encoder pass per context, all
+with `train.inference.CandidateScorer` (one encoder pass per context, all
 candidates scored by `EncoderDecoderModel.score_candidates` in batches), and
 reports seconds per turn (after one warm-up turn that compiles) and the
 process's peak resident memory. It then scores `--single` candidates of one
@@ -33,7 +33,8 @@ import numpy as np
 from crs_tasks import features
 from crs_tasks import redial_utils
 from eval import ranking
-from train import infer
+from train import inference
+from train import model_inputs
 from train import models
 from train import network
 
@@ -73,12 +74,12 @@ def measure(size: str, redial_dir: str, turns: int, single: int,
               f"{redial_dir}/movies_with_mentions.csv"))
       if ex["target_movies"]][: turns + 1]
   model, params, vocab, num_params = build_model(size)
-  score_fn = infer.CandidateScorer(
+  score_fn = inference.CandidateScorer(
       model, params,
       task_feature_lengths={"inputs": inputs_length, "targets": 32},
       batch_size=1)
   candidates = [ranking.candidate_reply(t) for t in movies.titles]
-  contexts = [{"inputs": ids} for ids in infer.tokenize_texts(
+  contexts = [{"inputs": ids} for ids in model_inputs.tokenize_texts(
       vocab, ["redial conversation: " + ex["context"].lower()
               for ex in examples], inputs_length)]
 

@@ -21,7 +21,7 @@ import os
 import random
 from typing import Callable, Iterable, Iterator, Mapping, Optional, Sequence
 
-from crs_tasks import errors
+from crs_runtime import errors
 from crs_tasks import titles
 
 GENRES_NONE = "(no genres listed)"

@@ -10,7 +10,7 @@ import collections
 import random
 from typing import Mapping, Sequence
 
-from crs_tasks import errors
+from crs_runtime import errors
 from crs_tasks import movielens_data
 from crs_tasks import titles
 

@@ -252,7 +252,7 @@ def ml_sequence_to_text(
   The authors' code (googleinterns/e2e-convrec `data/build_movielens.py`)
   writes `"@ heat (1995) @ up (2009) @"` with a bare target; we wrap every
   title in its own `@ ... @` (also the target), as ReDial mentions are, so
-  `postprocessors.extract_titles` reads inputs and predictions alike.
+  `crs_tasks.metrics.extract_titles` reads inputs and predictions alike.
 
   Args:
     ex: a `crs_movielens/sequences_*` example.

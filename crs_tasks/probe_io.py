@@ -12,7 +12,7 @@ import json
 import os
 from typing import Any, Iterable, Mapping, Sequence
 
-from crs_tasks import errors
+from crs_runtime import errors
 
 PROBE_NAMES = ("recommendation", "attribute", "description", "combination")
 # In-format probes: the same pairs as a dialogue probe, read in the format of

@@ -19,7 +19,7 @@ Names are returned as written; each caller cleans them (`titles.clean_text`,
 import csv
 import dataclasses
 
-from crs_tasks import errors
+from crs_runtime import errors
 
 HEADER = ("movieId", "movieName", "nbMentions")
 

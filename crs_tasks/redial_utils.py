@@ -47,7 +47,7 @@ from typing import Any, Iterable, Iterator, Mapping, Optional
 
 from absl import logging
 
-from crs_tasks import errors
+from crs_runtime import errors
 from crs_tasks import redial_movies
 from crs_tasks import titles as titles_lib
 

@@ -23,11 +23,17 @@ from typing import Optional, Sequence, TextIO
 from absl import app
 from absl import flags
 
-from crs_tasks import cli
+from crs_runtime import cli  # pylint: disable=g-bad-import-order
+
+# Before TensorFlow and JAX load, so their start-up logs reach the
+# command's log file (a no-op unless this module is the command).
+cli.capture_early()
+# pylint: disable=g-import-not-at-top,g-bad-import-order
+
 from eval import chat_lib
-from eval import evaluation
 from train import checkpointing
-from train import infer
+from train import inference
+from train import model_inputs
 
 _SAMPLE_DATA = os.path.join(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
@@ -59,7 +65,7 @@ def run_chat(
     checkpoint: str,
     catalogue_paths: Sequence[str],
     step: Optional[int] = None,
-    decode: evaluation.DecodeConfig = evaluation.DecodeConfig(
+    decode: inference.DecodeConfig = inference.DecodeConfig(
         max_decode_length=64),
     inputs_length: int = 512,
     stdin: TextIO = sys.stdin,
@@ -90,8 +96,8 @@ def run_chat(
   lengths = {"inputs": inputs_length, "targets": reply_length}
 
   def generate_fn(text: str) -> str:
-    ids = infer.tokenize_texts(model.input_vocabulary, [text], inputs_length)
-    return infer.generate(model, params, [{"inputs": ids[0]}],
+    ids = model_inputs.tokenize_texts(model.input_vocabulary, [text], inputs_length)
+    return inference.generate(model, params, [{"inputs": ids[0]}],
                           task_feature_lengths=lengths, decode=decode,
                           batch_size=1, progress=False)[0]
 
@@ -158,7 +164,7 @@ if __name__ == "__main__":
     run_chat(
         checkpoint=checkpoint, step=_STEP.value,
         catalogue_paths=_CATALOGUE.value, inputs_length=_INPUTS_LENGTH.value,
-        decode=evaluation.DecodeConfig(
+        decode=inference.DecodeConfig(
             method=_DECODE_METHOD.value, num_beams=_NUM_BEAMS.value,
             temperature=_TEMPERATURE.value,
             max_decode_length=_MAX_DECODE_LENGTH.value))

@@ -29,7 +29,7 @@ import difflib
 import re
 from typing import Iterable, Optional, Sequence
 
-from crs_tasks import errors
+from crs_runtime import errors
 from crs_tasks import movielens_data
 from crs_tasks import postprocessors
 from crs_tasks import redial_movies

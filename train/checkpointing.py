@@ -48,7 +48,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import seqio
 
-from crs_tasks import errors
+from crs_runtime import errors
 from train import run_dir
 
 PyTree = Any

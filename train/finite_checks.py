@@ -11,7 +11,7 @@ names the last good checkpoint and how to resume from it.
 import math
 from typing import Mapping, Optional
 
-from crs_tasks import errors
+from crs_runtime import errors
 
 
 class NonFiniteLossError(errors.UserError, FloatingPointError):

@@ -75,7 +75,7 @@ from etils import epath
 import numpy as np
 import tensorflow_datasets as tfds
 
-from crs_tasks import errors
+from crs_runtime import errors
 from crs_tasks import redial_utils
 from crs_tasks.tfds_builders import sources
 

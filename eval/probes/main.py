@@ -35,7 +35,13 @@ from typing import Optional, Sequence
 from absl import app
 from absl import flags
 
-from crs_tasks import cli
+from crs_runtime import cli  # pylint: disable=g-bad-import-order
+
+# Before TensorFlow and JAX load, so their start-up logs reach the
+# command's log file (a no-op unless this module is the command).
+cli.capture_early()
+# pylint: disable=g-import-not-at-top,g-bad-import-order
+
 from crs_tasks import movie_relatedness
 from crs_tasks import probe_builders as builders
 from crs_tasks import probe_io
@@ -43,7 +49,7 @@ from eval import baselines
 from eval.probes import oracles as oracles_lib
 from eval.probes import probe_lib
 from train import checkpointing
-from train import infer
+from train import inference
 
 # Probe texts are short: inputs 512 and targets 128 tokens hold them whole.
 LENGTHS = {"inputs": 512, "targets": 128}
@@ -106,7 +112,7 @@ def score(
   """Probe metrics of the latest (or `step`) checkpoint of `model_dir`."""
   model, params, step = checkpointing.load_model(model_dir, step=step)
   # No bar here: this command's stderr is kept for warnings only.
-  score_fn = infer.PairScorer(model, params, task_feature_lengths=LENGTHS,
+  score_fn = inference.PairScorer(model, params, task_feature_lengths=LENGTHS,
                               batch_size=batch_size, progress=False)
   metrics = {"step": float(step)}
   for fn in probe_lib.make_probe_fns(probe_dir, names=probes).values():

@@ -3,7 +3,7 @@
 A probe example (`crs_tasks.probe_builders`) holds `inputs`, `targets` (the
 correct reply) and `negative_targets`. A `PairScoreFn`
 `score_fn(inputs: list[str], targets: list[str]) -> np.ndarray [N]` returns
-log p(targets | inputs) (a model: `train.infer.PairScorer`, which tokenizes
+log p(targets | inputs) (a model: `train.inference.PairScorer`, which tokenizes
 and batches through the model's feature converter like every other path).
 A pair is correct when
 log p(targets) >= log p(negative_targets) (ties count as correct, as in the

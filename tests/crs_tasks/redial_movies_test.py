@@ -10,7 +10,7 @@ import os
 
 import pytest
 
-from crs_tasks import errors
+from crs_runtime import errors
 from crs_tasks import redial_movies
 
 TESTDATA = os.path.join(os.path.dirname(os.path.dirname(__file__)), "testdata")

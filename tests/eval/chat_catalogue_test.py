@@ -7,7 +7,7 @@ films: two Halloweens of different years, everyday-word titles ("Up",
 
 import pytest
 
-from crs_tasks import errors
+from crs_runtime import errors
 from eval import chat_catalogue
 
 

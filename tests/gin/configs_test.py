@@ -20,7 +20,7 @@ import sys
 import gin
 import pytest
 
-from train import gin_flags
+from crs_runtime import gin_flags
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 GIN_DIR = ROOT / "gin"

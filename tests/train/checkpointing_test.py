@@ -13,7 +13,7 @@ import optax
 import pytest
 import seqio.test_utils
 
-from crs_tasks import errors
+from crs_runtime import errors
 from train import checkpointing
 from train import models
 from train import network

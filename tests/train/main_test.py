@@ -25,9 +25,9 @@ import jax
 import numpy as np
 import pytest
 
-from crs_tasks import errors
+from crs_runtime import errors
 from train import checkpointing
-from train import gin_flags
+from crs_runtime import gin_flags
 from train import main as main_lib
 from train import summaries
 

@@ -24,7 +24,7 @@ import pytest
 import seqio.test_utils
 import tensorflow as tf
 
-from crs_tasks import errors
+from crs_runtime import errors
 from train import checkpointing
 from train import finite_checks
 from train import hf_import

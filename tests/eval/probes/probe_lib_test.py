@@ -6,11 +6,11 @@ import math
 import numpy as np
 import pytest
 
-from crs_tasks import errors
+from crs_runtime import errors
 
 from crs_tasks import features
 from eval.probes import probe_lib
-from train import infer
+from train import inference
 
 Z95 = 1.959963984540054  # Normal 97.5% quantile.
 
@@ -165,7 +165,7 @@ class _SumModel:
 def test_pair_scorer_batches_through_the_feature_converter():
   vocab = features.get_vocabulary()
   model = _SumModel()
-  score_fn = infer.PairScorer(
+  score_fn = inference.PairScorer(
       model, None, task_feature_lengths={"inputs": 16, "targets": 8},
       batch_size=2, progress=False)
   targets = ["sure", "sure, have you seen @ heat (1995) @?", "no"]

@@ -1,4 +1,4 @@
-"""Tests for crs_tasks/cli.py: one line and exit code 2 for user errors."""
+"""Tests for crs_runtime/cli.py: one line and exit code 2 for user errors."""
 
 import logging
 import os
@@ -9,8 +9,8 @@ from absl import flags
 from absl import logging as absl_logging
 import pytest
 
-from crs_tasks import cli
-from crs_tasks import errors
+from crs_runtime import cli
+from crs_runtime import errors
 
 
 def _exit(main, argv=("prog",)):
