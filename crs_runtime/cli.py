@@ -445,7 +445,7 @@ def eval_command(checkpoint_path: str,
   if isinstance(task, str):
     import seqio  # pylint: disable=g-import-not-at-top  (this module is light)
     if task in seqio.MixtureRegistry.names():
-      names = [t.name for t in seqio.get_mixture_or_task(task).tasks]
+      names = [t.name for t in errors.get_subtasks(task)]
       task = next((n for n in names if "redial" in n), names[0])
   parts = ["python -m eval.main --gin_file=gin/runs/eval.gin",
            f"--gin.CHECKPOINT_PATH={gin_string(checkpoint_path)}"]

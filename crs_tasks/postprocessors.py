@@ -17,16 +17,8 @@ from typing import Any, Mapping, Optional, Union
 import numpy as np
 
 from crs_tasks import metrics
+from crs_tasks import redial_utils
 
-REDIAL_METADATA = (
-    "conversation_id",
-    "turn_index",
-    "seeker_movies",
-    "recommender_movies",
-    "target_movies",
-    "target_movies_repeated",
-    "context_movies",
-)
 
 
 
@@ -62,7 +54,8 @@ def redial_postprocess(
   A prediction `b"try @ heat (1995) @"` becomes `"try @ heat (1995) @"`. A
   target with its example becomes `{"text": "try @ heat (1995) @",
   "conversation_id": "20001", "turn_index": 3, "target_movies":
-  ["heat (1995)"], ...}` (each of `REDIAL_METADATA` the example has, as
+  ["heat (1995)"], ...}` (each of `redial_utils.METADATA_FEATURES` the
+  example has, as
   python values).
 
   Args:
@@ -78,7 +71,7 @@ def redial_postprocess(
   if not is_target or example is None:
     return text
   out = {"text": text}
-  for key in REDIAL_METADATA:
+  for key in redial_utils.METADATA_FEATURES:
     if key in example:
       out[key] = to_python(example[key])
   return out

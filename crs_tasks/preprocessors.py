@@ -16,6 +16,8 @@ import re
 import seqio
 import tensorflow as tf
 
+from crs_tasks import redial_utils
+
 
 # ================================== Generic ==================================
 
@@ -59,16 +61,9 @@ def lowercase(
 # through unchanged for the evaluators.
 
 REDIAL_PREFIX = "redial conversation: "
-REDIAL_TITLE_FEATURES = (
-    "seeker_movies",
-    "recommender_movies",
-    "target_movies",
-    "target_movies_repeated",
-    "context_movies",
-)
 # What the lower-cased ReDial tasks lower-case: text and titles alike, so the
 # titles still match the text.
-REDIAL_TEXT_FEATURES = ("inputs", "targets") + REDIAL_TITLE_FEATURES
+REDIAL_TEXT_FEATURES = ("inputs", "targets") + redial_utils.TITLE_FEATURES
 
 
 @seqio.map_over_dataset

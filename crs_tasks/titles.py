@@ -17,7 +17,8 @@ unescaped, whitespace collapsed): ReDial messages, MovieLens tags and reviews
 and every title go through it. (`crs_tasks.metrics.normalize_title` is not
 a second cleaner but the metrics' comparison key, case and spacing, for
 generated text that never passes through here.) `match_key` is the key
-titles are compared by (accents folded, case-insensitive, `&` read as `and`, punctuation ignored);
+titles are compared by (accents folded, case-insensitive, `&` read as `and`,
+punctuation ignored);
 the ReDial<->MovieLens matcher (`movielens_matching`) and the chat catalogue
 (`crs_chat/catalogue.py`) both use it.
 

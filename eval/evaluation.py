@@ -4,7 +4,8 @@
 task (mixtures are expanded into their tasks) it
 
 1. reads the first `num_examples` examples of `split` in order
-   (`train.model_inputs.task_examples`: the Task's own tokens, metadata included);
+   (`train.model_inputs.task_examples`: the Task's own tokens, metadata
+   included);
 2. decodes the targets with the model (`train.inference.generate`, with a tqdm
    bar), applies
    the task's `postprocess_fn` and its `predict_metric_fns` (and

@@ -111,7 +111,7 @@ def evaluate_checkpoint(
     ranking_ks: the k of Recall@k.
     ranking_examples: rank over the first N examples only.
     probe_fns: probe name -> function (see `evaluation.evaluate`).
-    probe_dir: a folder of `<probe>.jsonl` (`eval.probes.main --build_dir`,
+    probe_dir: a folder of `<probe>.jsonl` (`crs_tasks.build_probes`,
       or the bundled `crs_tasks/sample_data/probes`).
     max_probe_pairs: pairs kept per probe.
 

@@ -87,7 +87,8 @@ def inference_numerics(model, params, num_examples, lengths):
   out = {}
   for policy in POLICIES:
     m = with_matmul_dtype(model, policy)
-    texts = inference.generate(m, params, examples, task_feature_lengths=lengths,
+    texts = inference.generate(m, params, examples,
+                               task_feature_lengths=lengths,
                            progress=False)
     scores = inference.score_targets(m, params, examples,
                                  task_feature_lengths=lengths)

@@ -461,7 +461,7 @@ def restore_params(path: str, abstract_params: PyTree) -> tuple[PyTree, int]:
             ),
         ),
         ", or ask for that step (eval.main and train.infer: "
-        "--gin.CHECKPOINT_STEP={previous}; eval.chat: --step={previous})",
+        "--gin.CHECKPOINT_STEP={previous}; crs_chat.main: --step={previous})",
         {"params": abstract_params})
   finally:
     manager.close()

@@ -109,7 +109,7 @@ def initialize(
     timeout_s: how long to wait for the coordinator and the other processes.
 
   Raises:
-    crs_runtime.errors.UserError: bad arguments, the coordinator's port is taken, or the
+    errors.UserError: bad arguments, the coordinator's port is taken, or the
       coordinator cannot be reached in time. If the coordinator is reached but
       the other processes do not all join in time, the process prints the
       same kind of one-line message and exits with code 2 (JAX's wait cannot
@@ -279,7 +279,7 @@ def data_layout(
     The layout.
 
   Raises:
-    crs_runtime.errors.UserError: the batch does not divide over the 'data' axis, the
+    errors.UserError: the batch does not divide over the 'data' axis, the
       processes, or the input shards.
   """
   if process_index is None:

@@ -184,7 +184,7 @@ def next_commands(model_dir: str, mixture_or_task_name: Optional[str],
                   lengths: Optional[Mapping[str, int]]) -> list[str]:
   """The commands to run after training: evaluation and chat."""
   return [cli.eval_command(model_dir, mixture_or_task_name, lengths),
-          f"python -m eval.chat --checkpoint_path={shlex.quote(model_dir)}"]
+          f"python -m crs_chat.main --checkpoint_path={shlex.quote(model_dir)}"]
 
 
 def _model_config() -> Any:

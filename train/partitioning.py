@@ -64,7 +64,7 @@ def make_mesh(num_partitions: int = 1,
     The mesh.
 
   Raises:
-    crs_runtime.errors.UserError: the shape does not fit the devices (with several
+    errors.UserError: the shape does not fit the devices (with several
       processes, the mesh must use every process's devices).
   """
   devices = list(devices if devices is not None else jax.devices())

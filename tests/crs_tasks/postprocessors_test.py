@@ -50,7 +50,7 @@ def test_to_python_makes_json_friendly_values():
   assert postprocessors.to_python(np.array([b"heat (1995)"])) == [
       "heat (1995)"]
   value = postprocessors.to_python(np.array(3, dtype=np.int32))
-  assert value == 3 and type(value) is int  # pylint: disable=unidiomatic-typecheck
+  assert value == 3 and isinstance(value, int)
   assert postprocessors.to_python(tf.constant(b"up (2009)")) == "up (2009)"
   assert postprocessors.to_python(
       [np.float32(0.5), (b"a", np.array([[1, 2]]))]) == [0.5, ["a", [[1, 2]]]]

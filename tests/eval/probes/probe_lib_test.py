@@ -127,7 +127,7 @@ def test_load_probe_examples_and_errors(tmp_path):
   path.write_text(json.dumps(_examples(1)[0]) + "\n[1, 2]\n")
   with pytest.raises(ValueError, match=r"attribute.jsonl:2: not a JSON object"):
     probe_lib.load_probe_examples(str(path))
-  with pytest.raises(FileNotFoundError, match="eval.probes.main"):
+  with pytest.raises(FileNotFoundError, match="crs_tasks.build_probes"):
     probe_lib.load_probe_examples(str(tmp_path / "missing.jsonl"))
   # A user's mistake (one `error:` line in a command), with the fix.
   path.write_bytes(b'{"probe": "caf\xe9"}\n')

@@ -1,13 +1,13 @@
 r"""Talks with a trained T5-CR model in the terminal.
 
-  python -m eval.chat --checkpoint_path=/tmp/t5cr_sample \
+  python -m crs_chat.main --checkpoint_path=/tmp/t5cr_sample \
       [--catalogue=../shared/data/redial/movies_with_mentions.csv,...]
 
 Type messages; titles typed capitalised, with a year or in quotes are matched
 to the catalogue and sent to the model as `@ Title (Year) @`. The reply is
 shown with its recommended titles. Commands: /reset, /history, /help, /quit.
-Input may be piped (`printf 'hi\n/quit\n' | python -m eval.chat ...`). The
-conversation logic is `eval/chat_lib.py`. `--checkpoint_path` is a run
+Input may be piped (`printf 'hi\n/quit\n' | python -m crs_chat.main ...`). The
+conversation logic is `crs_chat/chat_lib.py`. `--checkpoint_path` is a run
 directory (MODEL_DIR of `train.main`) or one of its `checkpoints/<step>`
 directories, like CHECKPOINT_PATH of `eval.main` and `train.infer`
 (`--checkpoint` is its deprecated spelling). At the end it prints where its
@@ -30,7 +30,8 @@ from crs_runtime import cli  # pylint: disable=g-bad-import-order
 cli.capture_early()
 # pylint: disable=g-import-not-at-top,g-bad-import-order
 
-from eval import chat_lib
+from crs_chat import catalogue as catalogue_lib
+from crs_chat import chat_lib
 from train import checkpointing
 from train import inference
 from train import model_inputs
@@ -89,14 +90,15 @@ def run_chat(
   paths = list(catalogue_paths) or default_catalogue_files()
   if not paths:
     raise ValueError(f"no movie list in {_SAMPLE_DATA}; pass --catalogue")
-  catalogue = chat_lib.load_catalogue(paths)
+  catalogue = catalogue_lib.load_catalogue(paths)
   model, params, step = checkpointing.load_model(checkpoint, step=step)
   reply_length = decode.max_decode_length or 64
 
   lengths = {"inputs": inputs_length, "targets": reply_length}
 
   def generate_fn(text: str) -> str:
-    ids = model_inputs.tokenize_texts(model.input_vocabulary, [text], inputs_length)
+    ids = model_inputs.tokenize_texts(model.input_vocabulary, [text],
+                                      inputs_length)
     return inference.generate(model, params, [{"inputs": ids[0]}],
                           task_feature_lengths=lengths, decode=decode,
                           batch_size=1, progress=False)[0]
