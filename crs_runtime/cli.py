@@ -71,11 +71,6 @@ USER_ERRORS = (
 )
 
 
-def is_user_error(exc: BaseException) -> bool:
-  """True for the exceptions shown as one line (see USER_ERRORS)."""
-  return isinstance(exc, USER_ERRORS)
-
-
 def error_line(exc: BaseException) -> str:
   """`error: <message>` on one line (gin's context lines folded in)."""
   if isinstance(exc, errors.UserError):

@@ -1,8 +1,8 @@
 """The one exception type for a user's mistake.
 
 Every entry point (`train.main`, `train.infer`, `eval.main`, `crs_chat.main`,
-`eval.report`, `crs_tasks.prepare`, `crs_tasks.inspect_task`, the probes CLI)
-prints a `UserError` as one line and exits with code 2, without a traceback
+`eval.report`, `eval.probes.main`, `crs_tasks.prepare`,
+`crs_tasks.inspect_task`, `crs_tasks.build_probes`) prints a `UserError` as one line and exits with code 2, without a traceback
 (unless asked for one). Anything else is a programming error and still
 raises.
 
