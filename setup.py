@@ -13,7 +13,8 @@ setuptools.setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.10",
-    packages=setuptools.find_packages(include=["crs_tasks*", "train*", "eval*"]),
+    packages=setuptools.find_packages(include=[
+        "crs_runtime*", "crs_tasks*", "train*", "eval*", "crs_chat*"]),
     package_data={
         "crs_tasks": [
             "data/*",

@@ -5,14 +5,16 @@ Importing the package registers the TFDS builders (`crs_redial`,
 and the Mixtures (`crs_tasks/mixtures.py`); this is the only module that
 imports them for their side effects.
 
-Under `python -m <one of our commands>` it first starts the command's log
-capture (`crs_tasks.cli.capture_early`), before TensorFlow is imported, so
-TensorFlow's C++ start-up lines go to the log file, not the terminal.
+Python imports this package before the module of `python -m
+crs_tasks.<command>` (`prepare`, `inspect_task`, `build_probes`), so that
+command's log capture starts here, before TensorFlow loads; for any other
+process (`python -m train.main`, library use, tests) the call does nothing
+and each entry point starts its own.
 """
 
-from crs_tasks import cli as _cli
+from crs_runtime import cli as _cli
 
-_cli.capture_early()
+_cli.capture_early(package="crs_tasks")
 
 # pylint: disable=unused-import,g-import-not-at-top
 from crs_tasks.tfds_builders import movielens as movielens_builder

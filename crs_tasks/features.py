@@ -14,7 +14,6 @@ import seqio
 DEFAULT_VOCAB_PATH = os.path.join(
     os.path.dirname(os.path.abspath(__file__)), "data", "spiece.model"
 )
-GCS_VOCAB_PATH = "gs://t5-data/vocabs/cc_all.32000/sentencepiece.model"
 
 
 def get_vocabulary(

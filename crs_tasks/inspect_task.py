@@ -24,8 +24,8 @@ import numpy as np
 import seqio
 
 import crs_tasks  # pylint: disable=unused-import  (registers the tasks)
-from crs_tasks import cli
-from crs_tasks import errors
+from crs_runtime import cli
+from crs_runtime import errors
 
 def length_stats(lengths: Sequence[int], limit: int) -> dict[str, float]:
   """Summary of token lengths.

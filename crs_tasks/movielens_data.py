@@ -24,7 +24,7 @@ import os
 import random
 from typing import Callable, Iterable, Iterator, Mapping, Optional, Sequence
 
-from crs_tasks import errors
+from crs_runtime import errors
 from crs_tasks import skipped_lines
 from crs_tasks import titles
 

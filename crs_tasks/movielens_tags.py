@@ -14,6 +14,7 @@ from crs_tasks import movielens_data
 from crs_tasks import skipped_lines
 from crs_tasks import titles
 
+
 def load_genome_tags(
     scores_path: str, tags_path: str, *, min_relevance: float = 0.8
 ) -> dict[int, list[str]]:

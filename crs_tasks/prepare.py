@@ -41,8 +41,8 @@ from absl import logging
 import seqio
 import tensorflow_datasets as tfds
 
-from crs_tasks import cli
-from crs_tasks import errors
+from crs_runtime import cli
+from crs_runtime import errors
 from crs_tasks import inspect_task
 from crs_tasks.tfds_builders import movielens as movielens_builder
 from crs_tasks.tfds_builders import redial as redial_builder

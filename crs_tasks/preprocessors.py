@@ -16,6 +16,8 @@ import re
 import seqio
 import tensorflow as tf
 
+from crs_tasks import redial_utils
+
 
 # ================================== Generic ==================================
 
@@ -59,16 +61,9 @@ def lowercase(
 # through unchanged for the evaluators.
 
 REDIAL_PREFIX = "redial conversation: "
-REDIAL_TITLE_FEATURES = (
-    "seeker_movies",
-    "recommender_movies",
-    "target_movies",
-    "target_movies_repeated",
-    "context_movies",
-)
 # What the lower-cased ReDial tasks lower-case: text and titles alike, so the
 # titles still match the text.
-REDIAL_TEXT_FEATURES = ("inputs", "targets") + REDIAL_TITLE_FEATURES
+REDIAL_TEXT_FEATURES = ("inputs", "targets") + redial_utils.TITLE_FEATURES
 
 
 @seqio.map_over_dataset
@@ -252,7 +247,7 @@ def ml_sequence_to_text(
   The authors' code (googleinterns/e2e-convrec `data/build_movielens.py`)
   writes `"@ heat (1995) @ up (2009) @"` with a bare target; we wrap every
   title in its own `@ ... @` (also the target), as ReDial mentions are, so
-  `postprocessors.extract_titles` reads inputs and predictions alike.
+  `crs_tasks.metrics.extract_titles` reads inputs and predictions alike.
 
   Args:
     ex: a `crs_movielens/sequences_*` example.

@@ -119,19 +119,3 @@ def corpus_dataset(
   docs = corpus(redial_config, movielens_config, split)
   return tf.data.Dataset.from_tensor_slices(
       {"text": tf.constant(docs["redial"] + docs["movielens"], tf.string)})
-
-
-def corpus_statistics(redial_config: str, movielens_config: Optional[str],
-                      vocabulary) -> dict:
-  """Documents and SentencePiece tokens per kind and split (for the README).
-
-  Counts the text as the Task feeds it (lower-cased; before EOS and
-  corruption).
-  """
-  stats = {}
-  for split in ("train", "validation"):
-    for kind, docs in corpus(redial_config, movielens_config, split).items():
-      tokens = sum(len(vocabulary.encode(d.lower())) for d in docs)
-      stats[f"{split}/{kind}/documents"] = len(docs)
-      stats[f"{split}/{kind}/tokens"] = tokens
-  return stats

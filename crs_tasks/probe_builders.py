@@ -30,10 +30,11 @@ A model passes a pair when log p(targets) >= log p(negative_targets)
 * combination: Y is related to X (as above) and both have tag T; the
   negative is a random popular movie without T.
 
-Model text. Like the training tasks, `inputs` is `REDIAL_PREFIX` + the
-lower-cased context and `targets` / `negative_targets` are lower-cased; the
-metadata (`query_movie`, `positive_movie`, `negative_movie`, `tag`) uses the
-same casing as the text, titles without the `@` markers.
+Model text. Like the training tasks, `inputs` is
+`preprocessors.REDIAL_PREFIX` + the lower-cased context and `targets` /
+`negative_targets` are lower-cased; the metadata (`query_movie`,
+`positive_movie`, `negative_movie`, `tag`) uses the same casing as the text,
+titles without the `@` markers.
 
 Popularity and relatedness (`crs_tasks/movie_relatedness.py`). Sequences
 are `movielens_sequences.liked_sequences` (rating >= 4.0; the latest
@@ -73,10 +74,6 @@ from crs_tasks import movielens_tags
 from crs_tasks import preprocessors
 from crs_tasks import probe_io
 
-PROBE_NAMES = probe_io.PROBE_NAMES
-IN_FORMAT_PROBES = probe_io.IN_FORMAT_PROBES
-REDIAL_PREFIX = preprocessors.REDIAL_PREFIX
-EXAMPLE_FIELDS = probe_io.PROBE_FIELDS
 
 _MOVIE_PROMPT = "[User] Can you recommend me a movie like @ {movie} @?"
 _TAG_PROMPT = "[User] Can you recommend me a {tag} movie?"
@@ -130,7 +127,7 @@ class ProbeConfig:
   review_split_seed: int = 42
   max_reviews_per_movie: int = 5
   max_pairs: Optional[int] = None
-  prefix: str = REDIAL_PREFIX
+  prefix: str = preprocessors.REDIAL_PREFIX
   lowercase: bool = True
   seed: int = 1
 
@@ -435,8 +432,9 @@ class ProbeBuilder:
 
   def build(self, probe: str) -> list[dict]:
     """Pairs of one probe, `max_pairs`-subsampled, with `pair_id`s."""
-    if probe not in PROBE_NAMES:
-      raise ValueError(f"unknown probe {probe!r}; expected {PROBE_NAMES}")
+    if probe not in probe_io.PROBE_NAMES:
+      raise ValueError(
+          f"unknown probe {probe!r}; expected {probe_io.PROBE_NAMES}")
     examples = getattr(self, probe)()
     self.stats[f"{probe}/pairs_before_subsampling"] = len(examples)
     limit = self.config.max_pairs
@@ -465,7 +463,7 @@ def in_format(example: Mapping[str, str], name: str) -> dict:
 
   Args:
     example: a `recommendation` or `attribute` pair (`make_example`).
-    name: the in-format probe name (`IN_FORMAT_PROBES`).
+    name: the in-format probe name (`probe_io.IN_FORMAT_PROBES`).
 
   Returns:
     E.g. `{"probe": "recommendation_in_format", "pair_id":
@@ -473,10 +471,10 @@ def in_format(example: Mapping[str, str], name: str) -> dict:
     @", "targets": "@ ronin (1998) @", "negative_targets": "@ up (2009) @",
     ...}` (metadata copied).
   """
-  if IN_FORMAT_PROBES.get(name) != example["probe"]:
+  if probe_io.IN_FORMAT_PROBES.get(name) != example["probe"]:
     raise ValueError(
-        f"{name!r} rereads {IN_FORMAT_PROBES.get(name)!r} pairs, got a "
-        f"{example['probe']!r} pair")
+        f"{name!r} rereads {probe_io.IN_FORMAT_PROBES.get(name)!r} pairs, "
+        f"got a {example['probe']!r} pair")
   if name == "recommendation_in_format":
     inputs = preprocessors.ML_SEQUENCE_PREFIX + f"@ {example['query_movie']} @"
   else:
@@ -541,7 +539,7 @@ def build_probe_files(
     data: ProbeData,
     output_dir: str,
     *,
-    probes: Sequence[str] = PROBE_NAMES,
+    probes: Sequence[str] = probe_io.PROBE_NAMES,
     config: ProbeConfig = ProbeConfig(),
 ) -> dict:
   """Builds probes and writes `<output_dir>/<probe>.jsonl` + `stats.json`.
@@ -565,7 +563,7 @@ def build_probe_files(
   built = {}
   for probe in probes:
     built[probe] = builder.build(probe)
-  for name, source in IN_FORMAT_PROBES.items():
+  for name, source in probe_io.IN_FORMAT_PROBES.items():
     if source in built:
       built[name] = [in_format(ex, name) for ex in built[source]]
       builder.stats[f"{name}/pairs"] = len(built[name])

@@ -12,7 +12,7 @@ import json
 import os
 from typing import Any, Iterable, Mapping, Sequence
 
-from crs_tasks import errors
+from crs_runtime import errors
 from crs_tasks import skipped_lines
 
 PROBE_NAMES = ("recommendation", "attribute", "description", "combination")
@@ -38,8 +38,8 @@ PROBE_FIELDS = (
 PROBES_DIR_ENV = "CRS_PROBES_DIR"
 
 
-_REBUILD = ("rebuild the probe files with `python -m eval.probes.main "
-            "--movielens_dir=... --build_dir=DIR`")
+_REBUILD = ("rebuild the probe files with `python -m "
+            "crs_tasks.build_probes --movielens_dir=... --build_dir=DIR`")
 
 
 class ProbeFileError(errors.UserError, ValueError):
@@ -70,7 +70,7 @@ def read_probe_jsonl(path: str,
   if not os.path.exists(path):
     raise FileNotFoundError(
         f"probe file {path} not found; build it with `python -m "
-        "eval.probes.main --movielens_dir=... --build_dir=DIR` and set "
+        "crs_tasks.build_probes --movielens_dir=... --build_dir=DIR` and set "
         f"${PROBES_DIR_ENV}=DIR")
   out = []
   skipped = skipped_lines.SkippedLines(path)

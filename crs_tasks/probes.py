@@ -28,7 +28,7 @@ text (lower-cased, ReDial prefix); these Tasks only read and tokenize them:
 
 * `probe_<name>_v001` read `$CRS_PROBES_DIR/<name>.jsonl` (default
   `~/.cache/crs_tasks/probes`), built with
-  `python -m eval.probes.main --movielens_dir=.../ml-25m
+  `python -m crs_tasks.build_probes --movielens_dir=.../ml-25m
   --reviews_csv=reviews.csv --build_dir=$CRS_PROBES_DIR`;
 * `probe_sample_<name>_v001` read the bundled
   `crs_tasks/sample_data/probes/<name>.jsonl` (built from the bundled
@@ -46,9 +46,6 @@ import tensorflow as tf
 from crs_tasks import features
 from crs_tasks import probe_io
 
-PROBE_NAMES = probe_io.ALL_PROBE_NAMES
-PROBE_FIELDS = probe_io.PROBE_FIELDS
-PROBES_DIR_ENV = probe_io.PROBES_DIR_ENV
 DEFAULT_PROBES_DIR = os.path.join("~", ".cache", "crs_tasks", "probes")
 SAMPLE_PROBES_DIR = os.path.join(
     os.path.dirname(os.path.abspath(__file__)), "sample_data", "probes"
@@ -58,7 +55,7 @@ SAMPLE_PROBES_DIR = os.path.join(
 def probes_dir() -> str:
   """`$CRS_PROBES_DIR`, else `~/.cache/crs_tasks/probes` (read at use)."""
   return os.path.expanduser(
-      os.environ.get(PROBES_DIR_ENV) or DEFAULT_PROBES_DIR
+      os.environ.get(probe_io.PROBES_DIR_ENV) or DEFAULT_PROBES_DIR
   )
 
 
@@ -80,7 +77,7 @@ def probe_dataset(
     sample: read the bundled sample instead of `probes_dir()`.
 
   Returns:
-    A dataset of scalar string features `PROBE_FIELDS`.
+    A dataset of scalar string features `probe_io.PROBE_FIELDS`.
   """
   del shuffle_files, seed
   if split != "validation":
@@ -89,12 +86,12 @@ def probe_dataset(
   rows = probe_io.read_probe_jsonl(os.path.join(folder, f"{name}.jsonl"))
   return tf.data.Dataset.from_tensor_slices({
       k: tf.constant([r[k] for r in rows], dtype=tf.string)
-      for k in PROBE_FIELDS
+      for k in probe_io.PROBE_FIELDS
   })
 
 
 for _prefix, _sample in (("probe", False), ("probe_sample", True)):
-  for _name in PROBE_NAMES:
+  for _name in probe_io.ALL_PROBE_NAMES:
     # =============================== Probes =================================
     seqio.TaskRegistry.add(
         f"{_prefix}_{_name}_v001",

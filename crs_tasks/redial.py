@@ -24,7 +24,7 @@ the inputs length keep the prefix and their most recent tokens
 (`preprocessors.trim_inputs_keep_recent`). `postprocess_fn` keeps
 predictions as text and turns targets into dicts with the metadata
 (`postprocessors.redial_postprocess`); the metric functions are
-`eval.metrics.REDIAL_METRIC_FNS` (end-to-end recall, BLEU with and without
+`crs_tasks.metrics.REDIAL_METRIC_FNS` (end-to-end recall, BLEU with and without
 titles, NLTK-style sentence BLEU, distinct-n), so `seqio.Evaluator` and t5x's
 eval compute them too.
 
@@ -39,13 +39,13 @@ import itertools
 import seqio
 
 from crs_tasks import features
+from crs_tasks import metrics
 from crs_tasks import postprocessors
 from crs_tasks import preprocessors
 from crs_tasks import tfds_source
 
 # pylint: disable-next=unused-import
 from crs_tasks.tfds_builders import redial as redial_builder
-from eval import metrics
 
 _SPLITS = ("train", "validation", "test")
 # Long histories lose their oldest turns, not the latest ones: the task

@@ -9,7 +9,7 @@ Every user of the file reads it through `read_movie_list`: ReDial parsing
 (the fallback titles of mentions, `redial_utils.load_movie_titles`), the
 ReDial<->MovieLens matcher (`movielens_matching.load_redial_movies`), the
 ranking protocols' candidates (`eval.ranking.load_movie_list`) and the chat
-catalogue (`eval.chat_catalogue.load_catalogue`). So a bad file fails the
+catalogue (`crs_chat.catalogue.load_catalogue`). So a bad file fails the
 same way everywhere: a `UserError` naming `file:line`, the field and the
 fix.
 Names are returned as written; each caller cleans them (`titles.clean_text`,
@@ -19,7 +19,7 @@ Names are returned as written; each caller cleans them (`titles.clean_text`,
 import csv
 import dataclasses
 
-from crs_tasks import errors
+from crs_runtime import errors
 
 HEADER = ("movieId", "movieName", "nbMentions")
 

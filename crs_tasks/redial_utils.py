@@ -47,7 +47,7 @@ from typing import Any, Iterable, Iterator, Mapping, Optional
 
 from absl import logging
 
-from crs_tasks import errors
+from crs_runtime import errors
 from crs_tasks import redial_movies
 from crs_tasks import titles as titles_lib
 
@@ -62,6 +62,17 @@ _REQUIRED_FIELDS = (
     "messages",
     "movieMentions",
 )
+# The title lists of each example (`dialogue_to_examples`): the TFDS
+# schema, the Tasks' pass-through features and the metric targets alike.
+TITLE_FEATURES = (
+    "seeker_movies",
+    "recommender_movies",
+    "target_movies",
+    "target_movies_repeated",
+    "context_movies",
+)
+# Every metadata feature of an example besides its text.
+METADATA_FEATURES = ("conversation_id", "turn_index") + TITLE_FEATURES
 
 Dialogue = dict[str, Any]
 Example = dict[str, Any]

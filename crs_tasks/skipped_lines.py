@@ -27,7 +27,7 @@ from typing import Iterator, Optional
 
 from absl import logging
 
-from crs_tasks import errors
+from crs_runtime import errors
 
 SHOWN = 5  # Skipped lines named in the summary; the log has them all.
 

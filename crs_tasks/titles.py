@@ -14,13 +14,13 @@ the ReDial way, `"Title (Year)"` with single spaces:
 
 `clean_text` is the one text cleaner of the project (HTML entities
 unescaped, whitespace collapsed): ReDial messages, MovieLens tags and reviews
-and every title go through it. (`eval.metrics.normalize_title` is not a
-second cleaner but the metrics' comparison key, case and spacing, for
-generated text that never passes through here; `eval.metrics` imports
-nothing of the project, so it cannot call this module.) `match_key` is the key titles are compared by
-(accents folded, case-insensitive, `&` read as `and`, punctuation ignored);
+and every title go through it. (`crs_tasks.metrics.normalize_title` is not
+a second cleaner but the metrics' comparison key, case and spacing, for
+generated text that never passes through here.) `match_key` is the key
+titles are compared by (accents folded, case-insensitive, `&` read as `and`,
+punctuation ignored);
 the ReDial<->MovieLens matcher (`movielens_matching`) and the chat catalogue
-(`eval/chat_lib.py`) both use it.
+(`crs_chat/catalogue.py`) both use it.
 
 To support another title form, extend `parse_ml_title` / `split_title` and
 add its literal example to tests/crs_tasks/titles_test.py.

@@ -19,7 +19,7 @@ from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
-from eval import metrics as metrics_lib
+from crs_tasks import metrics as metrics_lib
 from eval import ranking
 
 Example = Mapping[str, Any]

@@ -4,8 +4,9 @@
 task (mixtures are expanded into their tasks) it
 
 1. reads the first `num_examples` examples of `split` in order
-   (`train.infer.task_examples`: the Task's own tokens, metadata included);
-2. decodes the targets with the model (`train.infer.generate`, with a tqdm
+   (`train.model_inputs.task_examples`: the Task's own tokens, metadata
+   included);
+2. decodes the targets with the model (`train.inference.generate`, with a tqdm
    bar), applies
    the task's `postprocess_fn` and its `predict_metric_fns` (and
    `score_metric_fns` on `model.score_batch`), as `seqio.Evaluator` does,
@@ -14,12 +15,12 @@ task (mixtures are expanded into their tasks) it
 3. runs each ranking protocol, `fn(scorer, examples) -> dict`, on tasks
    whose examples carry `target_movies` (ReDial), with
    `scorer(examples, candidates) -> [B, C]` the scores of a
-   `train.infer.CandidateScorer` (`model.score_candidates` on the same
+   `train.inference.CandidateScorer` (`model.score_candidates` on the same
    encoder rows generation used; `eval.ranking.make_protocols` gives the
    ReDial protocols), computed once for all protocols (`run_ranking`);
 
 then runs each probe, `fn(pair_score_fn) -> dict`, with a
-`train.infer.PairScorer` (`model.score_batch`). It writes
+`train.inference.PairScorer` (`model.score_batch`). It writes
 `output_dir/metrics.json`, `output_dir/predictions.jsonl` and TensorBoard
 scalars (`summary_dir`, default `output_dir`), and prints the path of
 `metrics.json`.
@@ -49,22 +50,20 @@ import numpy as np
 import seqio
 import tensorflow as tf
 
-from eval import metrics as metrics_lib
+from crs_tasks import metrics as metrics_lib
 from eval import ranking
 from eval.probes import probe_lib
 from train import distributed
 from train import infer
+from train import inference
+from train import model_inputs
 
 Array = Any  # jax.Array or np.ndarray.
 PyTree = Any
 Example = dict[str, Any]
-RankingFn = ranking.RankingFn  # (CandidateScoreFn, examples) -> metrics.
-ProbeFn = probe_lib.ProbeFn  # (PairScoreFn) -> metrics.
 
 METADATA_KEY = "target_movies"  # Examples with it are ReDial examples.
 MetricFn = Callable[[Sequence[Any], Sequence[Any]], Mapping[str, float]]
-# Metric functions run on ReDial tasks (besides the tasks' own metric_fns).
-REDIAL_METRIC_FNS = metrics_lib.REDIAL_METRIC_FNS
 
 
 class Model(Protocol):
@@ -81,11 +80,6 @@ class Model(Protocol):
   def score_candidates(self, params: PyTree, encoder_input_tokens: Array,
                        candidate_tokens: Array) -> Array:
     ...
-
-
-# Decoding settings: `train.infer.DecodeConfig` (gin name
-# `evaluation.DecodeConfig`).
-DecodeConfig = infer.DecodeConfig
 
 
 # ================================= Data =====================================
@@ -248,23 +242,23 @@ def generate_and_score(
     examples: Sequence[Example],
     *,
     task_feature_lengths: Mapping[str, int],
-    decode: DecodeConfig,
+    decode: inference.DecodeConfig,
     batch_size: int,
     score_targets: bool = True,
     desc: str = "generate",
 ) -> tuple[list[str], Optional[np.ndarray]]:
-  """Predictions (`infer.generate`) and target log-likelihoods
-  (`infer.score_targets`, float32 [N], or None) of all `examples`, each
+  """Predictions (`inference.generate`) and target log-likelihoods
+  (`inference.score_targets`, float32 [N], or None) of all `examples`, each
   process decoding its `process_batches`."""
   part = process_batches(len(examples), batch_size)
   mine = examples[part]
-  predictions = infer.generate(
+  predictions = inference.generate(
       model, params, mine, task_feature_lengths=task_feature_lengths,
       decode=decode, batch_size=batch_size, desc=desc,
       progress=distributed.is_primary(), first_batch=part.start // batch_size)
   scores = None
   if score_targets:
-    scores = _gather_rows(infer.score_targets(
+    scores = _gather_rows(inference.score_targets(
         model, params, mine, task_feature_lengths=task_feature_lengths,
         batch_size=batch_size))
   return _gather(predictions), scores
@@ -275,10 +269,10 @@ class ShardedPairScorer:
 
   `scorer(inputs, targets) -> [N]`: each process scores its
   `process_batches` of the pairs with `self.scorer` (an
-  `infer.PairScorer`), and every process gets all N scores.
+  `inference.PairScorer`), and every process gets all N scores.
   """
 
-  def __init__(self, scorer: infer.PairScorer):
+  def __init__(self, scorer: inference.PairScorer):
     self.scorer = scorer
 
   def __call__(self, inputs: Sequence[str],
@@ -307,11 +301,11 @@ class ShardedCandidateScorer:
   `prefill(calls)` scores every distinct encoder row of the calls once, in
   batches of `scorer.batch_size` split across processes (`process_batches`),
   and gathers them; then `scorer(examples, candidates)` returns the stored
-  `[B, C]` scores of those calls. `scorer` is an `infer.CandidateScorer`
+  `[B, C]` scores of those calls. `scorer` is an `inference.CandidateScorer`
   (its `encoder_rows` are the keys).
   """
 
-  def __init__(self, scorer: infer.CandidateScorer):
+  def __init__(self, scorer: inference.CandidateScorer):
     self.scorer = scorer
     self.tables: dict[tuple[str, ...], dict[bytes, np.ndarray]] = {}
 
@@ -351,8 +345,8 @@ class ShardedCandidateScorer:
 
 
 def run_ranking(
-    scorer: infer.CandidateScorer,
-    ranking_fns: Mapping[str, RankingFn],
+    scorer: inference.CandidateScorer,
+    ranking_fns: Mapping[str, ranking.RankingFn],
     examples: Sequence[Example],
     *,
     timing: dict[str, float],
@@ -391,7 +385,7 @@ def run_ranking(
 
 
 def run_probes(pair_scorer: ShardedPairScorer,
-               probe_fns: Mapping[str, ProbeFn], *,
+               probe_fns: Mapping[str, probe_lib.ProbeFn], *,
                timing: dict[str, float],
                pair_rows: Optional[list] = None) -> dict[str, float]:
   """Runs each probe, `fn(pair_scorer) -> metrics` (timing:
@@ -419,14 +413,14 @@ def evaluate(
     step: int = 0,
     split: str = "test",
     num_examples: Optional[int] = None,
-    decode: DecodeConfig = DecodeConfig(),
+    decode: inference.DecodeConfig = inference.DecodeConfig(),
     inputs_length: int = 512,
     targets_length: int = 64,
     batch_size: int = 16,
-    redial_metric_fns: Sequence[MetricFn] = REDIAL_METRIC_FNS,
-    ranking_fns: Optional[Mapping[str, RankingFn]] = None,
+    redial_metric_fns: Sequence[MetricFn] = metrics_lib.REDIAL_METRIC_FNS,
+    ranking_fns: Optional[Mapping[str, ranking.RankingFn]] = None,
     ranking_examples: Optional[int] = None,
-    probe_fns: Optional[Mapping[str, ProbeFn]] = None,
+    probe_fns: Optional[Mapping[str, probe_lib.ProbeFn]] = None,
     score_targets: bool = True,
     summary_dir: Optional[str] = None,
 ) -> dict[str, float]:
@@ -454,11 +448,11 @@ def evaluate(
       ReDial tasks (examples with `target_movies`), after `postprocess_fn`.
     ranking_fns: protocol name -> `fn(scorer, examples) -> metrics`, run on
       the same tasks (`ranking.make_protocols`) with the scores of a
-      `train.infer.CandidateScorer` (the encoder rows generation used).
+      `train.inference.CandidateScorer` (the encoder rows generation used).
     ranking_examples: rank over the first this many examples only (ranking
       is costly); all when None.
     probe_fns: probe name -> `fn(pair_score_fn) -> metrics`, called with a
-      `train.infer.PairScorer`.
+      `train.inference.PairScorer`.
     score_targets: also compute target log-likelihoods (`gen/target_logprob`
       and the tasks' `score_metric_fns`).
     summary_dir: TensorBoard dir; `output_dir` when None.
@@ -472,7 +466,7 @@ def evaluate(
   for task in task_list:
     prefix = f"{task.name}/" if len(task_list) > 1 else ""
     start = time.time()
-    examples = infer.task_examples(task, split=split,
+    examples = model_inputs.task_examples(task, split=split,
                                    task_feature_lengths=lengths,
                                    num_examples=num_examples)
     if not examples:
@@ -490,7 +484,7 @@ def evaluate(
         task, examples, predictions, scores,
         extra_metric_fns=redial_metric_fns if is_redial else ())
     if is_redial and ranking_fns:
-      task_result.update(run_ranking(infer.CandidateScorer(
+      task_result.update(run_ranking(inference.CandidateScorer(
           model, params, task_feature_lengths=lengths, batch_size=batch_size),
           ranking_fns, examples[:ranking_examples], timing=timing,
           timing_prefix=f"{task.name}/"))
@@ -499,7 +493,7 @@ def evaluate(
                             scores)
   pairs = []
   if probe_fns:
-    metrics.update(run_probes(ShardedPairScorer(infer.PairScorer(
+    metrics.update(run_probes(ShardedPairScorer(inference.PairScorer(
         model, params, task_feature_lengths=lengths, batch_size=batch_size,
         progress=distributed.is_primary())), probe_fns, timing=timing,
                               pair_rows=pairs))

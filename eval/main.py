@@ -28,18 +28,26 @@ from typing import Mapping, Optional, Sequence, Union
 
 from absl import app
 from absl import flags
+
+from crs_runtime import cli  # pylint: disable=g-bad-import-order
+
+# Before TensorFlow and JAX load, so their start-up logs reach the
+# command's log file (a no-op unless this module is the command).
+cli.capture_early()
+# pylint: disable=g-import-not-at-top,g-bad-import-order
+
 import gin
 import jax
 
 import crs_tasks  # pylint: disable=unused-import  # Registers the tasks.
-from crs_tasks import cli
-from crs_tasks import errors
+from crs_runtime import errors
+from crs_runtime import gin_flags
 from eval import evaluation
 from eval import ranking
 from eval.probes import probe_lib
 from train import checkpointing
 from train import distributed
-from train import gin_flags
+from train import inference
 from train import input_pipeline
 
 # Old eval.gin macro -> its t5x name (`NEW['key']`: one entry of a dict).
@@ -55,7 +63,7 @@ DEFAULT_GIN_FILE = "runs/eval.gin"
 # The <EVAL_OUTPUT_DIR>/<step> folder of the last `evaluate_checkpoint`.
 _last_output_dir: Optional[str] = None
 
-gin.external_configurable(evaluation.DecodeConfig, module="evaluation")
+gin.external_configurable(inference.DecodeConfig, module="inference")
 gin.external_configurable(input_pipeline.DatasetConfig,
                           module="input_pipeline")
 
@@ -75,11 +83,11 @@ def evaluate_checkpoint(
     output_dir: Optional[str] = None,
     step: Optional[int] = None,
     num_examples: Optional[int] = None,
-    decode: evaluation.DecodeConfig = evaluation.DecodeConfig(),
+    decode: inference.DecodeConfig = inference.DecodeConfig(),
     movie_list: Optional[str] = None,
     ranking_ks: Sequence[int] = ranking.DEFAULT_KS,
     ranking_examples: Optional[int] = None,
-    probe_fns: Optional[Mapping[str, evaluation.ProbeFn]] = None,
+    probe_fns: Optional[Mapping[str, probe_lib.ProbeFn]] = None,
     probe_dir: Optional[str] = None,
     max_probe_pairs: Optional[int] = None,
 ) -> dict[str, float]:
@@ -103,7 +111,7 @@ def evaluate_checkpoint(
     ranking_ks: the k of Recall@k.
     ranking_examples: rank over the first N examples only.
     probe_fns: probe name -> function (see `evaluation.evaluate`).
-    probe_dir: a folder of `<probe>.jsonl` (`eval.probes.main --build_dir`,
+    probe_dir: a folder of `<probe>.jsonl` (`crs_tasks.build_probes`,
       or the bundled `crs_tasks/sample_data/probes`).
     max_probe_pairs: pairs kept per probe.
 

@@ -13,7 +13,7 @@ movies are excluded from the ranking, so repeating the dialogue earns
 nothing: 4,426 samples over 3,372 turns.
 
 Both run on any `CandidateScoreFn`, `fn(examples, candidate_replies) ->
-[B, C]` (fakes and baselines in tests; `train.infer.CandidateScorer` for a
+[B, C]` (fakes and baselines in tests; `train.inference.CandidateScorer` for a
 model, which scores each example's own encoder tokens: the ones generation
 decodes from). Ties count against the label (rank = candidates scoring at
 least as high), so a constant scorer gets 0.
@@ -27,13 +27,14 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import tqdm
 
+from crs_tasks import metrics as task_metrics
 from crs_tasks import redial_movies
 from crs_tasks import titles as titles_lib
 from eval import metrics as metrics_lib
 
 Example = Mapping[str, Any]
 # (examples [B], candidate replies [C]) -> scores float [B, C], higher is
-# better. `train.infer.CandidateScorer` for a model.
+# better. `train.inference.CandidateScorer` for a model.
 CandidateScoreFn = Callable[[Sequence[Example], Sequence[str]], np.ndarray]
 # (scorer, examples) -> metrics: a protocol as `eval.evaluation` runs it.
 RankingFn = Callable[[CandidateScoreFn, Sequence[Example]],
@@ -56,7 +57,7 @@ class MovieList:
   @functools.cached_property
   def index(self) -> dict[str, int]:
     """Matching key (`metrics.normalize_title`) -> position in `titles`."""
-    return {metrics_lib.normalize_title(t): i for i, t in
+    return {task_metrics.normalize_title(t): i for i, t in
             enumerate(self.titles)}
 
 
@@ -84,7 +85,7 @@ def load_movie_list(path: str, *, lowercase: bool = True) -> MovieList:
     title = titles_lib.clean_text(movie.name)
     if lowercase:
       title = title.lower()
-    key = metrics_lib.normalize_title(title)
+    key = task_metrics.normalize_title(title)
     if key in position:
       mentions[position[key]] += movie.mentions
       continue
@@ -107,7 +108,7 @@ def titles_of(example: Example, key: str) -> list[str]:
   value = example.get(key, [])
   if isinstance(value, (str, bytes)):
     value = [value]
-  return [metrics_lib.to_text(v)
+  return [task_metrics.to_text(v)
           for v in np.asarray(value, dtype=object).reshape(-1)]
 
 
@@ -169,14 +170,14 @@ def build_samples(
   out = RankingSamples()
   for example in examples:
     targets = list(dict.fromkeys(
-        metrics_lib.normalize_title(t)
+        task_metrics.normalize_title(t)
         for t in titles_of(example, "target_movies")))
     if not has_context(example):
       out.num_without_context += len(targets)
       continue
     excluded = []
     if dedup:
-      seen = {metrics_lib.normalize_title(t)
+      seen = {task_metrics.normalize_title(t)
               for t in titles_of(example, "context_movies")}
       out.num_dropped += sum(t in seen for t in targets)
       targets = [t for t in targets if t not in seen]

@@ -15,7 +15,13 @@ import shlex
 from absl import app
 from absl import flags
 
-from crs_tasks import cli
+from crs_runtime import cli  # pylint: disable=g-bad-import-order
+
+# Before TensorFlow and JAX load, so their start-up logs reach the
+# command's log file (a no-op unless this module is the command).
+cli.capture_early()
+# pylint: disable=g-import-not-at-top,g-bad-import-order
+
 from eval import reporting
 from eval.probes import oracles as oracles_lib
 

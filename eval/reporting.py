@@ -34,8 +34,8 @@ matplotlib.use("Agg")
 # pylint: disable-next=g-import-not-at-top,g-bad-import-order
 from matplotlib import pyplot as plt
 
-from crs_tasks import cli  # pylint: disable=g-bad-import-order
-from crs_tasks import errors  # pylint: disable=g-bad-import-order
+from crs_runtime import cli  # pylint: disable=g-bad-import-order
+from crs_runtime import errors  # pylint: disable=g-bad-import-order
 
 _RECALL_RE = re.compile(r"^(?P<prefix>.*?)recall@(?P<k>\d+)$")
 _PROBE_RE = re.compile(r"^(?P<prefix>(?:.*/)?probe/(?P<name>[^/]+))/accuracy$")

@@ -15,7 +15,8 @@ import pathlib
 import sys
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-PACKAGES = ("crs_tasks", "train", "eval", "bench", "scripts")
+PACKAGES = ("crs_runtime", "crs_tasks", "train", "eval", "crs_chat", "bench",
+            "scripts")
 MAX_MODULE_LINES = 600
 MAX_FUNCTION_LINES = 100
 

@@ -30,10 +30,12 @@ sys.path.insert(0, ROOT)
 import gin
 import numpy as np
 
+from crs_runtime import gin_flags
+from crs_tasks import metrics as task_metrics
 from eval import ranking
-from train import gin_flags
-from train import infer
+from train import inference
 from train import main as train_main
+from train import model_inputs
 from train import models
 from train import network
 
@@ -76,7 +78,7 @@ def with_matmul_dtype(model, matmul_dtype):
 def inference_numerics(model, params, num_examples, lengths):
   """float32 vs mixed on one checkpoint: decodes, scores and ranks."""
   examples = [
-      ex for ex in infer.task_examples(
+      ex for ex in model_inputs.task_examples(
           "crs_sample_redial_v002", split="test",
           task_feature_lengths=lengths, num_examples=4 * num_examples)
       if ranking.titles_of(ex, "target_movies")][:num_examples]
@@ -85,14 +87,15 @@ def inference_numerics(model, params, num_examples, lengths):
   out = {}
   for policy in POLICIES:
     m = with_matmul_dtype(model, policy)
-    texts = infer.generate(m, params, examples, task_feature_lengths=lengths,
+    texts = inference.generate(m, params, examples,
+                               task_feature_lengths=lengths,
                            progress=False)
-    scores = infer.score_targets(m, params, examples,
+    scores = inference.score_targets(m, params, examples,
                                  task_feature_lengths=lengths)
-    cand = infer.CandidateScorer(m, params, task_feature_lengths=lengths)(
+    cand = inference.CandidateScorer(m, params, task_feature_lengths=lengths)(
         examples, candidates)
     labels = [[movies.index[k] for k in map(
-        ranking.metrics_lib.normalize_title,
+        task_metrics.normalize_title,
         ranking.titles_of(ex, "target_movies")) if k in movies.index]
               for ex in examples]
     ranks = ranking.label_ranks(cand, labels, [[] for _ in examples])

@@ -45,7 +45,7 @@ fi
 # 2. Probes.
 if [[ ! -f "$OUT/probes/stats.json" ]]; then
   log "building probes"
-  python -m eval.probes.main \
+  python -m crs_tasks.build_probes \
     --movielens_dir="$SHARED/movielens/ml-latest-small" \
     --build_dir="$OUT/probes" --max_pairs=600
 fi

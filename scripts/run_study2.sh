@@ -97,9 +97,11 @@ fi
 
 if stage probes && [[ ! -f "$OUT/probes/oracles.json" ]]; then
   log "building probes and their oracle rows"
-  python -m eval.probes.main \
+  python -m crs_tasks.build_probes \
     --movielens_dir="$SHARED/movielens/ml-latest-small" \
-    --build_dir="$OUT/probes" --max_pairs="$MAX_PAIRS" --oracles
+    --build_dir="$OUT/probes" --max_pairs="$MAX_PAIRS"
+  python -m eval.probes.main --probe_dir="$OUT/probes" \
+    --movielens_dir="$SHARED/movielens/ml-latest-small" --oracles
 fi
 
 if stage pretrain && [[ ! -d "$OUT/pretrain/checkpoints/$PRETRAIN_STEPS" ]]

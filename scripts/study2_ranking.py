@@ -37,7 +37,7 @@ import seqio
 import crs_tasks  # pylint: disable=unused-import  (registers the Tasks)
 from eval import baselines
 from eval import ranking
-from train import infer
+from train import model_inputs
 
 MIXTURES = ("redial_only", "redial_sequences", "redial_tags",
             "t5cr_no_reviews")
@@ -51,11 +51,11 @@ def baseline_rows(shared: str, examples: int) -> dict[str, dict]:
   """Both protocols of each baseline on the first `examples` test
   examples."""
   task = seqio.get_mixture_or_task(TASK)
-  test = infer.task_examples(task, split="test",
-                             task_feature_lengths=LENGTHS,
-                             num_examples=examples)
-  train = infer.task_examples(task, split="train",
-                              task_feature_lengths=LENGTHS)
+  test = model_inputs.task_examples(task, split="test",
+                                    task_feature_lengths=LENGTHS,
+                                    num_examples=examples)
+  train = model_inputs.task_examples(task, split="train",
+                                     task_feature_lengths=LENGTHS)
   movies = ranking.load_movie_list(
       os.path.join(shared, "redial", "movies_with_mentions.csv"))
   protocols = ranking.make_protocols(movies, ks=KS, batch_size=256,

@@ -120,7 +120,7 @@ def write_tiny_model_dir(model_dir: str, step: int = 3) -> str:
   """A random 1-layer T5 checkpoint on the T5 vocabulary, as training writes.
 
   `train.checkpointing.load_model(model_dir)` reads it back; used by the
-  eval entry-point tests (eval.main, eval.chat).
+  eval entry-point tests (eval.main, crs_chat.main).
   """
   # Imported here: most tests need neither JAX models nor checkpoints.
   import flax.linen as nn  # pylint: disable=g-import-not-at-top

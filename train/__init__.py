@@ -1,8 +1,6 @@
 """train: a compact t5x-style network, model wrapper and trainer.
 
-`import crs_tasks` comes first so that `python -m train.main` (or
-`train.infer`) starts its log capture before TensorFlow and JAX are
-imported (see `crs_tasks.cli.capture_early`).
+Importing the package loads nothing: `import train.network` needs only JAX
+and Flax. The entry points (`train.main`, `train.infer`) start their log
+capture themselves (`crs_runtime.cli.capture_early`).
 """
-
-import crs_tasks  # pylint: disable=unused-import

@@ -53,7 +53,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import seqio
 
-from crs_tasks import errors
+from crs_runtime import errors
 from train import run_dir
 
 PyTree = Any
@@ -586,7 +586,7 @@ def restore_params(path: str, abstract_params: PyTree) -> tuple[PyTree, int]:
             ),
         ),
         ", or ask for that step (eval.main and train.infer: "
-        "--gin.CHECKPOINT_STEP={previous}; eval.chat: --step={previous})",
+        "--gin.CHECKPOINT_STEP={previous}; crs_chat.main: --step={previous})",
         {"params": abstract_params})
   finally:
     manager.close()

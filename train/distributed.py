@@ -64,11 +64,11 @@ _JAX_GRACE_S = 10
 
 
 def _user_error(what: str, **kwargs: Any) -> Exception:
-  """A `crs_tasks.errors.UserError`, imported when one is raised.
+  """A `crs_runtime.errors.UserError`, imported when one is raised.
 
   (Importing `crs_tasks` registers every Task, which `train/` does not need.)
   """
-  from crs_tasks import errors  # pylint: disable=g-import-not-at-top
+  from crs_runtime import errors  # pylint: disable=g-import-not-at-top
   return errors.UserError(what, **kwargs)
 
 
@@ -109,7 +109,7 @@ def initialize(
     timeout_s: how long to wait for the coordinator and the other processes.
 
   Raises:
-    crs_tasks.errors.UserError: bad arguments, the coordinator's port is taken, or the
+    errors.UserError: bad arguments, the coordinator's port is taken, or the
       coordinator cannot be reached in time. If the coordinator is reached but
       the other processes do not all join in time, the process prints the
       same kind of one-line message and exits with code 2 (JAX's wait cannot
@@ -196,7 +196,7 @@ def _wait_for_coordinator(address: str, host: str, port: int,
 
 
 def _give_up(error: Exception) -> None:
-  # As crs_tasks.cli prints a user error: one line, exit code 2.
+  # As crs_runtime.cli prints a user error: one line, exit code 2.
   print("error: " + " ".join(str(error).split()), file=sys.stderr,
         flush=True)
   os._exit(2)  # pylint: disable=protected-access
@@ -279,7 +279,7 @@ def data_layout(
     The layout.
 
   Raises:
-    crs_tasks.errors.UserError: the batch does not divide over the 'data' axis, the
+    errors.UserError: the batch does not divide over the 'data' axis, the
       processes, or the input shards.
   """
   if process_index is None:

@@ -3,7 +3,7 @@
 `check_finite` runs on every step's host metrics and raises
 `NonFiniteLossError` when the loss or gradient norm is NaN or Inf;
 `check_before_save` runs before every checkpoint on what
-`trainer.make_check_step` computed from the weights about to be saved and the
+`steps.make_check_step` computed from the weights about to be saved and the
 next batch (finite weights, finite next loss and gradient norm). The error
 names the last good checkpoint and how to resume from it.
 """
@@ -11,7 +11,7 @@ names the last good checkpoint and how to resume from it.
 import math
 from typing import Mapping, Optional
 
-from crs_tasks import errors
+from crs_runtime import errors
 
 
 class NonFiniteLossError(errors.UserError, FloatingPointError):
@@ -19,7 +19,7 @@ class NonFiniteLossError(errors.UserError, FloatingPointError):
 
   The message names the last good checkpoint: one whose weights are finite
   and give a finite loss and gradient norm on the batch after it (checked by
-  `trainer.make_check_step` before every save), so rerunning the same
+  `steps.make_check_step` before every save), so rerunning the same
   command with a lower learning rate resumes from it.
   """
 

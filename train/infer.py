@@ -12,8 +12,8 @@ pair scorers). Here: `predict_examples` (a Task split -> rows),
 `prediction_row`, `write_jsonl`, `infer` (the command, one JSONL file per
 task) and `show_predictions` (a few decoded examples after training).
 
-The library's names are re-exported (`train.infer.generate`, ...), so
-callers may import this one module.
+Callers of the library import `train.model_inputs` and `train.inference`
+themselves (this module is a command).
 """
 
 import importlib
@@ -22,35 +22,25 @@ from typing import Any, Mapping, Optional, Sequence
 
 from absl import app
 from absl import logging
+
+from crs_runtime import cli  # pylint: disable=g-bad-import-order
+
+# Before TensorFlow and JAX load, so their start-up logs reach the
+# command's log file (a no-op unless this module is the command).
+cli.capture_early()
+# pylint: disable=g-import-not-at-top,g-bad-import-order
+
 import gin
 
-from crs_tasks import cli
+from crs_runtime import gin_flags
+from crs_tasks import postprocessors
 from crs_tasks import probe_io
 from train import checkpointing
-from train import gin_flags
 from train import inference
 from train import input_pipeline
 from train import model_inputs
 
 PyTree = Any
-
-# The library's names, re-exported for callers of `train.infer`.
-Example = model_inputs.Example
-Batch = model_inputs.Batch
-to_python = model_inputs.to_python
-task_examples = model_inputs.task_examples
-tokenize_texts = model_inputs.tokenize_texts
-texts_to_examples = model_inputs.texts_to_examples
-feature_converter_cls = model_inputs.feature_converter_cls
-model_features = model_inputs.model_features
-iter_batches = model_inputs.iter_batches
-EOS_ID = inference.EOS_ID
-DecodeConfig = inference.DecodeConfig
-decode_tokens = inference.decode_tokens
-generate = inference.generate
-score_targets = inference.score_targets
-PairScorer = inference.PairScorer
-CandidateScorer = inference.CandidateScorer
 
 
 # ============================== Rows and JSONL ==============================
@@ -124,7 +114,7 @@ def prediction_row(example: Mapping[str, Any],
   for key, value in example.items():
     if key in ("inputs", "targets") or key.endswith("_pretokenized"):
       continue
-    row[key] = model_inputs.to_python(value)
+    row[key] = postprocessors.to_python(value)
   return row
 
 

@@ -37,7 +37,7 @@ import seqio
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from crs_tasks import errors
+from crs_runtime import errors
 
 Batch = dict[str, np.ndarray]
 

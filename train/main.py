@@ -23,15 +23,22 @@ import sys
 from typing import Any, Mapping, Optional, Sequence
 
 from absl import app
+
+from crs_runtime import cli  # pylint: disable=g-bad-import-order
+
+# Before TensorFlow and JAX load, so their start-up logs reach the
+# command's log file (a no-op unless this module is the command).
+cli.capture_early()
+# pylint: disable=g-import-not-at-top,g-bad-import-order
+
 import gin
 import jax
 import tensorflow as tf
 
-from crs_tasks import cli
-from crs_tasks import errors
+from crs_runtime import errors
+from crs_runtime import gin_flags
 from train import checkpointing
 from train import distributed
-from train import gin_flags
 from train import infer
 from train import input_pipeline
 from train import run_dir
@@ -177,7 +184,7 @@ def next_commands(model_dir: str, mixture_or_task_name: Optional[str],
                   lengths: Optional[Mapping[str, int]]) -> list[str]:
   """The commands to run after training: evaluation and chat."""
   return [cli.eval_command(model_dir, mixture_or_task_name, lengths),
-          f"python -m eval.chat --checkpoint_path={shlex.quote(model_dir)}"]
+          f"python -m crs_chat.main --checkpoint_path={shlex.quote(model_dir)}"]
 
 
 def _model_config() -> Any:
@@ -270,7 +277,7 @@ def run() -> trainer_lib.TrainResult:
                      process_count=jax.process_count())
     try:
       result = train_using_gin(gin_config_str=gin.config_str())
-    except KeyboardInterrupt as e:  # Ctrl-C: one line (crs_tasks.cli).
+    except KeyboardInterrupt as e:  # Ctrl-C: one line (crs_runtime.cli).
       if not distributed.is_primary():
         raise KeyboardInterrupt() from None
       raise KeyboardInterrupt(

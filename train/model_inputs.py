@@ -30,25 +30,6 @@ Example = dict[str, Any]
 Batch = dict[str, np.ndarray]
 
 
-def to_python(value: Any) -> Any:
-  """A numpy/tf feature value as JSON-friendly python.
-
-  Bytes become str (UTF-8), arrays lists (of str for string arrays), numpy
-  scalars python scalars: `np.array([b"heat (1995)"])` -> `["heat (1995)"]`.
-  """
-  if isinstance(value, bytes):
-    return postprocessors.to_text(value)
-  if isinstance(value, np.ndarray):
-    if value.ndim == 0:
-      return to_python(value.item())
-    return [to_python(v) for v in value.tolist()]
-  if isinstance(value, (list, tuple)):
-    return [to_python(v) for v in value]
-  if isinstance(value, np.generic):
-    return value.item()
-  return value
-
-
 def task_examples(
     task: Any,
     *,
@@ -81,7 +62,7 @@ def task_examples(
                         use_cached=use_cached)
   if num_examples is not None:
     ds = ds.take(num_examples)
-  return [{k: to_python(v) for k, v in ex.items()}
+  return [{k: postprocessors.to_python(v) for k, v in ex.items()}
           for ex in ds.as_numpy_iterator()]
 
 

@@ -41,11 +41,11 @@ MESH_AXES = ("data", "model")
 
 
 def _user_error(what: str, **kwargs: Any) -> Exception:
-  """A `crs_tasks.errors.UserError`, imported when one is raised.
+  """A `crs_runtime.errors.UserError`, imported when one is raised.
 
   (Importing `crs_tasks` registers every Task, which `train/` does not need.)
   """
-  from crs_tasks import errors  # pylint: disable=g-import-not-at-top
+  from crs_runtime import errors  # pylint: disable=g-import-not-at-top
   return errors.UserError(what, **kwargs)
 
 
@@ -64,7 +64,7 @@ def make_mesh(num_partitions: int = 1,
     The mesh.
 
   Raises:
-    crs_tasks.errors.UserError: the shape does not fit the devices (with several
+    errors.UserError: the shape does not fit the devices (with several
       processes, the mesh must use every process's devices).
   """
   devices = list(devices if devices is not None else jax.devices())

@@ -31,7 +31,7 @@ import socket
 import sys
 from typing import Any, Optional
 
-from crs_tasks import errors
+from crs_runtime import errors
 
 LOCK_FILE = "train.lock"
 MODEL_CONFIG_FILE = "model_config.json"  # As checkpointing.MODEL_CONFIG_FILE.

@@ -40,16 +40,6 @@ from train import training_eval
 
 Array = jax.Array
 PyTree = Any
-Batch = steps.Batch
-StepFn = steps.StepFn
-
-# The pure steps, re-exported for callers of `train.trainer`.
-TrainState = steps.TrainState
-step_rng = steps.step_rng
-accumulate_grads = steps.accumulate_grads
-make_train_step = steps.make_train_step
-make_check_step = steps.make_check_step
-make_eval_step = steps.make_eval_step
 
 
 @dataclasses.dataclass
@@ -141,7 +131,7 @@ def compile_steps(
     state_shardings: steps.TrainState,
     num_microbatches: int = 1,
     learning_rate_fn: Optional[optax.Schedule] = None,
-) -> tuple[StepFn, Callable[..., dict[str, Array]]]:
+) -> tuple[steps.StepFn, Callable[..., dict[str, Array]]]:
   """jit-compiles train and eval steps with explicit in/out shardings.
 
   The steps are traced under the mesh and `partitioning.LOGICAL_AXIS_RULES`,
@@ -275,7 +265,7 @@ def _save_checked(
     dropout_rng: Array,
     data_sharding: jax.sharding.Sharding,
     layout: distributed.DataLayout,
-) -> Batch:
+) -> steps.Batch:
   """Saves `state` at `step` if its weights and their next step are finite.
 
   Runs the next step's loss and gradient (no update) on the next batch,
@@ -452,7 +442,7 @@ class _LoopConfig:
   model_dir: str
   total_steps: int
   layout: distributed.DataLayout
-  train_step: StepFn
+  train_step: steps.StepFn
   eval_step: Callable[..., dict[str, Array]]
   check_step: Callable[..., dict[str, Array]]
   dropout_rng: Array

@@ -56,7 +56,7 @@ from etils import epath
 import numpy as np
 import tensorflow_datasets as tfds
 
-from crs_tasks import errors
+from crs_runtime import errors
 from crs_tasks import movielens_data
 from crs_tasks import movielens_reviews
 from crs_tasks import movielens_sequences

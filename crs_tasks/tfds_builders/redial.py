@@ -75,7 +75,7 @@ from etils import epath
 import numpy as np
 import tensorflow_datasets as tfds
 
-from crs_tasks import errors
+from crs_runtime import errors
 from crs_tasks import redial_utils
 from crs_tasks.tfds_builders import sources
 
@@ -98,13 +98,6 @@ TRAIN_FILES = ("train_data.jsonl", "train_partial.jsonl")
 TRAIN_FILES_TEXT = " or ".join(TRAIN_FILES)
 TEST_FILE = "test_data.jsonl"
 MOVIES_FILE = "movies_with_mentions.csv"
-TITLE_LISTS = (
-    "seeker_movies",
-    "recommender_movies",
-    "target_movies",
-    "target_movies_repeated",
-    "context_movies",
-)
 
 _CITATION = """
 @inproceedings{li2018conversational,
@@ -317,7 +310,8 @@ class CrsRedial(tfds.core.GeneratorBasedBuilder):
         "conversation_id": text,
         "turn_index": tfds.features.Scalar(dtype=np.int32),
     }
-    features.update({k: tfds.features.Sequence(text) for k in TITLE_LISTS})
+    features.update({k: tfds.features.Sequence(text) for k in
+                     redial_utils.TITLE_FEATURES})
     return tfds.core.DatasetInfo(
         builder=self,
         description=__doc__.split("\n")[0],

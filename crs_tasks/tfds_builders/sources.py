@@ -30,8 +30,8 @@ from typing import Callable, Iterator, Optional
 
 from absl import logging
 
-from crs_tasks import cli
-from crs_tasks import errors
+from crs_runtime import cli
+from crs_runtime import errors
 
 ENV_ALLOW = "CRS_ALLOW_DOWNLOADS"
 _allowed = [False]

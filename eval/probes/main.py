@@ -1,31 +1,24 @@
-r"""Builds the probe sets and/or scores a checkpoint on them.
+r"""Scores a checkpoint (or a baseline) on built probe sets.
 
-Build (MovieLens folder; reviews optional, else no description probe):
-
-  python -m eval.probes.main --movielens_dir=../shared/data/movielens \
-      --reviews_csv=reviews.csv --build_dir=/tmp/probes
-
-Score a checkpoint (`train.checkpointing.load_model`) on built probes:
+The probes are built by `python -m crs_tasks.build_probes` (beside their
+builder, `crs_tasks/probe_builders.py`). Score a checkpoint
+(`train.checkpointing.load_model`) on built probes:
 
   python -m eval.probes.main --probe_dir=/tmp/probes \
       --checkpoint_path=/tmp/t5cr \
       --output=/tmp/t5cr/probes.json
 
-The bundled sample probes (`crs_tasks/sample_data/probes`) are rebuilt with
-`--sample --build_dir=crs_tasks/sample_data/probes`. The popularity baseline
-(prefer the reply naming the more popular movie; below 50% because the
-negatives are popular movies):
+The popularity baseline (prefer the reply naming the more popular movie;
+below 50% because the negatives are popular movies):
 
   python -m eval.probes.main --probe_dir=/tmp/probes --popularity_baseline \
       --movielens_dir=../shared/data/movielens
 
 It ends with where its outputs are and the next command: after scoring, the
-full evaluation of the checkpoint with these probes (`eval.main`); after a
-build, the popularity baseline on the new probes; after the baseline alone,
-training the sample model and scoring it.
+full evaluation of the checkpoint with these probes (`eval.main`); after the
+baseline alone, training the sample model and scoring it.
 """
 
-import dataclasses
 import json
 import os
 import shlex
@@ -35,7 +28,13 @@ from typing import Optional, Sequence
 from absl import app
 from absl import flags
 
-from crs_tasks import cli
+from crs_runtime import cli  # pylint: disable=g-bad-import-order
+
+# Before TensorFlow and JAX load, so their start-up logs reach the
+# command's log file (a no-op unless this module is the command).
+cli.capture_early()
+# pylint: disable=g-import-not-at-top,g-bad-import-order
+
 from crs_tasks import movie_relatedness
 from crs_tasks import probe_builders as builders
 from crs_tasks import probe_io
@@ -43,23 +42,18 @@ from eval import baselines
 from eval.probes import oracles as oracles_lib
 from eval.probes import probe_lib
 from train import checkpointing
-from train import infer
+from train import inference
 
 # Probe texts are short: inputs 512 and targets 128 tokens hold them whole.
 LENGTHS = {"inputs": 512, "targets": 128}
 
 _MOVIELENS_DIR = flags.DEFINE_string("movielens_dir", None, "MovieLens dir.")
-_REVIEWS_CSV = flags.DEFINE_string("reviews_csv", None, "Reviews CSV.")
-_SAMPLE = flags.DEFINE_bool("sample", False, "Build from the bundled samples.")
-_BUILD_DIR = flags.DEFINE_string("build_dir", None, "Write <probe>.jsonl here.")
-_PROBES = flags.DEFINE_list("probes", list(builders.PROBE_NAMES), "Probes.")
+_PROBES = flags.DEFINE_list("probes", list(probe_io.PROBE_NAMES), "Probes.")
 _ORACLES = flags.DEFINE_bool(
     "oracles", False,
     "Write <probe dir>/oracles.json: the co-occurrence, PMI^2 and "
     "popularity oracles on the probe pairs, from the ML-sequences task's "
     "training users (--movielens_dir); eval.report prints them.")
-_SEED = flags.DEFINE_integer("seed", 1, "Seed of the negative draws.")
-_MAX_PAIRS = flags.DEFINE_integer("max_pairs", None, "Pairs kept per probe.")
 _PROBE_DIR = flags.DEFINE_string("probe_dir", None, "Built probes to score.")
 _CHECKPOINT_PATH = flags.DEFINE_string(
     "checkpoint_path", None,
@@ -72,7 +66,7 @@ _BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Pairs per batch.")
 _OUTPUT = flags.DEFINE_string("output", None, "Metrics JSON path.")
 _POPULARITY_BASELINE = flags.DEFINE_bool(
     "popularity_baseline", False,
-    "Score the probes (--probe_dir or --build_dir) with MovieLens popularity "
+    "Score the probes (--probe_dir) with MovieLens popularity "
     "(--movielens_dir) instead of a model: the pair accuracy of preferring "
     "the more popular movie.")
 
@@ -106,7 +100,7 @@ def score(
   """Probe metrics of the latest (or `step`) checkpoint of `model_dir`."""
   model, params, step = checkpointing.load_model(model_dir, step=step)
   # No bar here: this command's stderr is kept for warnings only.
-  score_fn = infer.PairScorer(model, params, task_feature_lengths=LENGTHS,
+  score_fn = inference.PairScorer(model, params, task_feature_lengths=LENGTHS,
                               batch_size=batch_size, progress=False)
   metrics = {"step": float(step)}
   for fn in probe_lib.make_probe_fns(probe_dir, names=probes).values():
@@ -145,44 +139,20 @@ def main(argv: Sequence[str]) -> None:
     print("warning: --model_dir is deprecated; use --checkpoint_path",
           file=sys.stderr, flush=True)
     checkpoint_path = checkpoint_path or _MODEL_DIR.value
-  if not (_BUILD_DIR.value or checkpoint_path or _POPULARITY_BASELINE.value
-          or _ORACLES.value):
-    raise app.UsageError("pass --build_dir, --checkpoint_path, "
+  if not (checkpoint_path or _POPULARITY_BASELINE.value or _ORACLES.value):
+    raise app.UsageError("pass --checkpoint_path, "
                          "--popularity_baseline and/or --oracles")
-  log_dir = _BUILD_DIR.value or (
-      os.path.dirname(os.path.abspath(_OUTPUT.value)) if _OUTPUT.value
-      else None)
+  log_dir = (os.path.dirname(os.path.abspath(_OUTPUT.value)) if _OUTPUT.value
+             else None)
   log = cli.log_to(log_dir)
   outputs = []
   movielens_dir = _MOVIELENS_DIR.value
-  if _BUILD_DIR.value:
-    config = builders.SAMPLE_CONFIG if _SAMPLE.value else builders.ProbeConfig()
-    config = dataclasses.replace(config, seed=_SEED.value)
-    if _MAX_PAIRS.value is not None:
-      config = dataclasses.replace(config, max_pairs=_MAX_PAIRS.value)
-    movielens_dir, reviews_csv = _MOVIELENS_DIR.value, _REVIEWS_CSV.value
-    if _SAMPLE.value:
-      movielens_dir = os.path.join(builders.SAMPLE_DATA_DIR, "movielens")
-      reviews_csv = os.path.join(builders.SAMPLE_DATA_DIR, "reviews",
-                                 "reviews.csv")
-    if not movielens_dir:
-      raise app.UsageError("--build_dir needs --movielens_dir or --sample")
-    data = builders.load_probe_data(
-        movielens_dir, reviews_csv=reviews_csv, config=config
-    )
-    stats = builders.build_probe_files(
-        data, _BUILD_DIR.value, probes=_PROBES.value, config=config
-    )
-    print(json.dumps(stats["counts"], indent=2))
-    written = [f"{p}.jsonl" for p in probe_io.ALL_PROBE_NAMES
-               if stats["counts"].get(f"{p}/pairs")]
-    outputs.append(f"{_BUILD_DIR.value} (" + ", ".join(written) + ")")
   if _ORACLES.value:
     if not _MOVIELENS_DIR.value:
       raise app.UsageError("--oracles needs --movielens_dir")
-    probe_dir = _PROBE_DIR.value or _BUILD_DIR.value
+    probe_dir = _PROBE_DIR.value
     if not probe_dir:
-      raise app.UsageError("--oracles needs --probe_dir or --build_dir")
+      raise app.UsageError("--oracles needs --probe_dir")
     rows = oracles_lib.probe_oracles(
         probe_dir, oracles_lib.load_training_stats(_MOVIELENS_DIR.value))
     for probe, by_oracle in rows.items():
@@ -195,13 +165,13 @@ def main(argv: Sequence[str]) -> None:
     if not _MOVIELENS_DIR.value:
       raise app.UsageError("--popularity_baseline needs --movielens_dir")
     metrics = popularity_baseline(
-        probe_dir=_PROBE_DIR.value or _BUILD_DIR.value,
+        probe_dir=_PROBE_DIR.value,
         movielens_dir=_MOVIELENS_DIR.value, probes=_PROBES.value)
     for name in sorted(metrics):
       print(f"popularity {name}: {metrics[name]:.4f}")
   if checkpoint_path:
     metrics = score(
-        probe_dir=_PROBE_DIR.value or _BUILD_DIR.value,
+        probe_dir=_PROBE_DIR.value,
         model_dir=checkpoint_path, step=_STEP.value, probes=_PROBES.value,
         batch_size=_BATCH_SIZE.value,
     )
@@ -215,7 +185,7 @@ def main(argv: Sequence[str]) -> None:
                          "none written (the metrics are above)")
         + (f"; log: {log}" if log else ""))
   print(cli.next_command(*next_commands(
-      probe_dir=_PROBE_DIR.value or _BUILD_DIR.value,
+      probe_dir=_PROBE_DIR.value,
       checkpoint_path=checkpoint_path, movielens_dir=movielens_dir,
       baseline_done=_POPULARITY_BASELINE.value)), flush=True)
 

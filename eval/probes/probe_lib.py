@@ -3,7 +3,7 @@
 A probe example (`crs_tasks.probe_builders`) holds `inputs`, `targets` (the
 correct reply) and `negative_targets`. A `PairScoreFn`
 `score_fn(inputs: list[str], targets: list[str]) -> np.ndarray [N]` returns
-log p(targets | inputs) (a model: `train.infer.PairScorer`, which tokenizes
+log p(targets | inputs) (a model: `train.inference.PairScorer`, which tokenizes
 and batches through the model's feature converter like every other path).
 A pair is correct when
 log p(targets) >= log p(negative_targets) (ties count as correct, as in the
@@ -34,7 +34,7 @@ import numpy as np
 
 from crs_tasks import probe_builders as builders
 from crs_tasks import probe_io
-from eval.metrics import wilson_interval
+from eval import metrics as metrics_lib
 
 # (inputs [N], targets [N]) -> log p(targets | inputs) [N].
 PairScoreFn = Callable[[Sequence[str], Sequence[str]], np.ndarray]
@@ -84,7 +84,7 @@ def pair_metrics(
         f"{int(bad[0])}"
     )
   correct = int(np.sum(pos >= neg))
-  low, high = wilson_interval(correct, pos.size, confidence)
+  low, high = metrics_lib.wilson_interval(correct, pos.size, confidence)
   prefix = f"probe/{name}"
   # Percent, like every other metric (`rec/`, `gen/`, `rank/`).
   return {
@@ -215,7 +215,7 @@ def make_probe_fns(
   """Probe callables for `eval.evaluation.evaluate(probe_fns=...)`.
 
   Args:
-    probe_dir: folder with `<probe>.jsonl` files (`eval.probes.main
+    probe_dir: folder with `<probe>.jsonl` files (`crs_tasks.build_probes
       --build_dir`). Probes without a file are skipped with a log line.
     names: probes to load.
     max_pairs: score only the first `max_pairs` pairs of each probe.

@@ -3,7 +3,7 @@
 import pytest
 import seqio
 
-from crs_tasks import errors
+from crs_runtime import errors
 from crs_tasks import features
 from crs_tasks import inspect_task
 

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from crs_tasks import errors
+from crs_runtime import errors
 from crs_tasks import movielens_data
 
 

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from crs_tasks import errors
+from crs_runtime import errors
 from crs_tasks import movielens_reviews
 
 SAMPLE_REVIEWS = os.path.join(

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from crs_tasks import errors
+from crs_runtime import errors
 from crs_tasks import movielens_data
 from crs_tasks import movielens_sequences
 

@@ -13,6 +13,7 @@ import tensorflow as tf
 
 import crs_tasks  # pylint: disable=unused-import
 from crs_tasks import features
+from crs_tasks import metrics
 from crs_tasks import movielens_data
 from crs_tasks import movielens_reviews
 from crs_tasks import movielens_sequences
@@ -273,15 +274,14 @@ def test_sample_counts(tfds_dir):
 
 
 def test_titles_readable_by_extract_titles():
-  from crs_tasks import postprocessors  # pylint: disable=g-import-not-at-top
   ds = tf.data.Dataset.from_tensors({
       "movies": ["Heat (1995)", "Up (2009)", "(500) Days of Summer (2009)"],
       "target": "Alien (1979)",
   })
   (ex,) = list(preprocessors.ml_sequence_to_text(ds).as_numpy_iterator())
-  assert postprocessors.extract_titles(ex["inputs"]) == [
+  assert metrics.extract_titles(ex["inputs"]) == [
       "heat (1995)", "up (2009)", "(500) days of summer (2009)"]
-  assert postprocessors.extract_titles(ex["targets"]) == ["alien (1979)"]
+  assert metrics.extract_titles(ex["targets"]) == ["alien (1979)"]
 
 
 @pytest.mark.parametrize("task,config", [

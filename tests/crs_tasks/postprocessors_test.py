@@ -5,29 +5,6 @@ import tensorflow as tf
 
 from crs_tasks import postprocessors
 
-# ------------------------------ extract_titles ------------------------------
-
-
-def test_extract_titles_in_order_stripped_duplicates_kept():
-  text = "watch @ Heat (1995) @ or @  up   (2009) @! @ Heat (1995) @"
-  assert postprocessors.extract_titles(text) == [
-      "Heat (1995)", "up (2009)", "Heat (1995)"]
-
-
-def test_extract_titles_from_bytes():
-  assert postprocessors.extract_titles("@ amélie (2001) @".encode()) == [
-      "amélie (2001)"]
-
-
-def test_extract_titles_without_titles_is_empty():
-  assert postprocessors.extract_titles("no movies here") == []
-
-
-def test_extract_titles_ignores_unpaired_empty_and_raw_mentions():
-  assert postprocessors.extract_titles(
-      "@ @ saw @123 and @ Jaws (1975) @ @") == ["Jaws (1975)"]
-
-
 # ---------------------------- redial_postprocess ----------------------------
 
 
@@ -64,3 +41,16 @@ def test_target_gets_metadata_as_python_values():
 
 def test_target_without_example_is_text():
   assert postprocessors.redial_postprocess(b"hi", is_target=True) == "hi"
+
+
+# --------------------------------- to_python --------------------------------
+
+
+def test_to_python_makes_json_friendly_values():
+  assert postprocessors.to_python(np.array([b"heat (1995)"])) == [
+      "heat (1995)"]
+  value = postprocessors.to_python(np.array(3, dtype=np.int32))
+  assert value == 3 and isinstance(value, int)
+  assert postprocessors.to_python(tf.constant(b"up (2009)")) == "up (2009)"
+  assert postprocessors.to_python(
+      [np.float32(0.5), (b"a", np.array([[1, 2]]))]) == [0.5, ["a", [[1, 2]]]]

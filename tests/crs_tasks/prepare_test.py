@@ -9,7 +9,7 @@ import sys
 import pytest
 import tensorflow_datasets as tfds
 
-from crs_tasks import errors
+from crs_runtime import errors
 from crs_tasks import movielens_data
 from crs_tasks import movielens_reviews
 from crs_tasks import movielens_sequences

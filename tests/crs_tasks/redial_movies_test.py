@@ -2,7 +2,7 @@
 
 Its callers (`redial_utils.load_movie_titles`,
 `movielens_matching.load_redial_movies`, `eval.ranking.load_movie_list`,
-`eval.chat_catalogue.load_catalogue`) only shape its rows, so the file's
+`crs_chat.catalogue.load_catalogue`) only shape its rows, so the file's
 errors are specified here once.
 """
 
@@ -10,7 +10,7 @@ import os
 
 import pytest
 
-from crs_tasks import errors
+from crs_runtime import errors
 from crs_tasks import redial_movies
 
 TESTDATA = os.path.join(os.path.dirname(os.path.dirname(__file__)), "testdata")

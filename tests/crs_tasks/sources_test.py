@@ -13,7 +13,7 @@ import seqio
 import tensorflow_datasets as tfds
 
 import crs_tasks  # pylint: disable=unused-import  (registers the tasks)
-from crs_tasks import errors
+from crs_runtime import errors
 from crs_tasks import prepare
 from crs_tasks.tfds_builders import movielens as movielens_builder
 from crs_tasks.tfds_builders import redial as redial_builder

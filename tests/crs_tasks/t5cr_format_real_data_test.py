@@ -186,7 +186,7 @@ def _recall_inputs(data_dir):
 
 def test_e2e_recall_literal_and_ours_on_gold_replies(shared_data):
   from crs_tasks import features  # pylint: disable=g-import-not-at-top
-  from eval import metrics  # pylint: disable=g-import-not-at-top
+  from crs_tasks import metrics  # pylint: disable=g-import-not-at-top
   texts, metadata, examples = _recall_inputs(str(shared_data))
   vocab = features.get_vocabulary()
   decoded = [vocab.decode(vocab.encode(t[1])) for t in texts]
@@ -203,7 +203,7 @@ def test_e2e_recall_literal_and_ours_on_gold_replies(shared_data):
 
 def test_e2e_recall_literal_and_ours_repeating_the_last_movie(shared_data):
   from crs_tasks import features  # pylint: disable=g-import-not-at-top
-  from eval import metrics  # pylint: disable=g-import-not-at-top
+  from crs_tasks import metrics  # pylint: disable=g-import-not-at-top
   texts, metadata, examples = _recall_inputs(str(shared_data))
   vocab = features.get_vocabulary()
   decode = lambda text: vocab.decode(vocab.encode(text))

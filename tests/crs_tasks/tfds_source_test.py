@@ -15,7 +15,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 _SCRIPT = """
 import seqio
 import crs_tasks
-from crs_tasks import errors
+from crs_runtime import errors
 t = seqio.get_mixture_or_task("crs_sample_redial_v002")
 print("shards", len(t.source.list_shards("train")))
 print("validation", t.num_input_examples("validation"))

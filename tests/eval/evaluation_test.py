@@ -18,7 +18,8 @@ from crs_tasks import postprocessors
 from eval import evaluation
 from eval import ranking
 from train import distributed
-from train import infer
+from train import inference
+from train import model_inputs
 
 TASK = "test_eval_toy_redial_v001"
 TASK2 = "test_eval_toy_redial_copy_v001"
@@ -114,7 +115,7 @@ class FakeModel:
     length = kwargs["max_decode_length"]
     rows = []
     for enc in np.asarray(batch["encoder_input_tokens"]):
-      text = infer.decode_tokens(VOCAB, enc)
+      text = inference.decode_tokens(VOCAB, enc)
       rows.append(list(VOCAB.encode(REPLIES[text])) + [1])
     return _pad(rows, length)
 
@@ -168,7 +169,7 @@ def evaluated(tmp_path_factory):
   metrics = evaluation.evaluate(
       model=model, params="params", vocabulary=VOCAB, tasks=[TASK],
       output_dir=str(tmp_path / "eval" / "7"), step=7, num_examples=3,
-      decode=evaluation.DecodeConfig(method="beam", num_beams=3),
+      decode=inference.DecodeConfig(method="beam", num_beams=3),
       inputs_length=32, targets_length=16, batch_size=2,
       ranking_fns=ranking.make_protocols(_movie_list(tmp_path), ks=(1, 10)),
       probe_fns={"toy": _toy_probe},
@@ -318,7 +319,7 @@ def test_ranking_scores_the_encoder_rows_generation_decodes(tmp_path):
   """Histories longer than the inputs length: both keep prefix + recent."""
   import crs_tasks  # pylint: disable=g-import-not-at-top,unused-import
   task, length = "crs_sample_redial_v001", 48
-  examples = infer.task_examples(
+  examples = model_inputs.task_examples(
       task, split="test", task_feature_lengths={"inputs": length,
                                                 "targets": 16},
       num_examples=12)
@@ -364,7 +365,7 @@ def test_evaluate_num_examples_and_task_prefixes(tmp_path):
 
 def test_decode_config_rejects_unknown_method():
   with pytest.raises(ValueError, match="got 'topk'"):
-    evaluation.DecodeConfig(method="topk")
+    inference.DecodeConfig(method="topk")
 
 
 def test_expand_tasks_unknown_name():

@@ -14,12 +14,12 @@ import pytest
 import seqio
 import tensorflow as tf
 
-from crs_tasks import errors
+from crs_runtime import errors
 from crs_tasks import features
 from crs_tasks import postprocessors
-from eval import evaluation
 from eval import main as main_lib
 from train import checkpointing
+from train import inference
 from train import models
 from train import network
 
@@ -209,8 +209,8 @@ def test_unknown_task_fails_before_loading(tmp_path, monkeypatch):
 def test_decode_config_is_gin_configurable():
   gin.clear_config()
   try:
-    gin.parse_config("evaluation.DecodeConfig.method = 'sample'")
-    assert gin.get_configurable(evaluation.DecodeConfig)().method == "sample"
+    gin.parse_config("inference.DecodeConfig.method = 'sample'")
+    assert gin.get_configurable(inference.DecodeConfig)().method == "sample"
   finally:
     gin.clear_config()
 

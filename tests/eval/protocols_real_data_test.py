@@ -15,9 +15,9 @@ import re
 import numpy as np
 import pytest
 
+from crs_tasks import metrics
 from crs_tasks import redial_utils
 from eval import baselines
-from eval import metrics
 from eval import ranking
 
 KS = (1, 10, 50)

@@ -20,14 +20,14 @@ import sys
 import gin
 import pytest
 
-from train import gin_flags
+from crs_runtime import gin_flags
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 GIN_DIR = ROOT / "gin"
 TINY_MODEL = "models/t5_1_1_tiny.gin"
 # Entry points that register (non-dynamic) configurables used by gin files.
 ENTRY_MODULES = ("train.main", "train.infer", "eval.main", "eval.report",
-                 "eval.chat", "eval.probes.main")
+                 "crs_chat.main", "eval.probes.main")
 REQUIRED = re.compile(r"^(\w+)\s*=\s*%gin\.REQUIRED", re.M)
 
 GIN_FILES = sorted(
@@ -192,7 +192,7 @@ def test_sample_tiny_command_line(tmp_path):
   assert proc.stderr == ""
   assert f"log: {tmp_path}/logs/train.log" in proc.stdout
   assert proc.stdout.rstrip().splitlines()[-1] == (
-      f"next: python -m eval.chat --checkpoint_path={tmp_path}")
+      f"next: python -m crs_chat.main --checkpoint_path={tmp_path}")
   assert (tmp_path / "checkpoints" / "2").is_dir()
   assert (tmp_path / "training_eval" / "crs_sample_redial_v002").is_dir()
 

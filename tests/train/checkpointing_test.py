@@ -15,7 +15,7 @@ import optax
 import pytest
 import seqio.test_utils
 
-from crs_tasks import errors
+from crs_runtime import errors
 from train import checkpointing
 from train import models
 from train import network
@@ -204,7 +204,7 @@ def test_unreadable_checkpoint_names_step_and_previous_for_eval(
   assert message.startswith(
       f"{step_dir}: checkpoint step 5 is unreadable or incomplete (")
   assert f"`mv {step_dir} {step_dir}.unreadable`" in message
-  assert "eval.chat: --step=3" in message
+  assert "crs_chat.main: --step=3" in message
   assert "--gin.CHECKPOINT_STEP=3" in message
   assert "\n" not in message
   assert "Event loop is closed" not in capfd.readouterr().err
@@ -265,7 +265,7 @@ def test_closed_loop_callbacks_go_to_the_log_not_stderr(
 
 # Saves step 1 (small), then step 2 (too big for the disk) with 300 arrays,
 # so that many tensorstore writes are in flight when the first one fails.
-# As under a command (crs_tasks.cli.LogCapture), descriptor 2 (C++ logs)
+# As under a command (crs_runtime.cli.LogCapture), descriptor 2 (C++ logs)
 # and Python logging (orbax's) go to a log file; Python's sys.stderr keeps
 # the terminal, where only what the user would see arrives.
 _FULL_DISK_SCRIPT = """
@@ -352,7 +352,7 @@ def test_trained_on_reads_the_macros_of_config_gin(tmp_path):
 
 def test_other_model_size_is_not_called_unreadable(tmp_path, tiny_t5_config):
   """A run whose model_config.json was overwritten with another size: the
-  readers (eval.main, eval.chat, train.infer, the probes: `load_model`) say
+  readers (eval.main, crs_chat.main, train.infer, the probes: `load_model`) say
   "different model size" and never offer to move the checkpoint."""
   vocab = seqio.test_utils.sentencepiece_vocab()
   model = models.EncoderDecoderModel(

@@ -13,7 +13,7 @@ import types
 import numpy as np
 import pytest
 
-from crs_tasks import errors
+from crs_runtime import errors
 from train import distributed
 from train import partitioning
 

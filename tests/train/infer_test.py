@@ -14,7 +14,8 @@ import seqio.test_utils
 
 from train import checkpointing
 from train import infer
-from train import input_pipeline
+from train import inference
+from train import model_inputs
 from train import models
 from train import network
 
@@ -26,9 +27,9 @@ LENGTHS = {"inputs": 11, "targets": 5}
 def test_decode_tokens_stops_at_eos_and_drops_padding():
   vocab = seqio.test_utils.sentencepiece_vocab()
   # 11 = "th", 4 = "e", 1 = EOS; pieces after EOS are ignored.
-  assert infer.decode_tokens(vocab, [11, 4, 1, 5, 5]) == "the"
-  assert infer.decode_tokens(vocab, [0, 11, 0, 4]) == "the"
-  assert infer.decode_tokens(vocab, [1, 11]) == ""
+  assert inference.decode_tokens(vocab, [11, 4, 1, 5, 5]) == "the"
+  assert inference.decode_tokens(vocab, [0, 11, 0, 4]) == "the"
+  assert inference.decode_tokens(vocab, [1, 11]) == ""
 
 
 def test_predict_examples_keeps_text_and_metadata(fake_model, toy_task):
@@ -53,47 +54,6 @@ def test_predict_examples_keeps_text_and_metadata(fake_model, toy_task):
         task_feature_lengths=LENGTHS, decode_method="nucleus")
 
 
-def test_task_examples_keep_metadata_in_order(toy_task):
-  examples = infer.task_examples(toy_task, split="test",
-                                 task_feature_lengths=LENGTHS)
-  assert [ex["conversation_id"] for ex in examples] == [
-      f"test-{i}" for i in range(6)]
-  assert examples[0]["target_movies"] == ["Heat (1995)"]
-  assert examples[1]["target_movies"] == ["Heat (1995)", "Up (2009)"]
-  assert isinstance(examples[0]["inputs_pretokenized"], str)
-  assert all(len(ex["inputs"]) <= LENGTHS["inputs"] for ex in examples)
-  assert len(infer.task_examples(toy_task, split="test", num_examples=2,
-                                 task_feature_lengths=LENGTHS)) == 2
-
-
-def test_model_features_equal_the_training_pipeline(toy_task):
-  """The same rows as `input_pipeline` (the model's feature converter)."""
-  examples = infer.task_examples(toy_task, split="test",
-                                 task_feature_lengths=LENGTHS)
-  features = infer.model_features(examples, LENGTHS)
-  cfg = input_pipeline.DatasetConfig(toy_task, LENGTHS, "test", 6)
-  (batch,) = list(input_pipeline.get_dataset(
-      cfg, num_epochs=1).as_numpy_iterator())
-  assert sorted(features) == sorted(batch)
-  for key in batch:
-    np.testing.assert_array_equal(features[key], batch[key], err_msg=key)
-
-
-def test_iter_batches_pads_the_last_batch_with_its_last_row():
-  features = {"x": np.arange(5)[:, None]}
-  got = [(s, e, b["x"][:, 0].tolist())
-         for s, e, b in infer.iter_batches(features, 2)]
-  assert got == [(0, 2, [0, 1]), (2, 4, [2, 3]), (4, 5, [4, 4])]
-
-
-def test_tokenize_texts_keeps_the_first_tokens_and_eos():
-  vocab = seqio.test_utils.sentencepiece_vocab()
-  ids = list(vocab.encode("this is a test"))
-  assert infer.tokenize_texts(vocab, ["this is a test"], 4) == [
-      ids[:3] + [1]]
-  assert infer.tokenize_texts(vocab, ["this is a test"], 40) == [ids + [1]]
-
-
 class _ScoringModel:
   """score = (first encoder token) - (candidate length): easy to check."""
 
@@ -111,7 +71,7 @@ class _ScoringModel:
 def test_candidate_scorer_batches_and_caches_per_encoder_row():
   vocab = seqio.test_utils.sentencepiece_vocab()
   model = _ScoringModel(vocab)
-  scorer = infer.CandidateScorer(
+  scorer = inference.CandidateScorer(
       model, None, task_feature_lengths={"inputs": 8, "targets": 6},
       batch_size=2)
   candidates = ["a", "this is a test cat", "hot"]
@@ -143,7 +103,7 @@ def test_pair_scorer_scores_text_pairs_via_score_batch():
       del params
       return -batch["decoder_loss_weights"].sum(-1).astype(np.float32)
 
-  scorer = infer.PairScorer(Model(), None, batch_size=2, progress=False,
+  scorer = inference.PairScorer(Model(), None, batch_size=2, progress=False,
                             task_feature_lengths={"inputs": 8, "targets": 4})
   scores = scorer(["a", "b", "c"], ["cat", "this is a test", "hot"])
   expected = [-min(len(vocab.encode(t)) + 1, 4)

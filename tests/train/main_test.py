@@ -27,9 +27,9 @@ import numpy as np
 import optax
 import pytest
 
-from crs_tasks import errors
+from crs_runtime import errors
 from train import checkpointing
-from train import gin_flags
+from crs_runtime import gin_flags
 from train import main as main_lib
 from train import summaries
 
@@ -115,7 +115,7 @@ def test_tiny_run_ends_with_outputs_and_next_commands(tiny_run, toy_task):
           f"--gin.CHECKPOINT_PATH=\"'{model_dir}'\" "
           f"--gin.MIXTURE_OR_TASK_NAME=\"'{toy_task}'\"") in out
   assert out.rstrip().splitlines()[-1] == (
-      f"next: python -m eval.chat --checkpoint_path={model_dir}")
+      f"next: python -m crs_chat.main --checkpoint_path={model_dir}")
 
 
 def test_resumed_run_reports_the_min_loss_at_its_global_step(

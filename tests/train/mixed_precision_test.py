@@ -22,7 +22,7 @@ import optax
 import pytest
 import seqio.test_utils
 
-from train import gin_flags
+from crs_runtime import gin_flags
 from train import layers
 from train import models
 from train import network

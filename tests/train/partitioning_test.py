@@ -3,7 +3,7 @@
 import jax
 import pytest
 
-from crs_tasks import errors
+from crs_runtime import errors
 from train import partitioning
 
 P = jax.sharding.PartitionSpec

@@ -24,7 +24,7 @@ import pytest
 import seqio.test_utils
 import tensorflow as tf
 
-from crs_tasks import errors
+from crs_runtime import errors
 from train import checkpointing
 from train import finite_checks
 from train import hf_import
@@ -94,9 +94,9 @@ def test_accumulated_gradient_equals_full_batch_gradient(fake_model):
   params = _init_params(fake_model)
   batch = _batch()
   rng = jax.random.PRNGKey(1)
-  loss, grads, metrics = trainer.accumulate_grads(
+  loss, grads, metrics = steps.accumulate_grads(
       fake_model.loss_fn, params, batch, rng, num_microbatches=1)
-  loss4, grads4, _ = trainer.accumulate_grads(
+  loss4, grads4, _ = steps.accumulate_grads(
       fake_model.loss_fn, params, batch, rng, num_microbatches=4)
   np.testing.assert_allclose(loss4, loss, rtol=1e-6)
   for g, g4 in zip(jax.tree.leaves(grads), jax.tree.leaves(grads4)):
@@ -110,7 +110,7 @@ def test_accumulated_gradient_equals_full_batch_gradient(fake_model):
 
 def test_microbatches_must_divide_batch(fake_model):
   with pytest.raises(ValueError, match="not divisible by num_microbatches 3"):
-    trainer.accumulate_grads(fake_model.loss_fn, _init_params(fake_model),
+    steps.accumulate_grads(fake_model.loss_fn, _init_params(fake_model),
                              _batch(8), jax.random.PRNGKey(0), 3)
 
 
@@ -123,18 +123,18 @@ def test_rng_determinism():
     draw = jax.random.uniform(dropout_rng)
     return jnp.sum(params["w"]) * 0.0, {"draw": draw}
 
-  step = jax.jit(trainer.make_train_step(loss_fn, optax.sgd(0.1)))
+  step = jax.jit(steps.make_train_step(loss_fn, optax.sgd(0.1)))
   params = {"w": jnp.ones(3)}
   batch = _batch(2)
   draws = {}
-  state = trainer.TrainState(step=jnp.asarray(0), params=params,
+  state = steps.TrainState(step=jnp.asarray(0), params=params,
                              opt_state=optax.sgd(0.1).init(params))
   for _ in range(4):
     k = int(state.step)
     state, metrics = step(state, batch, base)
     draws[k] = float(metrics["draw"])
   # A "resumed" state at step 2 (fresh params) draws the same as before.
-  resumed = trainer.TrainState(step=jnp.asarray(2), params=params,
+  resumed = steps.TrainState(step=jnp.asarray(2), params=params,
                                opt_state=optax.sgd(0.1).init(params))
   _, metrics = step(resumed, batch, base)
   assert float(metrics["draw"]) == draws[2]
@@ -145,10 +145,10 @@ def test_rng_determinism():
 def test_train_step_reports_learning_rate_and_counts(fake_model):
   params = _init_params(fake_model)
   opt = optax.adamw(optax.linear_schedule(0.0, 1.0, 10))
-  step = jax.jit(trainer.make_train_step(
+  step = jax.jit(steps.make_train_step(
       fake_model.loss_fn, opt,
       learning_rate_fn=optax.linear_schedule(0.0, 1.0, 10)))
-  state = trainer.TrainState(step=jnp.asarray(3), params=params,
+  state = steps.TrainState(step=jnp.asarray(3), params=params,
                              opt_state=opt.init(params))
   batch = _batch(4)
   new_state, metrics = step(state, batch, jax.random.PRNGKey(0))
@@ -201,7 +201,7 @@ def test_microbatch_metrics_sum_counts_and_average_means():
     return jnp.sum(params["w"]) * rows, {
         "accuracy": jnp.asarray(0.25), "num_rows": jnp.asarray(rows * 1.0)}
 
-  loss, _, metrics = trainer.accumulate_grads(
+  loss, _, metrics = steps.accumulate_grads(
       loss_fn, {"w": jnp.ones(2)}, batch, jax.random.PRNGKey(0), 2)
   assert float(loss) == 8.0  # 2 microbatches x (2 x 2 rows).
   assert float(metrics["num_rows"]) == 4.0
@@ -549,20 +549,20 @@ def test_weights_whose_next_loss_is_not_finite_are_not_saved():
 def test_check_step_is_what_the_next_train_step_computes(fake_model):
   optimizer = optax.adafactor(0.01)
   params = _init_params(fake_model)
-  state = trainer.TrainState(step=jnp.asarray(4, jnp.int32), params=params,
+  state = steps.TrainState(step=jnp.asarray(4, jnp.int32), params=params,
                              opt_state=optimizer.init(params))
   batch = _batch(4, seed=3)
   rng = jax.random.PRNGKey(9)
-  _, metrics = jax.jit(trainer.make_train_step(fake_model.loss_fn, optimizer))(
+  _, metrics = jax.jit(steps.make_train_step(fake_model.loss_fn, optimizer))(
       state, batch, rng)
-  check = jax.jit(trainer.make_check_step(fake_model.loss_fn))(
+  check = jax.jit(steps.make_check_step(fake_model.loss_fn))(
       params, batch, rng, state.step)
   np.testing.assert_allclose(check["loss"], metrics["loss"], rtol=1e-6)
   np.testing.assert_allclose(check["grad_norm"], metrics["grad_norm"],
                              rtol=1e-6)
   assert float(check["params_finite"]) == 1.0
   bad = jax.tree.map(lambda x: x.at[(0,) * x.ndim].set(jnp.inf), params)
-  assert float(jax.jit(trainer.make_check_step(fake_model.loss_fn))(
+  assert float(jax.jit(steps.make_check_step(fake_model.loss_fn))(
       bad, batch, rng, state.step)["params_finite"]) == 0.0
 
 

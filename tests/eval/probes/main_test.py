@@ -1,4 +1,4 @@
-"""Tests of eval/probes/main.py (build the sample, score a fake checkpoint)."""
+"""Tests of eval/probes/main.py (score a fake checkpoint, baselines)."""
 
 import json
 import os
@@ -8,6 +8,7 @@ from absl.testing import flagsaver
 import numpy as np
 import pytest
 
+from crs_tasks import build_probes
 from crs_tasks import features
 from crs_tasks import movie_relatedness
 from crs_tasks import probes
@@ -20,30 +21,6 @@ def _run(**flag_values):
   flags.FLAGS.mark_as_parsed()
   with flagsaver.flagsaver(**flag_values):
     main.main(["main"])
-
-
-def test_build_sample_reproduces_bundled_files(tmp_path, capsys, runnable):
-  _run(sample=True, build_dir=str(tmp_path))
-  out = capsys.readouterr().out
-  assert '"recommendation/pairs": 100' in out
-  # Ends with the files written and the baseline on them as the next step.
-  lines = out.rstrip().splitlines()
-  assert lines[-2] == (f"Outputs: {tmp_path} (recommendation.jsonl, "
-                       "attribute.jsonl, description.jsonl, "
-                       "combination.jsonl, recommendation_in_format.jsonl, "
-                       "attribute_in_format.jsonl)")
-  sample_ml = os.path.join(builders.SAMPLE_DATA_DIR, "movielens")
-  assert lines[-1] == (f"next: python -m eval.probes.main --probe_dir="
-                       f"{tmp_path} --popularity_baseline "
-                       f"--movielens_dir={sample_ml}")
-  runnable(lines[-1])
-  for name in probes.PROBE_NAMES:  # The in-format twins too.
-    with open(os.path.join(probes.SAMPLE_PROBES_DIR, f"{name}.jsonl")) as f:
-      bundled = f.read()
-    assert (tmp_path / f"{name}.jsonl").read_text() == bundled, (
-        f"{name}.jsonl is stale: rebuild with `python -m eval.probes.main "
-        "--sample --build_dir=crs_tasks/sample_data/probes`"
-    )
 
 
 class _ShortTargetModel:
@@ -148,7 +125,9 @@ def test_deprecated_model_dir_flag_still_scores(tmp_path, monkeypatch,
 
 def test_oracles_on_the_sample(tmp_path, capsys):
   """`--oracles` writes oracles.json beside the probes it scores."""
-  _run(sample=True, build_dir=str(tmp_path), oracles=True,
+  build_probes.build(build_dir=str(tmp_path), movielens_dir=None,
+                     sample=True)
+  _run(probe_dir=str(tmp_path), oracles=True,
        movielens_dir=os.path.join(builders.SAMPLE_DATA_DIR, "movielens"))
   out = capsys.readouterr().out
   rows = json.loads((tmp_path / "oracles.json").read_text())

@@ -6,11 +6,11 @@ import math
 import numpy as np
 import pytest
 
-from crs_tasks import errors
+from crs_runtime import errors
 
 from crs_tasks import features
 from eval.probes import probe_lib
-from train import infer
+from train import inference
 
 Z95 = 1.959963984540054  # Normal 97.5% quantile.
 
@@ -135,7 +135,7 @@ def test_load_probe_examples_skips_and_reports_bad_lines(tmp_path,
       "property name enclosed in double quotes: line 1 column 2 (char 1)); "
       "line 4: not a JSON object; line 5: not valid UTF-8 (byte 0xe9 at "
       "column 15)\n")
-  with pytest.raises(FileNotFoundError, match="eval.probes.main"):
+  with pytest.raises(FileNotFoundError, match="crs_tasks.build_probes"):
     probe_lib.load_probe_examples(str(tmp_path / "missing.jsonl"))
   # No valid line at all: a user's mistake (one `error:` line), the fix.
   path.write_bytes(b'{"probe": "caf\xe9"}\n')
@@ -173,7 +173,7 @@ class _SumModel:
 def test_pair_scorer_batches_through_the_feature_converter():
   vocab = features.get_vocabulary()
   model = _SumModel()
-  score_fn = infer.PairScorer(
+  score_fn = inference.PairScorer(
       model, None, task_feature_lengths={"inputs": 16, "targets": 8},
       batch_size=2, progress=False)
   targets = ["sure", "sure, have you seen @ heat (1995) @?", "no"]

@@ -29,9 +29,9 @@ import difflib
 import re
 from typing import Iterable, Optional, Sequence
 
-from crs_tasks import errors
+from crs_runtime import errors
+from crs_tasks import metrics
 from crs_tasks import movielens_data
-from crs_tasks import postprocessors
 from crs_tasks import redial_movies
 from crs_tasks import titles as titles_lib
 
@@ -381,7 +381,7 @@ def recommended_titles(reply: str, catalogue: Catalogue) -> list[str]:
     (`unknown_titles`), or with another year, are never listed.
   """
   titles = []
-  for raw in postprocessors.extract_titles(reply):
+  for raw in metrics.extract_titles(reply):
     movie = catalogue.lookup(raw, fuzzy=False, require_year=True)
     if movie is not None and movie.title not in titles:
       titles.append(movie.title)
@@ -399,7 +399,7 @@ def unknown_titles(reply: str, catalogue: Catalogue) -> list[str]:
     The titles as generated, e.g. `["the a classics (1983)"]`.
   """
   titles = []
-  for raw in postprocessors.extract_titles(reply):
+  for raw in metrics.extract_titles(reply):
     if (catalogue.lookup(raw, fuzzy=False, require_year=True) is None
         and raw not in titles):
       titles.append(raw)

@@ -1,4 +1,4 @@
-"""Scripted sessions through the `eval.chat` entry point.
+"""Scripted sessions through the `crs_chat.main` entry point.
 
 stdin piped, and once in a pseudo-terminal (`pty`), as a user sees it.
 """
@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from crs_tasks import features
-from eval import chat as chat_main
+from crs_chat import main as chat_main
 from train import checkpointing
 from train import models
 from train import network
@@ -103,7 +103,7 @@ def test_long_history_drops_oldest_turns(run_chat):
 
 
 def test_cli_session_with_tiny_random_model(tiny_model_dir, runnable):
-  """`python -m eval.chat` on a random 1-layer T5, stdin piped."""
+  """`python -m crs_chat.main` on a random 1-layer T5, stdin piped."""
   model_dir = tiny_model_dir(step=2)
   # What train.main writes: the run's gin config names what it trained on.
   with open(os.path.join(model_dir, "config.gin"), "w") as f:
@@ -111,7 +111,7 @@ def test_cli_session_with_tiny_random_model(tiny_model_dir, runnable):
             "TASK_FEATURE_LENGTHS = {'inputs': 128, 'targets': 32}\n")
   root = pathlib.Path(__file__).resolve().parents[2]
   proc = subprocess.run(
-      [sys.executable, "-m", "eval.chat", f"--checkpoint_path={model_dir}",
+      [sys.executable, "-m", "crs_chat.main", f"--checkpoint_path={model_dir}",
        "--max_decode_length=6", "--inputs_length=64"],
       input="I loved The Matrix 1999\n/reset\nany comedy?\n/quit\nignored\n",
       cwd=root, capture_output=True, text=True, timeout=300, check=False,
@@ -166,7 +166,7 @@ def test_prompt_reaches_a_real_terminal(tiny_model_dir):
   root = pathlib.Path(__file__).resolve().parents[2]
   master, slave = pty.openpty()
   proc = subprocess.Popen(
-      [sys.executable, "-m", "eval.chat", f"--checkpoint_path={model_dir}",
+      [sys.executable, "-m", "crs_chat.main", f"--checkpoint_path={model_dir}",
        "--max_decode_length=6", "--inputs_length=64"],
       stdin=slave, stdout=slave, stderr=slave, cwd=root,
       start_new_session=True,

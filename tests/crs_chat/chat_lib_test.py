@@ -1,7 +1,7 @@
-"""Tests for eval/chat_lib.py: the history format, the session, the commands.
+"""Tests for crs_chat/chat_lib.py: the history format, session, commands.
 
-The `catalogue` fixture is in tests/eval/conftest.py; the title matching is
-tested in chat_catalogue_test.py.
+The `catalogue` fixture is in tests/crs_chat/conftest.py; the title matching is
+tested in catalogue_test.py.
 """
 
 import io
@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from crs_tasks import preprocessors
 from crs_tasks import redial_utils
-from eval import chat_lib
+from crs_chat import chat_lib
 
 
 def test_format_history_literal():

@@ -1,4 +1,4 @@
-"""Tests for crs_tasks/cli.py: one line and exit code 2 for user errors."""
+"""Tests for crs_runtime/cli.py: one line and exit code 2 for user errors."""
 
 import logging
 import os
@@ -9,8 +9,8 @@ from absl import flags
 from absl import logging as absl_logging
 import pytest
 
-from crs_tasks import cli
-from crs_tasks import errors
+from crs_runtime import cli
+from crs_runtime import errors
 
 
 def _exit(main, argv=("prog",)):
@@ -143,26 +143,6 @@ def test_log_capture_sends_fd2_and_logging_to_the_file(tmp_path, capfd):
   assert "checkpoint_manager noise" in text
 
 
-def test_close_matches():
-  assert errors.close_matches(
-      "TRAIN_STEPZ", ["TRAIN_STEPS", "BATCH_SIZE", "EVAL_STEPS"]) == [
-          "TRAIN_STEPS"]
-  assert errors.did_you_mean("crs_redail_v001", ["crs_redial_v001"]) == (
-      "did you mean crs_redial_v001?")
-  assert errors.did_you_mean("zzz", ["crs_redial_v001"]) is None
-
-
-def test_unknown_task_name_suggests_close_matches():
-  import crs_tasks  # pylint: disable=g-import-not-at-top,unused-import
-  with pytest.raises(errors.UserError) as info:
-    errors.get_mixture_or_task("crs_sample_t5cr_v01",
-                               where="MIXTURE_OR_TASK_NAME")
-  text = str(info.value)
-  assert text.startswith("MIXTURE_OR_TASK_NAME: unknown task or mixture "
-                         "crs_sample_t5cr_v01; did you mean "
-                         "crs_sample_t5cr_v001")
-
-
 def test_log_kept_only_when_moved_or_after_a_failure(tmp_path):
   unmoved = cli.LogCapture("unit")
   unmoved.close(keep=False)  # A successful command that never moved it.
@@ -189,3 +169,33 @@ def test_ctrl_c_is_one_line_and_exit_130(capsys, monkeypatch):
       "--gin_file=x\n")
   assert _exit(_raise(KeyboardInterrupt())) == 130
   assert capsys.readouterr().err == "interrupted\n"
+
+
+def _first_lines(path, pattern):
+  """Line numbers of the module-level statements of `path` matching."""
+  import ast  # pylint: disable=g-import-not-at-top
+  import re  # pylint: disable=g-import-not-at-top
+  tree = ast.parse(open(path, encoding="utf-8").read())
+  return [node.lineno for node in tree.body
+          if re.search(pattern, ast.unparse(node))]
+
+
+@pytest.mark.parametrize("module", sorted(cli.ENTRY_POINTS))
+def test_entry_points_capture_before_heavy_imports(module):
+  """Each command starts its log capture before TensorFlow/JAX/gin load."""
+  root = os.path.dirname(os.path.dirname(os.path.dirname(
+      os.path.abspath(__file__))))
+  package = module.split(".")[0]
+  path = os.path.join(root, *module.split(".")) + ".py"
+  assert os.path.isfile(path), module
+  if package == "crs_tasks":
+    # Python imports the package first: its __init__ starts the capture.
+    path = os.path.join(root, "crs_tasks", "__init__.py")
+    starts = _first_lines(path, r"capture_early\(package='crs_tasks'\)")
+  else:
+    starts = _first_lines(path, r"^cli\.capture_early\(\)$")
+  heavy = _first_lines(
+      path, r"^(import|from) (jax|tensorflow|gin|seqio|crs_tasks|train|"
+      r"eval|crs_chat)\b")
+  assert starts and heavy, (module, starts, heavy)
+  assert starts[0] < min(heavy), module

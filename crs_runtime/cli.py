@@ -1,8 +1,14 @@
 r"""How every entry point runs: a user's mistake is one line, logs go to a file.
 
-Each command (`train.main`, `train.infer`, `eval.main`, `eval.chat`,
-`eval.report`, `eval.probes.main`, `crs_tasks.prepare`,
-`crs_tasks.inspect_task`) ends with
+Each command (`train.main`, `train.infer`, `eval.main`, `crs_chat.main`,
+`eval.report`, `eval.probes.main`, `crs_tasks.build_probes`,
+`crs_tasks.prepare`, `crs_tasks.inspect_task`) starts its log capture
+before its heavy imports,
+
+  from crs_runtime import cli
+  cli.capture_early()  # Before TensorFlow loads.
+
+and ends with
 
   if __name__ == "__main__":
     cli.run(main, name="train", flags_parser=gin_flags.flags_parser)
@@ -26,8 +32,9 @@ instead of `absl.app.run(main)`. Then:
   (stderr). `--verbosity=1` or `CRS_LOGS=stderr` keeps everything on the
   terminal as before.
 
-This module imports nothing heavy, so every CLI (also those in
-`crs_tasks/`, which must not import `train/`) can use it.
+This module is the ground floor: it imports nothing of the project but
+`crs_runtime.errors` and nothing heavy, so every command can import it
+before TensorFlow.
 """
 
 import datetime
@@ -44,7 +51,7 @@ from absl import app
 from absl import flags
 from absl import logging as absl_logging
 
-from crs_tasks import errors
+from crs_runtime import errors
 
 TRACEBACK_ENV = "CRS_TRACEBACK"
 LOGS_ENV = "CRS_LOGS"
@@ -62,11 +69,6 @@ USER_ERRORS = (
     IsADirectoryError,
     PermissionError,
 )
-
-
-def is_user_error(exc: BaseException) -> bool:
-  """True for the exceptions shown as one line (see USER_ERRORS)."""
-  return isinstance(exc, USER_ERRORS)
 
 
 def error_line(exc: BaseException) -> str:
@@ -256,9 +258,10 @@ ENTRY_POINTS = {
     "train.main": "train",
     "train.infer": "infer",
     "eval.main": "eval",
-    "eval.chat": "chat",
+    "crs_chat.main": "chat",
     "eval.report": "report",
     "eval.probes.main": "probes",
+    "crs_tasks.build_probes": "build_probes",
     "crs_tasks.prepare": "prepare",
     "crs_tasks.inspect_task": "inspect_task",
 }
@@ -275,16 +278,24 @@ def _module_run_as_main() -> Optional[str]:
   return None
 
 
-def capture_early() -> None:
+def capture_early(package: Optional[str] = None) -> None:
   """Starts the log capture now if this process runs one of our commands.
 
-  Called when `crs_tasks` is imported, before TensorFlow is: under
-  `python -m train.main` (or any module in ENTRY_POINTS) TensorFlow's
-  C++ start-up lines then go to the log file too. Does nothing otherwise
-  (library use, tests, t5x).
+  Each entry point calls it before its heavy imports (TensorFlow, JAX):
+  under `python -m train.main` (or any module in ENTRY_POINTS)
+  TensorFlow's C++ start-up lines then go to the log file too. Does
+  nothing otherwise (library use, tests, t5x).
+
+  Args:
+    package: only start it when the command run is a module of this
+      package (`crs_tasks`, whose `__init__` loads TensorFlow before the
+      command's own module runs).
   """
   global _CAPTURE
-  name = ENTRY_POINTS.get(_module_run_as_main() or "")
+  module = _module_run_as_main() or ""
+  if package and not module.startswith(package + "."):
+    return
+  name = ENTRY_POINTS.get(module)
   if name and _CAPTURE is None and _should_capture(sys.orig_argv):
     _CAPTURE = LogCapture(name)
 
@@ -394,8 +405,10 @@ def next_command(*lines: str) -> str:
 # The commands a command suggests next.
 # ---------------------------------------------------------------------------
 
-SAMPLE_DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                           "sample_data")
+# The bundled sample data (a path, not an import: `crs_tasks` is upstairs).
+SAMPLE_DATA = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "crs_tasks",
+    "sample_data")
 
 
 def gin_string(value: str) -> str:
@@ -427,7 +440,7 @@ def eval_command(checkpoint_path: str,
   if isinstance(task, str):
     import seqio  # pylint: disable=g-import-not-at-top  (this module is light)
     if task in seqio.MixtureRegistry.names():
-      names = [t.name for t in seqio.get_mixture_or_task(task).tasks]
+      names = [t.name for t in errors.get_subtasks(task)]
       task = next((n for n in names if "redial" in n), names[0])
   parts = ["python -m eval.main --gin_file=gin/runs/eval.gin",
            f"--gin.CHECKPOINT_PATH={gin_string(checkpoint_path)}"]

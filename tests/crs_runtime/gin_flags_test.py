@@ -1,10 +1,10 @@
-"""Tests for train/gin_flags.py."""
+"""Tests for crs_runtime/gin_flags.py."""
 
 import gin
 import pytest
 
-from crs_tasks import errors
-from train import gin_flags
+from crs_runtime import errors
+from crs_runtime import gin_flags
 
 
 def test_rewrite_gin_args():

@@ -1,13 +1,13 @@
 r"""Talks with a trained T5-CR model in the terminal.
 
-  python -m eval.chat --checkpoint_path=/tmp/t5cr_sample \
+  python -m crs_chat.main --checkpoint_path=/tmp/t5cr_sample \
       [--catalogue=../shared/data/redial/movies_with_mentions.csv,...]
 
 Type messages; titles typed capitalised, with a year or in quotes are matched
 to the catalogue and sent to the model as `@ Title (Year) @`. The reply is
 shown with its recommended titles. Commands: /reset, /history, /help, /quit.
-Input may be piped (`printf 'hi\n/quit\n' | python -m eval.chat ...`). The
-conversation logic is `eval/chat_lib.py`. `--checkpoint_path` is a run
+Input may be piped (`printf 'hi\n/quit\n' | python -m crs_chat.main ...`). The
+conversation logic is `crs_chat/chat_lib.py`. `--checkpoint_path` is a run
 directory (MODEL_DIR of `train.main`) or one of its `checkpoints/<step>`
 directories, like CHECKPOINT_PATH of `eval.main` and `train.infer`
 (`--checkpoint` is its deprecated spelling). At the end it prints where its
@@ -23,11 +23,18 @@ from typing import Optional, Sequence, TextIO
 from absl import app
 from absl import flags
 
-from crs_tasks import cli
-from eval import chat_lib
-from eval import evaluation
+from crs_runtime import cli  # pylint: disable=g-bad-import-order
+
+# Before TensorFlow and JAX load, so their start-up logs reach the
+# command's log file (a no-op unless this module is the command).
+cli.capture_early()
+# pylint: disable=g-import-not-at-top,g-bad-import-order
+
+from crs_chat import catalogue as catalogue_lib
+from crs_chat import chat_lib
 from train import checkpointing
-from train import infer
+from train import inference
+from train import model_inputs
 
 _SAMPLE_DATA = os.path.join(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
@@ -59,7 +66,7 @@ def run_chat(
     checkpoint: str,
     catalogue_paths: Sequence[str],
     step: Optional[int] = None,
-    decode: evaluation.DecodeConfig = evaluation.DecodeConfig(
+    decode: inference.DecodeConfig = inference.DecodeConfig(
         max_decode_length=64),
     inputs_length: int = 512,
     stdin: TextIO = sys.stdin,
@@ -83,15 +90,16 @@ def run_chat(
   paths = list(catalogue_paths) or default_catalogue_files()
   if not paths:
     raise ValueError(f"no movie list in {_SAMPLE_DATA}; pass --catalogue")
-  catalogue = chat_lib.load_catalogue(paths)
+  catalogue = catalogue_lib.load_catalogue(paths)
   model, params, step = checkpointing.load_model(checkpoint, step=step)
   reply_length = decode.max_decode_length or 64
 
   lengths = {"inputs": inputs_length, "targets": reply_length}
 
   def generate_fn(text: str) -> str:
-    ids = infer.tokenize_texts(model.input_vocabulary, [text], inputs_length)
-    return infer.generate(model, params, [{"inputs": ids[0]}],
+    ids = model_inputs.tokenize_texts(model.input_vocabulary, [text],
+                                      inputs_length)
+    return inference.generate(model, params, [{"inputs": ids[0]}],
                           task_feature_lengths=lengths, decode=decode,
                           batch_size=1, progress=False)[0]
 
@@ -158,7 +166,7 @@ if __name__ == "__main__":
     run_chat(
         checkpoint=checkpoint, step=_STEP.value,
         catalogue_paths=_CATALOGUE.value, inputs_length=_INPUTS_LENGTH.value,
-        decode=evaluation.DecodeConfig(
+        decode=inference.DecodeConfig(
             method=_DECODE_METHOD.value, num_beams=_NUM_BEAMS.value,
             temperature=_TEMPERATURE.value,
             max_decode_length=_MAX_DECODE_LENGTH.value))

@@ -18,9 +18,8 @@ from typing import Any, Iterator, Mapping, Optional, Sequence
 
 from absl import flags
 import gin
-import seqio
 
-from crs_tasks import errors
+from crs_runtime import errors
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GIN_DIR = os.path.join(REPO_ROOT, "gin")
@@ -305,6 +304,7 @@ def parse_from_flags(
         fix="add --gin_file=..., e.g. "
         "--gin_file=gin/experiments/sample_tiny.gin")
   if flags.FLAGS.seqio_additional_cache_dirs:
+    import seqio  # pylint: disable=g-import-not-at-top  (keeps this light)
     seqio.add_global_cache_dirs(flags.FLAGS.seqio_additional_cache_dirs)
   parse_gin(
       flags.FLAGS.gin_file,

@@ -1,8 +1,8 @@
 """The one exception type for a user's mistake.
 
-Every entry point (`train.main`, `train.infer`, `eval.main`, `eval.chat`,
-`eval.report`, `crs_tasks.prepare`, `crs_tasks.inspect_task`, the probes CLI)
-prints a `UserError` as one line and exits with code 2, without a traceback
+Every entry point (`train.main`, `train.infer`, `eval.main`, `crs_chat.main`,
+`eval.report`, `eval.probes.main`, `crs_tasks.prepare`,
+`crs_tasks.inspect_task`, `crs_tasks.build_probes`) prints a `UserError` as one line and exits with code 2, without a traceback
 (unless asked for one). Anything else is a programming error and still
 raises.
 
@@ -107,6 +107,27 @@ def get_mixture_or_task(name: str, *, where: Optional[str] = None) -> Any:
         sorted(names) if isinstance(name, str) else [], where=where,
         fix="python -m crs_tasks.inspect_task --list shows the names")
   return seqio.get_mixture_or_task(name)
+
+
+def get_subtasks(name: str, *, where: Optional[str] = None) -> list[Any]:
+  """The Tasks of a Task or Mixture name, in order (a Task: itself).
+
+  The project's one mixture -> tasks expansion; an unknown name is the
+  `get_mixture_or_task` UserError.
+
+  Args:
+    name: a registered seqio Task or Mixture name.
+    where: what named it (e.g. the gin macro `MIXTURE_OR_TASK_NAME`).
+
+  Returns:
+    The seqio Tasks (`seqio.get_subtasks`).
+
+  Raises:
+    UserError: no Task or Mixture has that name.
+  """
+  import seqio  # pylint: disable=g-import-not-at-top  # Keeps this module light.
+
+  return list(seqio.get_subtasks(get_mixture_or_task(name, where=where)))
 
 
 def utf8_error(raw: bytes, error: UnicodeDecodeError) -> str:

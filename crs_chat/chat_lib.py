@@ -1,4 +1,4 @@
-"""Pure pieces of the terminal chat (`eval/chat.py`) with a T5-CR model.
+"""Pure pieces of the terminal chat (`crs_chat/main.py`) with a T5-CR model.
 
 - `format_history`: the model input for a dialogue, the same string the
   ReDial task builds (`redial conversation: [user] ... [assistant] ...`,
@@ -7,18 +7,17 @@
   `/history`, `/help` and `/quit` commands; `chat_loop` reads stdin.
 
 The films a user types and the model writes are found in the movie list by
-`eval/chat_catalogue.py` (`Catalogue`, `load_catalogue`, `mark_titles`,
-`recommended_titles`, ...), whose names are re-exported here.
+`crs_chat/catalogue.py` (`Catalogue`, `load_catalogue`, `mark_titles`,
+`recommended_titles`, ...).
 """
 
 import dataclasses
 from typing import Callable, Iterable, Sequence, TextIO
 
+from crs_chat import catalogue as catalogue_lib
 from crs_tasks import preprocessors
 from crs_tasks import redial_utils
-from eval import chat_catalogue
 
-INPUT_PREFIX = preprocessors.REDIAL_PREFIX  # "redial conversation: "
 SPEAKER_TAGS = {
     "user": redial_utils.USER_TAG,
     "assistant": redial_utils.ASSISTANT_TAG,
@@ -33,15 +32,6 @@ COMMANDS = {
     "/quit": "leave",
 }
 
-# The catalogue's names, re-exported for callers of `eval.chat_lib`.
-Movie = chat_catalogue.Movie
-Catalogue = chat_catalogue.Catalogue
-name_key = chat_catalogue.name_key
-load_catalogue = chat_catalogue.load_catalogue
-mark_titles = chat_catalogue.mark_titles
-recommended_titles = chat_catalogue.recommended_titles
-unknown_titles = chat_catalogue.unknown_titles
-readable_reply = chat_catalogue.readable_reply
 
 
 def format_history(turns: Sequence[tuple[str, str]]) -> str:
@@ -65,7 +55,7 @@ def format_history(turns: Sequence[tuple[str, str]]) -> str:
     if speaker not in SPEAKER_TAGS:
       raise ValueError(f"unknown speaker {speaker!r}; use {list(SPEAKER_TAGS)}")
     parts.append(f"{SPEAKER_TAGS[speaker]} {' '.join(text.split())}")
-  return (INPUT_PREFIX + " ".join(parts)).strip().lower()
+  return (preprocessors.REDIAL_PREFIX + " ".join(parts)).strip().lower()
 
 
 def fit_history(
@@ -103,7 +93,7 @@ class Response:
   """
 
   user_text: str
-  user_movies: list[chat_catalogue.Movie]
+  user_movies: list[catalogue_lib.Movie]
   model_input: str
   reply: str
   recommendations: list[str]
@@ -116,7 +106,7 @@ class ChatSession:
 
   def __init__(
       self,
-      catalogue: chat_catalogue.Catalogue,
+      catalogue: catalogue_lib.Catalogue,
       generate_fn: Callable[[str], str],
       fits: Callable[[str], bool] = lambda text: True,
   ):
@@ -131,7 +121,7 @@ class ChatSession:
   def respond(self, text: str) -> Response:
     """Adds a user turn, asks the model, adds its reply as assistant turn."""
     notes = []
-    user_text, movies = chat_catalogue.mark_titles(text, self.catalogue,
+    user_text, movies = catalogue_lib.mark_titles(text, self.catalogue,
                                                    notes)
     self.turns.append(("user", user_text))
     model_input = fit_history(self.turns, self.fits)
@@ -142,9 +132,9 @@ class ChatSession:
         user_movies=movies,
         model_input=model_input,
         reply=reply,
-        recommendations=chat_catalogue.recommended_titles(
+        recommendations=catalogue_lib.recommended_titles(
             reply, self.catalogue),
-        not_in_catalogue=chat_catalogue.unknown_titles(reply, self.catalogue),
+        not_in_catalogue=catalogue_lib.unknown_titles(reply, self.catalogue),
         notes=notes,
     )
 
@@ -183,7 +173,7 @@ def handle_line(session: ChatSession, line: str) -> tuple[list[str], bool]:
         "  (matched: " + "; ".join(m.title for m in response.user_movies) + ")"
     )
   out.extend(f"  (note: {note})" for note in response.notes)
-  out.append("assistant> " + chat_catalogue.readable_reply(
+  out.append("assistant> " + catalogue_lib.readable_reply(
       response.reply, session.catalogue))
   if response.recommendations:
     out.append("  recommended: " + "; ".join(response.recommendations))
