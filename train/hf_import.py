@@ -40,9 +40,16 @@ import ml_dtypes
 
 import numpy as np
 
+from crs_tasks import errors
 from train import network
 
 PyTree = Any
+
+
+class CheckpointFileError(errors.UserError, ValueError):
+  """A weights file this reader cannot read: one `error:` line in a command
+  (train.main), still a ValueError for callers."""
+
 
 _ACTIVATIONS = {
     "relu": ("relu",),
@@ -222,9 +229,16 @@ def read_torch_state_dict(path: str) -> dict[str, np.ndarray]:
     ValueError: not a zip-format torch file, or it holds other objects.
   """
   if not zipfile.is_zipfile(path):
-    raise ValueError(f"{path}: not a zip-format torch.save file (legacy "
-                     "torch < 1.6 pickles are not read; convert it to "
-                     "safetensors with torch: pip install -e \".[parity]\")")
+    directory = os.path.dirname(path) or "."
+    raise CheckpointFileError(
+        "not a zip-format torch.save file (a legacy torch < 1.6 pickle, "
+        "which is read only with torch)",
+        where=path,
+        fix="use the checkpoint's model.safetensors instead, or install "
+        "torch with `pip install -e \".[parity]\"` and rewrite it as "
+        "safetensors: python -c \"import transformers as t; "
+        f"t.T5ForConditionalGeneration.from_pretrained('{directory}')"
+        f".save_pretrained('{directory}')\"")
   with zipfile.ZipFile(path) as archive:
     pickles = [n for n in archive.namelist() if n.endswith("/data.pkl")]
     if len(pickles) != 1:
@@ -247,8 +261,9 @@ def read_torch_state_dict(path: str) -> dict[str, np.ndarray]:
           return collections.OrderedDict
         if module == "torch" and name in _STORAGE_DTYPES:
           return np.dtype(_STORAGE_DTYPES[name])
-        raise ValueError(f"{path}: refusing to unpickle {module}.{name} "
-                         "(only tensors are read)")
+        raise CheckpointFileError(
+            f"refusing to unpickle {module}.{name} (only tensors are read)",
+            where=path)
 
       def persistent_load(self, pid):
         kind, dtype, key, unused_location, numel = pid

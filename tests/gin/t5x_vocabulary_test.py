@@ -19,6 +19,7 @@ real t5x (see the README's "For t5x users").
 """
 
 import pathlib
+import re
 import sys
 import types
 
@@ -317,3 +318,27 @@ def test_tiny_from_scratch_reads_the_bundled_sample(monkeypatch,
   assert cfg.use_cached is False
   assert call.total_steps == 200
   assert call.model.module.config.emb_dim == 128
+
+
+def test_infer_header_shows_the_line_t5x_writes(tmp_path):
+  """t5x's infer.py (write_inferences_to_file, default options) writes only
+  the task's `*_pretokenized` features under `inputs`; real t5x wrote
+  exactly {"inputs_pretokenized", "targets_pretokenized"} for
+  crs_sample_redial_v002, not the conversation_id the header once named."""
+  header = [line for line in
+            (GIN_DIR / "t5x" / "t5cr_infer.gin").read_text().splitlines()
+            if line.startswith("#")]
+  start = next(i for i, line in enumerate(header) if '{"inputs": {' in line)
+  shown = " ".join(line.lstrip("# ") for line in header[start:start + 3])
+  seqio.set_tfds_data_dir_override(str(tmp_path))
+  try:
+    task = seqio.get_mixture_or_task("crs_sample_redial_v002")
+    example = next(task.get_dataset(None, split="test", shuffle=False,
+                                    use_cached=False).as_numpy_iterator())
+  finally:
+    seqio.set_tfds_data_dir_override(None)
+  written = {k for k in example if k.endswith("_pretokenized")}
+  assert written == {"inputs_pretokenized", "targets_pretokenized"}
+  assert set(re.findall(r'"(\w+)":', shown)) == written | {"inputs",
+                                                             "prediction"}
+  assert "conversation_id" in example  # kept by the task, not by t5x

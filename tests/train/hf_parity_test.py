@@ -31,6 +31,7 @@ import numpy as np
 import pytest
 import seqio.test_utils
 
+from crs_tasks import errors
 from train import hf_import
 from train import models
 from train import network
@@ -201,6 +202,23 @@ def test_torch_bin_reader_refuses_anything_but_tensors(tmp_path,
   (tmp_path / "legacy.bin").write_bytes(pickle.dumps({"w": 1}))
   with pytest.raises(ValueError, match="not a zip-format"):
     hf_import.read_torch_state_dict(str(tmp_path / "legacy.bin"))
+
+
+def test_a_bin_that_needs_torch_is_one_line_naming_the_extra(tmp_path):
+  """A legacy (torch < 1.6) pytorch_model.bin is the one .bin read only with
+  torch: one `error:` line (a UserError, exit 2 in train.main) that names
+  the parity extra and the safetensors file, not a traceback."""
+  (tmp_path / "config.json").write_text(
+      (GOLDENS / "t5_1_0_bin" / "config.json").read_text())
+  (tmp_path / "pytorch_model.bin").write_bytes(pickle.dumps({"w": [1.0]}))
+  with pytest.raises(hf_import.CheckpointFileError) as info:
+    hf_import.load_pretrained(str(tmp_path))
+  assert isinstance(info.value, errors.UserError)
+  message = str(info.value)
+  assert "\n" not in message
+  assert message.startswith(str(tmp_path / "pytorch_model.bin"))
+  assert 'pip install -e ".[parity]"' in message
+  assert "model.safetensors" in message
 
 
 def test_torch_is_kept_out_of_this_process():
