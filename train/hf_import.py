@@ -40,7 +40,7 @@ import ml_dtypes
 
 import numpy as np
 
-from crs_tasks import errors
+from crs_runtime import errors
 from train import network
 
 PyTree = Any

@@ -31,7 +31,7 @@ import numpy as np
 import pytest
 import seqio.test_utils
 
-from crs_tasks import errors
+from crs_runtime import errors
 from train import hf_import
 from train import models
 from train import network
