@@ -25,9 +25,9 @@ from absl import flags
 
 from crs_tasks import cli
 from eval import chat_lib
-from eval import evaluation
 from train import checkpointing
 from train import infer
+from train import inference
 
 _SAMPLE_DATA = os.path.join(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
@@ -59,7 +59,7 @@ def run_chat(
     checkpoint: str,
     catalogue_paths: Sequence[str],
     step: Optional[int] = None,
-    decode: evaluation.DecodeConfig = evaluation.DecodeConfig(
+    decode: inference.DecodeConfig = inference.DecodeConfig(
         max_decode_length=64),
     inputs_length: int = 512,
     stdin: TextIO = sys.stdin,
@@ -158,7 +158,7 @@ if __name__ == "__main__":
     run_chat(
         checkpoint=checkpoint, step=_STEP.value,
         catalogue_paths=_CATALOGUE.value, inputs_length=_INPUTS_LENGTH.value,
-        decode=evaluation.DecodeConfig(
+        decode=inference.DecodeConfig(
             method=_DECODE_METHOD.value, num_beams=_NUM_BEAMS.value,
             temperature=_TEMPERATURE.value,
             max_decode_length=_MAX_DECODE_LENGTH.value))

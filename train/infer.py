@@ -49,7 +49,6 @@ DecodeConfig = inference.DecodeConfig
 decode_tokens = inference.decode_tokens
 generate = inference.generate
 score_targets = inference.score_targets
-PairScorer = inference.PairScorer
 CandidateScorer = inference.CandidateScorer
 
 
