@@ -350,12 +350,14 @@ def probe_scores(
     probe: probe_lib.ProbeSet,
     *,
     batch_size: int,
+    progress: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
   """Stage 1 for one probe: log p(correct reply), log p(negative) [N] each.
 
   The 2N rows (`probe.model_examples()`) at `probe.lengths` (its longest
   input and target: nothing cut, whichever command scores it), each
-  process scoring its `process_batches`.
+  process scoring its `process_batches` (a tqdm bar on process 0 when
+  `progress`).
   """
   features = model_inputs.model_features(
       probe.model_examples(), probe.lengths,
@@ -364,7 +366,8 @@ def probe_scores(
   part = process_batches(num, batch_size)
   scores = _gather_rows(inference.score_features(
       model, params, _take(features, part), batch_size=batch_size,
-      desc=f"probe {probe.name}", progress=distributed.is_primary()))
+      desc=f"probe {probe.name}",
+      progress=progress and distributed.is_primary()))
   return scores[: num // 2], scores[num // 2:]
 
 

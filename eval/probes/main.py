@@ -109,8 +109,9 @@ def score(
   model, params, step = checkpointing.load_model(model_dir, step=step)
   metrics = {"step": float(step)}
   for probe in probe_lib.load_probes(probe_dir, names=probes).values():
-    positive, negative = evaluation.probe_scores(model, params, probe,
-                                                 batch_size=batch_size)
+    # No bar here: this command's stderr is kept for warnings only.
+    positive, negative = evaluation.probe_scores(
+        model, params, probe, batch_size=batch_size, progress=False)
     metrics.update(probe_lib.probe_metrics(probe, positive, negative)[0])
   return metrics
 
