@@ -42,7 +42,8 @@ import numpy as np
 import seqio
 
 from crs_tasks import probe_io
-from crs_tasks import probes as probe_tasks
+# Registers the probe_<name>_v001 Tasks that `load_probes` reads.
+from crs_tasks import probes as _probe_tasks  # pylint: disable=unused-import
 from eval.metrics import wilson_interval
 from train import model_inputs
 
