@@ -30,6 +30,12 @@
 #            at every CURVE_STEPS checkpoint (CURVE_EXAMPLES examples) for the
 #            learning curves, the extended ones at EXTEND_CURVE_STEPS too;
 #            ranking on RANK_EXAMPLES examples for seed 0 (0: no ranking).
+#   rank     Recall@k over all 6,916 movies (both protocols) on the first
+#            RANK_STUDY_EXAMPLES (400) test examples, every ablation run at
+#            FINETUNE_STEPS (seed 0 of each mixture first), in
+#            <run>/eval_rank/<step>; then the popularity and repeat-context
+#            baselines on the same examples and the ranking table and plot
+#            (scripts/study2_ranking.py) in $OUT/report_ranking.
 #   report   eval.report: tables, McNemar p-values, oracle rows, curves, in
 #            $OUT/report (ablation, against redial_only_pt), report_pilot
 #            (against redial_sequences_scratch) and report_3000 (the
@@ -60,7 +66,8 @@ FINETUNE_STEPS=${FINETUNE_STEPS:-1500}
 TRAIN_FLAGS=${TRAIN_FLAGS:-}
 EVAL_LENGTHS=${EVAL_LENGTHS:-"{'inputs': 128, 'targets': 32}"}
 EXTEND_CURVE_STEPS=${EXTEND_CURVE_STEPS:-"2000 3000"}
-STAGES=${STAGES:-"prepare probes pretrain train extend eval report"}
+RANK_STUDY_EXAMPLES=${RANK_STUDY_EXAMPLES:-400}
+STAGES=${STAGES:-"prepare probes pretrain train extend eval rank report"}
 TFDS_DATA_DIR=${TFDS_DATA_DIR:-$HOME/tensorflow_datasets}
 export TFDS_DATA_DIR JAX_PLATFORMS=${JAX_PLATFORMS:-cpu}
 mkdir -p "$OUT"
@@ -179,6 +186,27 @@ if stage eval; then
       done
     fi
   } | xargs -P "$JOBS" -L 1 bash -c 'eval_one "$@"' _
+fi
+
+if stage rank; then
+  for seed in $SEEDS; do for m in $MIXTURES; do
+    dir="$OUT/${m}_pt_s${seed}"
+    rank_dir="$dir/eval_rank/$FINETUNE_STEPS"
+    [[ -f "$rank_dir/metrics.json" ]] && continue
+    log "ranking $dir at step $FINETUNE_STEPS"
+    python -m eval.main --gin_file=gin/runs/eval.gin \
+      --gin.CHECKPOINT_PATH="'$dir/checkpoints/$FINETUNE_STEPS'" \
+      --gin.MIXTURE_OR_TASK_NAME="'crs_redial_v002'" \
+      --gin.NUM_EXAMPLES="$RANK_STUDY_EXAMPLES" \
+      --gin.RANKING_EXAMPLES="$RANK_STUDY_EXAMPLES" --gin.BATCH_SIZE=16 \
+      --gin.TASK_FEATURE_LENGTHS="$EVAL_LENGTHS" \
+      --gin.MOVIE_LIST="'$SHARED/redial/movies_with_mentions.csv'" \
+      --gin.EVAL_OUTPUT_DIR="'$dir/eval_rank'" > "$dir.rank.out" 2>&1
+  done; done
+  log "ranking baselines and table"
+  python scripts/study2_ranking.py --out="$OUT" --shared="$SHARED" \
+    --examples="$RANK_STUDY_EXAMPLES" --step="$FINETUNE_STEPS" \
+    --seeds="${SEEDS// /,}" --output_dir="$OUT/report_ranking"
 fi
 
 if stage report; then

@@ -12,6 +12,7 @@ logits into a training signal or an output, t5x style (`t5x/models.py`):
 Batches carry seqio `EncDecFeatureConverter` features.
 """
 
+import dataclasses
 import functools
 from typing import Any, Mapping, Optional
 
@@ -27,6 +28,11 @@ from train import losses
 Array = jax.Array
 PyTree = Any
 Batch = Mapping[str, Array]
+
+# Decoder states per logsumexp call in `score_candidates`: [256, vocab]
+# float32 logits (33 MB for T5's 32,128) ran fastest on this project's
+# CPU (`bench/ranking_eval.py`); 512 and more were ~2x slower.
+PREFIX_BLOCK_ROWS = 256
 
 
 class EncoderDecoderModel:
@@ -130,11 +136,21 @@ class EncoderDecoderModel:
                        candidate_tokens: Array) -> Array:
     """log p(candidate | context) for every pair, float32 [B, C].
 
-    Each context is encoded once. Candidates are sorted by length and
-    scored in chunks of `candidate_batch_size // B` (at least 1) per
-    context, each chunk cut to its longest candidate (rounded up to a
-    multiple of 8, so few shapes compile): the vocabulary projection at
-    padding positions, most of the cost for short titles, is skipped.
+    Each context is encoded once, and each distinct decoder prefix of the
+    candidates is projected onto the vocabulary once (`CandidatePrefixes`):
+    the 32k-way log-softmax is the cost, and candidate replies share most
+    of their prefixes (`@ the ...`). Two passes:
+
+    1. the decoder stack over the candidates, sorted by length, in chunks
+       of `candidate_batch_size // B` per context (at least 1), each cut to
+       its longest candidate (rounded up to a multiple of 8): the target
+       tokens' logits (one dot product each) and the final states of the
+       prefixes first seen in the chunk;
+    2. logsumexp over the vocabulary of each distinct prefix's state, in
+       blocks of `PREFIX_BLOCK_ROWS` (contexts x prefixes) states.
+
+    log p(candidate) = sum of target logits - sum of its prefixes'
+    logsumexps: the same value as a full log-softmax at every position.
 
     Args:
       params: model parameters.
@@ -147,20 +163,43 @@ class EncoderDecoderModel:
     enc = jnp.asarray(encoder_input_tokens, jnp.int32)
     cand = np.asarray(candidate_tokens, np.int32)
     num, max_len = cand.shape
-    chunk = max(1, min(num, self.candidate_batch_size // enc.shape[0]))
-    lengths = np.sum(cand > 0, axis=1)
-    order = np.argsort(lengths, kind="stable")
+    batch = enc.shape[0]
+    prefixes = candidate_prefixes(cand)
+    chunk = max(1, min(num, self.candidate_batch_size // batch))
     encoded = _encode(self.module, params, enc)
-    out = np.zeros((enc.shape[0], num), np.float32)
+    target_sums = np.zeros((batch, num), np.float32)
+    states = None  # [B, P, e]: the final decoder state of each prefix.
     for start in range(0, num, chunk):
-      idx = order[start:start + chunk]
-      width = min(max_len, max(8, -(-int(lengths[idx].max()) // 8) * 8))
+      idx = prefixes.order[start:start + chunk]
+      width = min(max_len, max(8, -(-int(prefixes.lengths[idx].max()) // 8)
+                               * 8))
       block = np.zeros((chunk, width), np.int32)
       block[: len(idx)] = cand[idx, :width]
-      scores = _score_chunk(self.module, params, encoded, enc,
-                            jnp.asarray(block))
-      out[:, idx] = np.asarray(scores)[:, : len(idx)]
-    return out
+      sums, hidden = _candidate_states(self.module, params, encoded, enc,
+                                       jnp.asarray(block))
+      target_sums[:, idx] = np.asarray(sums)[:, : len(idx)]
+      owned = prefixes.owner_chunk(start // chunk, chunk)
+      if len(owned):
+        rows = prefixes.first_row[owned] - start
+        flat = rows * width + prefixes.depth[owned]
+        hidden = np.asarray(hidden).reshape(batch, chunk * width, -1)
+        if states is None:
+          states = np.zeros((batch, prefixes.num_prefixes, hidden.shape[-1]),
+                            hidden.dtype)
+        states[:, owned] = hidden[:, flat]
+    lse = np.zeros((batch, prefixes.num_prefixes), np.float64)
+    block_rows = max(1, PREFIX_BLOCK_ROWS // batch)
+    for start in range(0, prefixes.num_prefixes, block_rows):
+      part = states[:, start:start + block_rows]
+      n = part.shape[1]
+      if n < block_rows:
+        part = np.pad(part, ((0, 0), (0, block_rows - n), (0, 0)))
+      lse[:, start:start + n] = np.asarray(
+          _prefix_logsumexp(self.module, params, jnp.asarray(part)))[:, :n]
+    valid = prefixes.ids >= 0  # [C, Lt]
+    lse_sums = np.sum(lse[:, np.maximum(prefixes.ids, 0)] * valid,
+                      axis=-1)  # [B, C]
+    return (target_sums - lse_sums).astype(np.float32)
 
   # ------------------------------ Decoding ---------------------------------
 
@@ -213,6 +252,85 @@ class EncoderDecoderModel:
 
 
 # ---------------------------------------------------------------------------
+# Candidate prefixes (numpy, once per candidate list).
+# ---------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class CandidatePrefixes:
+  """The distinct decoder prefixes of candidate replies: a prefix trie,
+  flattened level by level.
+
+  The logits at target position t of a candidate depend only on its tokens
+  before t (and the context), so positions with equal prefixes share them.
+  Over the 6,916 ReDial candidates: 63,940 target positions, 39,287
+  distinct prefixes.
+
+  Attributes:
+    ids: int32 [C, Lt]: the prefix id before each target token (-1 at
+      padding). Prefix 0 is the empty one (position 0 of every candidate).
+    num_prefixes: P, the number of distinct prefixes.
+    depth: int [P]: each prefix's length (its target position).
+    lengths: int [C]: target tokens per candidate.
+    order: int [C]: candidates sorted by length (stable), the order
+      `score_candidates` runs them in.
+    first_row: int [P]: the position in `order` of the first candidate
+      that has each prefix.
+  """
+
+  ids: np.ndarray
+  num_prefixes: int
+  depth: np.ndarray
+  lengths: np.ndarray
+  order: np.ndarray
+  first_row: np.ndarray
+
+  def owner_chunk(self, k: int, chunk: int) -> np.ndarray:
+    """The prefixes first seen in rows `k * chunk ...` of `order`."""
+    return np.flatnonzero(self.first_row // chunk == k)
+
+
+def candidate_prefixes(candidate_tokens: np.ndarray) -> CandidatePrefixes:
+  """The `CandidatePrefixes` of int [C, Lt] candidates (0-padded).
+
+  A candidate's positions are its tokens up to the first padding 0.
+  """
+  cand = np.asarray(candidate_tokens, np.int64)
+  num, max_len = cand.shape
+  valid = np.cumprod(cand > 0, axis=1).astype(bool)
+  ids = np.full((num, max_len), -1, np.int64)
+  if max_len:
+    ids[valid[:, 0], 0] = 0
+  node = np.zeros(num, np.int64)  # the prefix cand[:, :t]
+  depth = [0]
+  next_id = 1
+  base = int(cand.max(initial=0)) + 1
+  for t in range(1, max_len):
+    rows = valid[:, t]
+    if not rows.any():
+      break
+    _, inverse = np.unique(node[rows] * base + cand[rows, t - 1],
+                           return_inverse=True)
+    node[rows] = next_id + inverse.reshape(-1)
+    ids[rows, t] = node[rows]
+    new = int(inverse.max()) + 1
+    depth += [t] * new
+    next_id += new
+  lengths = valid.sum(axis=1)
+  order = np.argsort(lengths, kind="stable")
+  position = np.empty(num, np.int64)
+  position[order] = np.arange(num)
+  first_row = np.full(next_id, num, np.int64)
+  rows_of = np.broadcast_to(position[:, None], ids.shape)
+  np.minimum.at(first_row, ids[valid], rows_of[valid])
+  if not valid.any():
+    next_id, first_row = 0, first_row[:0]
+  return CandidatePrefixes(ids=ids.astype(np.int32), num_prefixes=next_id,
+                           depth=np.asarray(depth[:next_id], np.int64),
+                           lengths=lengths, order=order, first_row=first_row)
+
+
+# ---------------------------------------------------------------------------
 # Compiled functions (module is static: flax modules hash by their config).
 # ---------------------------------------------------------------------------
 
@@ -244,21 +362,30 @@ def _encode(module, params, enc):
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _score_chunk(module, params, encoded, enc, cand):
-  """[B] contexts x [c] candidates -> [B, c] log-likelihoods."""
+def _candidate_states(module, params, encoded, enc, cand):
+  """[B] contexts x [c] candidates [c, w] -> the summed target logits
+  [B, c] and the final decoder states [B, c, w, e]."""
   b, c = enc.shape[0], cand.shape[0]
   targets = jnp.tile(cand, (b, 1))  # row i*c + j: context i, candidate j
   inputs = jnp.pad(targets[:, :-1], ((0, 0), (1, 0)))
   # `encoded` keeps one row per context: cross-attention folds the c
   # candidate rows of a context onto it (keys/values projected once).
-  logits = module.apply(
+  hidden = module.apply(
       {"params": params}, encoded, enc, inputs, targets,
-      enable_dropout=False, rows_per_context=c, method=module.decode)
-  # log p(target) = logit(target) - logsumexp(logits): no [.., vocab]
-  # log-softmax array is materialized.
-  token_lp = jnp.take_along_axis(logits, targets[..., None], axis=-1)[
-      ..., 0] - jax.nn.logsumexp(logits, axis=-1)
-  return jnp.sum(token_lp * (targets > 0), axis=-1).reshape(b, c)
+      enable_dropout=False, rows_per_context=c, return_hidden=True,
+      method=module.decode)  # [b * c, w, e]
+  target_logits = module.apply({"params": params}, hidden, targets[..., None],
+                               method=module.logits)[..., 0]  # [b * c, w]
+  sums = jnp.sum(target_logits * (targets > 0), axis=-1).reshape(b, c)
+  return sums, hidden.reshape(b, c, *hidden.shape[1:])
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _prefix_logsumexp(module, params, states):
+  """Decoder states [B, n, e] -> logsumexp of their logits [B, n]: no
+  [.., vocab] log-softmax array is kept."""
+  return jax.nn.logsumexp(
+      module.apply({"params": params}, states, method=module.logits), axis=-1)
 
 
 def _init_cache(module, enc, max_decode_length):

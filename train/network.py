@@ -180,7 +180,8 @@ class Decoder(nn.Module):
   def __call__(self, encoded, encoder_tokens, decoder_input_tokens,
                decoder_target_tokens=None, encoder_segment_ids=None,
                decoder_segment_ids=None, deterministic=True, decode=False,
-               max_decode_length=None, rows_per_context=1):
+               max_decode_length=None, rows_per_context=1,
+               return_hidden=False):
     cfg = self.config
     assert encoded.ndim == 3, encoded.shape  # [b_enc, l, e]
     assert encoder_tokens.ndim == 2, encoder_tokens.shape  # [b_enc, l]
@@ -227,6 +228,8 @@ class Decoder(nn.Module):
           rows_per_context)
     y = layers.LayerNorm(dtype=cfg.dtype, name="decoder_norm")(y)
     y = _dropout(cfg, y, deterministic)
+    if return_hidden:
+      return y  # [b, t, e]: `Transformer.logits` projects it.
     if cfg.logits_via_embedding:
       # Tied output embedding, rescaled as in T5 1.0.
       logits = self.shared_embedding.attend(y) / jnp.sqrt(
@@ -267,18 +270,55 @@ class Transformer(nn.Module):
              decoder_segment_ids: Optional[Array] = None,
              enable_dropout: bool = True, decode: bool = False,
              max_decode_length: Optional[int] = None,
-             rows_per_context: int = 1) -> Array:
+             rows_per_context: int = 1,
+             return_hidden: bool = False) -> Array:
     """Logits of the decoder over `encoded`.
 
     `rows_per_context` (r): decoder rows `i * r .. i * r + r - 1` read
     encoded row i (candidate replies scored against one context); any other
-    batch mismatch fails in the cross-attention.
+    batch mismatch fails in the cross-attention. `return_hidden`: the final
+    decoder states [b, t, e] instead, for `logits`.
     """
     return self.decoder(encoded, encoder_input_tokens, decoder_input_tokens,
                         decoder_target_tokens, encoder_segment_ids,
                         decoder_segment_ids, deterministic=not enable_dropout,
                         decode=decode, max_decode_length=max_decode_length,
-                        rows_per_context=rows_per_context)
+                        rows_per_context=rows_per_context,
+                        return_hidden=return_hidden)
+
+  def logits(self, hidden: Array, vocab_ids: Optional[Array] = None) -> Array:
+    """The output projection of `decode(..., return_hidden=True)` states.
+
+    Args:
+      hidden: decoder states [..., e].
+      vocab_ids: int [..., k]: only these logits of each state (k dot
+        products instead of the vocabulary projection).
+
+    Returns:
+      float32 logits [..., v], or [..., k] for `vocab_ids`: those `decode`
+      computes (the same tied or untied projection and precision policy).
+    """
+    cfg = self.config
+    if cfg.logits_via_embedding:
+      table = self.token_embedder.embedding  # [v, e]
+    else:
+      kernel = nn.unbox(self.decoder.variables["params"]["logits_dense"][
+          "kernel"])  # [e, v]
+      table = kernel.T
+    if vocab_ids is None:
+      flat = hidden.reshape((-1, hidden.shape[-1]))
+      out = layers.contract("mk,kn->mn", flat, table.T, cfg.dtype,
+                            cfg.matmul_dtype).reshape(
+                                hidden.shape[:-1] + (table.shape[0],))
+    else:
+      rows = jnp.take(table, vocab_ids, axis=0)  # [..., k, e]
+      operand = cfg.matmul_dtype or cfg.dtype
+      out = jnp.einsum("...e,...ke->...k", hidden.astype(operand),
+                       rows.astype(operand),
+                       preferred_element_type=jnp.float32).astype(cfg.dtype)
+    if cfg.logits_via_embedding:  # Rescaled as in `Decoder`.
+      out = out / jnp.sqrt(jnp.asarray(hidden.shape[-1], out.dtype))
+    return out.astype(jnp.float32)
 
   def __call__(self, encoder_input_tokens: Array, decoder_input_tokens: Array,
                decoder_target_tokens: Optional[Array] = None,

@@ -104,21 +104,55 @@ def test_accuracy_counts_targets_with_the_top_logit(variant):
   assert expected[0, :-1].sum() > 0  # the check is not vacuous
 
 
-def test_score_candidates_matches_pairwise_scoring():
-  model, params = _model()
-  model.candidate_batch_size = 4  # several chunks, and a padded last one
+@pytest.mark.parametrize("variant", ["t5_1_0", "t5_1_1"])
+@pytest.mark.parametrize("batch_rows", [4, 128])
+def test_score_candidates_matches_pairwise_scoring(variant, batch_rows,
+                                                   monkeypatch):
+  """Shared prefixes, several chunks (one padded) and logsumexp blocks:
+  each score equals `score_batch` of that (context, candidate) pair, a
+  full log-softmax at every position."""
+  model, params = _model(variant)
+  model.candidate_batch_size = batch_rows  # 4: several chunks
+  monkeypatch.setattr(models, "PREFIX_BLOCK_ROWS", 3 if batch_rows == 4
+                      else 256)  # several logsumexp blocks, a padded one
   contexts = _batch([[3], [3]], seed=1)["encoder_input_tokens"]
-  candidates = [[5, 6, 1], [9, 1], [4, 4, 4, 1], [7, 1], [8, 2, 1]]
-  cand = np.zeros((5, 4), np.int32)
+  candidates = [[5, 6, 1], [9, 1], [4, 4, 4, 1], [7, 1], [8, 2, 1],
+                [5, 6, 7, 1], [5, 1], [4, 4, 1]]
+  cand = np.zeros((len(candidates), 4), np.int32)
   for i, c in enumerate(candidates):
     cand[i, : len(c)] = c
   got = np.asarray(model.score_candidates(params, contexts, cand))
-  assert got.shape == (2, 5)
+  assert got.shape == (2, len(candidates))
   for i in range(2):
     batch = _batch(candidates, seed=1)
-    batch["encoder_input_tokens"] = np.repeat(contexts[i: i + 1], 5, 0)
+    batch["encoder_input_tokens"] = np.repeat(contexts[i: i + 1],
+                                              len(candidates), 0)
     np.testing.assert_allclose(got[i], model.score_batch(params, batch),
                                rtol=1e-5, atol=1e-5)
+
+
+def test_candidate_prefixes_by_hand():
+  """The distinct prefixes of [5 6 1], [5 1], [5 6 7 1], [9 1], []."""
+  cand = np.array([[5, 6, 1, 0], [5, 1, 0, 0], [5, 6, 7, 1], [9, 1, 0, 0],
+                   [0, 0, 0, 0]], np.int32)
+  p = models.candidate_prefixes(cand)
+  # Prefixes: 0 = (), 1 = (5), 2 = (9), 3 = (5 6), 4 = (5 6 7): ids are
+  # given level by level, in token order within a level.
+  np.testing.assert_array_equal(p.ids, [[0, 1, 3, -1], [0, 1, -1, -1],
+                                        [0, 1, 3, 4], [0, 2, -1, -1],
+                                        [-1, -1, -1, -1]])
+  assert p.num_prefixes == 5
+  np.testing.assert_array_equal(p.depth, [0, 1, 1, 2, 3])
+  np.testing.assert_array_equal(p.lengths, [3, 2, 4, 2, 0])
+  # By length: [] (row 0), [5 1], [9 1], [5 6 1], [5 6 7 1].
+  np.testing.assert_array_equal(p.order, [4, 1, 3, 0, 2])
+  # Where each prefix is first met in that order: () and (5) in [5 1]
+  # (row 1), (9) in [9 1] (row 2), (5 6) in [5 6 1] (row 3), (5 6 7) in
+  # [5 6 7 1] (row 4).
+  np.testing.assert_array_equal(p.first_row, [1, 1, 2, 3, 4])
+  np.testing.assert_array_equal(p.owner_chunk(0, 2), [0, 1])
+  np.testing.assert_array_equal(p.owner_chunk(1, 2), [2, 3])
+  np.testing.assert_array_equal(p.owner_chunk(2, 2), [4])
 
 
 def test_decoder_rows_per_context_is_explicit():

@@ -105,3 +105,35 @@ def test_rank_of_the_inputs_is_checked_on_entry(t5):
   with pytest.raises(AssertionError, match=r"\(1, 1, 3\)"):
     model.apply({"params": params}, jnp.array([[3, 4, 5]]),
                 jnp.array([[[0, 6, 7]]]), enable_dropout=False)
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_logits_of_returned_states_are_the_decoder_logits(tiny_t5_config,
+                                                          tied):
+  """`decode(return_hidden=True)` then `logits` (all, or chosen ids) gives
+  `decode`'s logits: what candidate scoring relies on."""
+  config = tiny_t5_config(
+      mlp_activations=("relu",) if tied else ("gelu", "linear"),
+      logits_via_embedding=tied)
+  model = network.Transformer(config)
+  enc = jnp.array([[5, 6, 7, 1, 0], [8, 9, 1, 0, 0]])
+  dec = jnp.array([[0, 3, 4, 1], [0, 2, 1, 0]])
+  tgt = jnp.array([[3, 4, 1, 0], [2, 1, 0, 0]])
+  params = model.init(jax.random.PRNGKey(0), enc, dec, tgt,
+                      enable_dropout=False)["params"]
+  encoded = model.apply({"params": params}, enc, enable_dropout=False,
+                        method=model.encode)
+  logits = model.apply({"params": params}, encoded, enc, dec, tgt,
+                       enable_dropout=False, method=model.decode)
+  hidden = model.apply({"params": params}, encoded, enc, dec, tgt,
+                       enable_dropout=False, return_hidden=True,
+                       method=model.decode)
+  assert hidden.shape == (2, 4, config.emb_dim)
+  np.testing.assert_allclose(
+      model.apply({"params": params}, hidden, method=model.logits), logits,
+      rtol=1e-6, atol=1e-6)
+  ids = jnp.stack([tgt, jnp.full_like(tgt, 7)], axis=-1)  # [2, 4, 2]
+  np.testing.assert_allclose(
+      model.apply({"params": params}, hidden, ids, method=model.logits),
+      np.take_along_axis(np.asarray(logits), np.asarray(ids), axis=-1),
+      rtol=1e-5, atol=1e-5)

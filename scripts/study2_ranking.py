@@ -1,0 +1,180 @@
+r"""Study 2's ranking table: the runs' Recall@k beside baselines on the same
+samples (`STAGES=rank bash scripts/run_study2.sh` runs it).
+
+  python scripts/study2_ranking.py --out=/tmp/t5cr_study2 \
+      --shared=../shared/data --examples=400 --step=1500 --seeds=0,1 \
+      --output_dir=/tmp/t5cr_study2/report_ranking
+
+Reads `<out>/<mixture>_pt_s<seed>/eval_rank/<step>/metrics.json` (written
+by `eval.main` with `RANKING_EXAMPLES=<examples>`), scores the baselines
+with the same protocols on the same first `--examples` test examples of
+`crs_redial_v002`:
+
+- popularity, training split: movies ranked by how often they are a
+  recommender turn's target in the task's train split (the fair baseline);
+- popularity, nbMentions: by ReDial's `movies_with_mentions.csv` counts,
+  which include the test dialogues (a leaky reference, not a baseline);
+- repeat-context: the context's movies, most recent first (only useful
+  under the standard protocol, where a label may repeat the context);
+
+and writes `ranking.md` (Recall@k with 95% Wilson intervals, samples and
+turns), `ranking.json` and `ranking.png`.
+"""
+
+import argparse
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# pylint: disable=g-import-not-at-top,wrong-import-position
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import seqio
+
+import crs_tasks  # pylint: disable=unused-import  (registers the Tasks)
+from eval import baselines
+from eval import ranking
+from train import infer
+
+MIXTURES = ("redial_only", "redial_sequences", "redial_tags",
+            "t5cr_no_reviews")
+TASK = "crs_redial_v002"
+LENGTHS = {"inputs": 128, "targets": 32}  # As the study trained.
+KS = (1, 10, 50)
+PROTOCOLS = ("rank", "rank_dedup")
+
+
+def baseline_rows(shared: str, examples: int) -> dict[str, dict]:
+  """Both protocols of each baseline on the first `examples` test
+  examples."""
+  task = seqio.get_mixture_or_task(TASK)
+  test = infer.task_examples(task, split="test",
+                             task_feature_lengths=LENGTHS,
+                             num_examples=examples)
+  train = infer.task_examples(task, split="train",
+                              task_feature_lengths=LENGTHS)
+  movies = ranking.load_movie_list(
+      os.path.join(shared, "redial", "movies_with_mentions.csv"))
+  protocols = ranking.make_protocols(movies, ks=KS, batch_size=256,
+                                     progress=False)
+  fns = {
+      "popularity (train split)": baselines.make_popularity_score_fn(
+          movies, baselines.mention_counts(train)),
+      "popularity (nbMentions, leaky)": baselines.make_popularity_score_fn(
+          movies),
+      "repeat-context": baselines.make_repeat_context_score_fn(),
+  }
+  out = {}
+  for name, fn in fns.items():
+    out[name] = {}
+    for protocol in protocols.values():
+      out[name].update(protocol(fn, test))
+  out["_train_examples"] = {"count": float(len(train))}
+  return out
+
+
+def run_rows(out_dir: str, step: int, seeds: list[str]) -> dict[str, dict]:
+  """`<mixture> s<seed>` -> the metrics of its ranking evaluation."""
+  rows = {}
+  for seed in seeds:
+    for mixture in MIXTURES:
+      path = os.path.join(out_dir, f"{mixture}_pt_s{seed}", "eval_rank",
+                          str(step), "metrics.json")
+      if not os.path.exists(path):
+        print(f"missing {path}: run `STAGES=rank bash "
+              "scripts/run_study2.sh` first; left out", file=sys.stderr)
+        continue
+      with open(path, encoding="utf-8") as f:
+        rows[f"{mixture} s{seed}"] = json.load(f)["metrics"]
+  return rows
+
+
+def cell(metrics: dict, protocol: str, k: int) -> str:
+  key = f"{protocol}/recall@{k}"
+  if key not in metrics:
+    return "-"
+  low = metrics.get(key + "/ci_low")
+  high = metrics.get(key + "/ci_high")
+  interval = f" [{low:.1f}, {high:.1f}]" if low is not None else ""
+  return f"{metrics[key]:.1f}{interval}"
+
+
+def table(rows: dict[str, dict]) -> str:
+  """A Markdown table: one row per run or baseline."""
+  header = ["run"] + [f"{'dedup ' if p == 'rank_dedup' else ''}R@{k}"
+                      for p in PROTOCOLS for k in KS] + [
+                          "samples (std / dedup)", "turns (std / dedup)"]
+  lines = ["| " + " | ".join(header) + " |",
+           "|" + "---|" + "---:|" * (len(header) - 1)]
+  for name, m in rows.items():
+    samples = "/".join(f"{int(m.get(f'{p}/num_samples', 0))}"
+                       for p in PROTOCOLS)
+    turns = "/".join(f"{int(m.get(f'{p}/num_turns', 0))}" for p in PROTOCOLS)
+    lines.append("| " + " | ".join(
+        [name] + [cell(m, p, k) for p in PROTOCOLS for k in KS]
+        + [samples, turns]) + " |")
+  return "\n".join(lines)
+
+
+def plot(rows: dict[str, dict], path: str) -> None:
+  """Recall@10 and @50 (standard protocol) with their intervals."""
+  fig, axes = plt.subplots(1, 2, figsize=(11, 0.45 * len(rows) + 1.5),
+                           sharey=True)
+  names = list(rows)
+  for ax, k in zip(axes, (10, 50)):
+    key = f"rank/recall@{k}"
+    values = [rows[n].get(key, 0.0) for n in names]
+    low = [v - rows[n].get(key + "/ci_low", v) for n, v in zip(names, values)]
+    high = [rows[n].get(key + "/ci_high", v) - v
+            for n, v in zip(names, values)]
+    colors = ["tab:gray" if n.startswith(("popularity", "repeat")) else
+              "tab:blue" for n in names]
+    ax.barh(range(len(names)), values, xerr=[low, high], color=colors,
+            capsize=3)
+    ax.set_yticks(range(len(names)))
+    ax.set_yticklabels(names)
+    ax.invert_yaxis()
+    ax.set_xlabel(f"Recall@{k} (%), standard protocol, 95% Wilson interval")
+  fig.suptitle("Study 2 ranking over all 6,916 ReDial movies (step 1,500; "
+               "baselines in grey)")
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
+def main(argv=None) -> None:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--out", default="/tmp/t5cr_study2")
+  parser.add_argument("--shared", default="../shared/data")
+  parser.add_argument("--examples", type=int, default=400)
+  parser.add_argument("--step", type=int, default=1500)
+  parser.add_argument("--seeds", default="0,1")
+  parser.add_argument("--output_dir", default=None)
+  args = parser.parse_args(argv)
+  output_dir = args.output_dir or os.path.join(args.out, "report_ranking")
+  os.makedirs(output_dir, exist_ok=True)
+  rows = run_rows(args.out, args.step, args.seeds.split(","))
+  base = baseline_rows(args.shared, args.examples)
+  train_count = int(base.pop("_train_examples")["count"])
+  rows.update(base)
+  text = (f"Recall@k (%) over all 6,916 ReDial movies on the first "
+          f"{args.examples} test examples of `{TASK}` (inputs 128 tokens); "
+          f"runs at step {args.step} from the pretrained start; popularity "
+          f"(train split) counts the targets of {train_count} training "
+          "examples.\n\n" + table(rows) + "\n")
+  with open(os.path.join(output_dir, "ranking.md"), "w",
+            encoding="utf-8") as f:
+    f.write(text)
+  with open(os.path.join(output_dir, "ranking.json"), "w",
+            encoding="utf-8") as f:
+    json.dump(rows, f, indent=2)
+  plot(rows, os.path.join(output_dir, "ranking.png"))
+  print(text)
+  print(f"wrote {output_dir}/ranking.md, ranking.json, ranking.png")
+
+
+if __name__ == "__main__":
+  main()
