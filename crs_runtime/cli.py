@@ -261,6 +261,7 @@ ENTRY_POINTS = {
     "crs_chat.main": "chat",
     "eval.report": "report",
     "eval.probes.main": "probes",
+    "eval.baselines": "baselines",
     "crs_tasks.build_probes": "build_probes",
     "crs_tasks.prepare": "prepare",
     "crs_tasks.inspect_task": "inspect_task",

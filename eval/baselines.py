@@ -1,4 +1,10 @@
-"""Sanity baselines for ReDial, scored by the same code as the models.
+r"""Sanity baselines for ReDial, scored by the same code as the models.
+
+The README's baseline rows come from this command (the ReDial files of
+../shared/data/README; `--output` also writes them as JSON):
+
+  python -m eval.baselines --redial_dir=../shared/data/redial \
+      [--split_file=test_data.jsonl] [--output=/tmp/baselines.json]
 
 * Gold replies: BLEU 100; end-to-end recall 100 because every title of a
   reference reply is labelled seeker (not a recommendation) or recommender
@@ -15,11 +21,25 @@
 """
 
 import functools
+import json
+import os
 from typing import Any, Mapping, Optional, Sequence
+
+from absl import app
+from absl import flags
+
+from crs_runtime import cli  # pylint: disable=g-bad-import-order
+
+# Before TensorFlow loads (importing crs_tasks registers the Tasks), so its
+# start-up logs reach the command's log file (a no-op unless this module is
+# the command).
+cli.capture_early()
+# pylint: disable=g-import-not-at-top,g-bad-import-order
 
 import numpy as np
 
 from crs_tasks import metrics as metrics_lib
+from crs_tasks import redial_utils
 from eval import ranking
 
 Example = Mapping[str, Any]
@@ -165,19 +185,72 @@ def popularity_replies(
 
 
 def run_all(examples: Sequence[Example],
-            movies: ranking.MovieList) -> dict[str, dict[str, float]]:
+            movies: ranking.MovieList,
+            ks: Sequence[int] = ranking.DEFAULT_KS,
+           ) -> dict[str, dict[str, float]]:
   """Metrics of `gold` and `popular_reply` replies, and both protocols of
   the `repeat_context` and `popularity` rankings, by baseline name.
   """
-  protocols = ranking.make_protocols(movies, batch_size=256)
-  out = {
+  protocols = ranking.make_protocols(movies, ks=ks)
+  return {
       "gold": generation_metrics(examples, gold_replies(examples)),
       "popular_reply": generation_metrics(
           examples, popularity_replies(examples, movies)),
+      "repeat_context": ranking.evaluate(
+          make_repeat_context_score_fn(), examples, protocols),
+      "popularity": ranking.evaluate(
+          make_popularity_score_fn(movies), examples, protocols),
   }
-  for name, score_fn in (("repeat_context", make_repeat_context_score_fn()),
-                         ("popularity", make_popularity_score_fn(movies))):
-    out[name] = {}
-    for protocol in protocols.values():
-      out[name].update(protocol(score_fn, examples))
-  return out
+
+
+def define_flags() -> None:
+  """The command's flags (only under `python -m eval.baselines`: other
+  commands import this module as a library)."""
+  flags.DEFINE_string(
+      "redial_dir", None,
+      "ReDial's files: <dir>/<split_file> and <dir>/movies_with_mentions.csv "
+      "(e.g. ../shared/data/redial).")
+  flags.DEFINE_string("split_file", "test_data.jsonl",
+                      "The dialogues, in --redial_dir.")
+  flags.DEFINE_string("output", None, "Also write the rows to this JSON file.")
+
+
+def report(redial_dir: str, split_file: str = "test_data.jsonl",
+           output: Optional[str] = None) -> dict[str, dict[str, float]]:
+  """`run_all` on ReDial's files; prints the rows, writes them to `output`.
+
+  Args:
+    redial_dir: holds `split_file` and `movies_with_mentions.csv`.
+    split_file: the dialogues (`test_data.jsonl`).
+    output: a JSON file for the rows, or None.
+
+  Returns:
+    The rows, by baseline name.
+  """
+  movie_csv = os.path.join(redial_dir, "movies_with_mentions.csv")
+  examples = redial_utils.load_examples(
+      os.path.join(redial_dir, split_file),
+      movie_titles=redial_utils.load_movie_titles(movie_csv))
+  rows = run_all(examples, ranking.load_movie_list(movie_csv))
+  for name, row in rows.items():
+    for metric in sorted(row):
+      print(f"{name} {metric}: {row[metric]:.4f}")
+  if output:
+    with open(output, "w", encoding="utf-8") as f:
+      json.dump(rows, f, indent=2, sort_keys=True)
+    print(f"\nOutputs: {output}", flush=True)
+  return rows
+
+
+def main(argv: Sequence[str]) -> None:
+  """`python -m eval.baselines`: `report` from the flags."""
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if not flags.FLAGS.redial_dir:
+    raise app.UsageError("pass --redial_dir (e.g. ../shared/data/redial)")
+  report(flags.FLAGS.redial_dir, flags.FLAGS.split_file, flags.FLAGS.output)
+
+
+if __name__ == "__main__":
+  define_flags()
+  cli.run(main, name="baselines")

@@ -1,41 +1,46 @@
 """Evaluates one checkpoint: generation metrics, ranking protocols, probes.
 
-`evaluate` is the library function behind `eval/main.py`. For every seqio
-task (mixtures are expanded into their tasks) it
+`evaluate` is the library function behind `eval/main.py`. It has two
+stages, with nothing stateful between them:
 
-1. reads the first `num_examples` examples of `split` in order
-   (`train.model_inputs.task_examples`: the Task's own tokens, metadata
-   included);
-2. decodes the targets with the model (`train.inference.generate`, with a tqdm
-   bar), applies
-   the task's `postprocess_fn` and its `predict_metric_fns` (and
-   `score_metric_fns` on `model.score_batch`), as `seqio.Evaluator` does,
-   plus `redial_metric_fns` (default `REDIAL_METRIC_FNS`: end-to-end
-   recall, BLEU, BLEU with titles masked, distinct-n) on ReDial tasks;
-3. runs each ranking protocol, `fn(scorer, examples) -> dict`, on tasks
-   whose examples carry `target_movies` (ReDial), with
-   `scorer(examples, candidates) -> [B, C]` the scores of a
-   `train.inference.CandidateScorer` (`model.score_candidates` on the same
-   encoder rows generation used; `eval.ranking.make_protocols` gives the
-   ReDial protocols), computed once for all protocols (`run_ranking`);
+1. **Model outputs**, computed once per task and split across processes
+   once (`task_outputs`, `probe_scores`). For every seqio task (mixtures are
+   expanded into their tasks) it reads the first `num_examples` examples of
+   `split` in order (`train.model_inputs.task_examples`: the Task's own
+   tokens, metadata included), builds their model features once (the
+   model's feature converter) and computes
+   - the decoded texts (`train.inference.decode_features`, tqdm bar),
+   - the target log-probabilities (`score_features`),
+   - on ReDial tasks with ranking protocols, one `[U, C]` score matrix over
+     the U distinct encoder rows of the turns any protocol ranks (the rows
+     generation decodes from) and the C candidate replies, tokenized once
+     (`train.inference.score_candidates`, tqdm bar in rows with rows/s and
+     an ETA: the slow pass);
+   and, for each probe (`eval.probes.probe_lib.ProbeSet`, read by the
+   probe's seqio Task), the log-probabilities of its correct and negative
+   replies at the lengths it needs.
+2. **Measurements**, pure functions of those outputs: the task's
+   `postprocess_fn` and its `predict_metric_fns` (and `score_metric_fns` on
+   the target scores), as `seqio.Evaluator` does, plus `redial_metric_fns`
+   (default `REDIAL_METRIC_FNS`: end-to-end recall, BLEU, BLEU with titles
+   masked, distinct-n) on ReDial tasks; each ranking protocol's
+   `measure(samples, scores)` (`eval.ranking.Protocol`, its samples built
+   once); `probe_lib.probe_metrics`.
 
-then runs each probe, `fn(pair_score_fn) -> dict`, with a
-`train.inference.PairScorer` (`model.score_batch`). It writes
-`output_dir/metrics.json`, `output_dir/predictions.jsonl` and TensorBoard
-scalars (`summary_dir`, default `output_dir`), and prints the path of
-`metrics.json`.
+It writes `output_dir/metrics.json`, `output_dir/predictions.jsonl`,
+`output_dir/probe_pairs.jsonl` and TensorBoard scalars (`summary_dir`,
+default `output_dir`), and prints the path of `metrics.json`.
 
 With several processes (`train.distributed`; `eval.main --multiprocess` or
-`--coordinator_address ...`) the model calls of all three (the generation
-examples, the ranked contexts, the probe pairs) are split across the
-processes in whole batches and the results gathered, so the metrics and
-predictions are those of one process; process 0 writes the files.
+`--coordinator_address ...`) each stage-1 computation (the examples, the
+distinct ranked rows, the probe pairs) is split across the processes in
+whole batches and the results gathered, so the metrics and predictions are
+those of one process; process 0 writes the files.
 
 Metric names are those the metric functions return (`rec/recall@1`,
 `gen/bleu`, ...); when several tasks are evaluated, task metrics are prefixed
 with the task name (`crs_redial_v002/rec/recall@1`). Probe metrics keep their
-`probe/<name>/...` names. To add a protocol, pass another callable; nothing
-here needs to change.
+`probe/<name>/...` names.
 """
 
 import dataclasses
@@ -51,6 +56,7 @@ import seqio
 import tensorflow as tf
 
 from crs_tasks import metrics as metrics_lib
+from crs_tasks import probe_io
 from eval import ranking
 from eval.probes import probe_lib
 from train import distributed
@@ -182,8 +188,8 @@ def write_outputs(
     info: other fields of `metrics.json` (tasks, split, decoding, timing).
   """
   os.makedirs(output_dir, exist_ok=True)
-  infer.write_jsonl(predictions,
-                    os.path.join(output_dir, "predictions.jsonl"))
+  probe_io.write_jsonl(os.path.join(output_dir, "predictions.jsonl"),
+                       predictions)
   path = os.path.join(output_dir, "metrics.json")
   with open(path + ".tmp", "w", encoding="utf-8") as f:
     json.dump({"step": step, **info, "metrics": dict(metrics)}, f, indent=2,
@@ -236,7 +242,33 @@ def _gather_rows(part: np.ndarray) -> np.ndarray:
   return np.concatenate(distributed.allgather_objects(np.asarray(part)))
 
 
-def generate_and_score(
+def _take(features: model_inputs.Batch, part: slice) -> model_inputs.Batch:
+  return {k: v[part] for k, v in features.items()}
+
+
+# ============================ 1. Model outputs ==============================
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskOutputs:
+  """What the model computes for one task's examples (on every process).
+
+  Attributes:
+    predictions: decoded text per example.
+    target_scores: log p(targets | inputs) per example, float32 [N], or
+      None.
+    candidate_scores: float32 [U, C]: log p(candidate reply | row) over the
+      U distinct encoder rows of the ranked examples (None: no ranking).
+    row_of: ranked example index -> its row of `candidate_scores`.
+  """
+
+  predictions: list[str]
+  target_scores: Optional[np.ndarray] = None
+  candidate_scores: Optional[np.ndarray] = None
+  row_of: Mapping[int, int] = dataclasses.field(default_factory=dict)
+
+
+def task_outputs(
     model: Model,
     params: PyTree,
     examples: Sequence[Example],
@@ -245,162 +277,112 @@ def generate_and_score(
     decode: inference.DecodeConfig,
     batch_size: int,
     score_targets: bool = True,
-    desc: str = "generate",
-) -> tuple[list[str], Optional[np.ndarray]]:
-  """Predictions (`inference.generate`) and target log-likelihoods
-  (`inference.score_targets`, float32 [N], or None) of all `examples`, each
-  process decoding its `process_batches`."""
-  part = process_batches(len(examples), batch_size)
-  mine = examples[part]
-  predictions = inference.generate(
-      model, params, mine, task_feature_lengths=task_feature_lengths,
-      decode=decode, batch_size=batch_size, desc=desc,
-      progress=distributed.is_primary(), first_batch=part.start // batch_size)
-  scores = None
-  if score_targets:
-    scores = _gather_rows(inference.score_targets(
-        model, params, mine, task_feature_lengths=task_feature_lengths,
-        batch_size=batch_size))
-  return _gather(predictions), scores
+    ranked: Sequence[int] = (),
+    candidates: Sequence[str] = (),
+    name: str = "",
+    timing: Optional[dict[str, float]] = None,
+) -> TaskOutputs:
+  """Stage 1 for one task: its examples' model outputs, computed once.
 
-
-class ShardedPairScorer:
-  """A `probe_lib.PairScoreFn` whose pairs are split across processes.
-
-  `scorer(inputs, targets) -> [N]`: each process scores its
-  `process_batches` of the pairs with `self.scorer` (an
-  `inference.PairScorer`), and every process gets all N scores.
-  """
-
-  def __init__(self, scorer: inference.PairScorer):
-    self.scorer = scorer
-
-  def __call__(self, inputs: Sequence[str],
-               targets: Sequence[str]) -> np.ndarray:
-    part = process_batches(len(inputs), self.scorer.batch_size)
-    scores = self.scorer(list(inputs)[part], list(targets)[part])
-    return _gather_rows(scores)
-
-
-class RecordingScorer:
-  """A `ranking.CandidateScoreFn` that scores 0 and records its calls, to
-  list the rows a protocol ranks (`calls`: `(examples, candidates)`)."""
-
-  def __init__(self):
-    self.calls: list[tuple[list[Example], tuple[str, ...]]] = []
-
-  def __call__(self, examples: Sequence[Example],
-               candidates: Sequence[str]) -> np.ndarray:
-    self.calls.append((list(examples), tuple(candidates)))
-    return np.zeros((len(examples), len(candidates)), np.float32)
-
-
-class ShardedCandidateScorer:
-  """A `ranking.CandidateScoreFn` that looks up scores computed beforehand.
-
-  `prefill(calls)` scores every distinct encoder row of the calls once, in
-  batches of `scorer.batch_size` split across processes (`process_batches`),
-  and gathers them; then `scorer(examples, candidates)` returns the stored
-  `[B, C]` scores of those calls. `scorer` is an `inference.CandidateScorer`
-  (its `encoder_rows` are the keys).
-  """
-
-  def __init__(self, scorer: inference.CandidateScorer):
-    self.scorer = scorer
-    self.tables: dict[tuple[str, ...], dict[bytes, np.ndarray]] = {}
-
-  def prefill(self, calls: Sequence[tuple[Sequence[Example],
-                                          Sequence[str]]]) -> None:
-    """Scores the rows of `calls` (a collective: every process calls it)."""
-    todo: dict[tuple[str, ...], dict[bytes, Example]] = {}
-    for examples, candidates in calls:
-      candidates = tuple(candidates)
-      table = self.tables.setdefault(candidates, {})
-      rows = todo.setdefault(candidates, {})
-      for ex, key in zip(examples, self._keys(examples)):
-        if key not in table:
-          rows.setdefault(key, ex)
-    for candidates, rows in todo.items():
-      part = process_batches(len(rows), self.scorer.batch_size)
-      scores = self.scorer(list(rows.values())[part], candidates)
-      self.tables[candidates].update(zip(rows, _gather_rows(scores)))
-
-  def _keys(self, examples: Sequence[Example]) -> list[bytes]:
-    if not examples:
-      return []
-    return [row.tobytes() for row in self.scorer.encoder_rows(examples)]
-
-  def __call__(self, examples: Sequence[Example],
-               candidates: Sequence[str]) -> np.ndarray:
-    keys = self._keys(examples)
-    if not keys:
-      return np.zeros((0, len(candidates)), np.float32)
-    table = self.tables.get(tuple(candidates), {})
-    try:
-      return np.stack([table[k] for k in keys])
-    except KeyError:
-      raise RuntimeError(
-          "a ranking protocol asked for scores its dry run did not (the rows "
-          "a protocol ranks must not depend on the scores)") from None
-
-
-def run_ranking(
-    scorer: inference.CandidateScorer,
-    ranking_fns: Mapping[str, ranking.RankingFn],
-    examples: Sequence[Example],
-    *,
-    timing: dict[str, float],
-    timing_prefix: str = "",
-) -> dict[str, Any]:
-  """Runs the ranking protocols on `examples`, their scores computed once.
-
-  A dry run of each protocol on a `RecordingScorer` lists the rows it
-  ranks; `ShardedCandidateScorer.prefill` scores them (across processes);
-  then each protocol runs on those scores.
+  The model features are built once (the model's feature converter); each
+  process decodes and scores its `process_batches` of the examples, and
+  scores its `process_batches` of the distinct encoder rows of `ranked`
+  against every candidate; the parts are gathered in order.
 
   Args:
-    scorer: scores the rows.
-    ranking_fns: protocol name -> `fn(scorer, examples) -> metrics`.
-    examples: the examples to rank.
-    timing: gets `<prefix>ranking_scores_seconds` and
-      `<prefix><name>_seconds`.
-    timing_prefix: prefix of the timing keys.
+    model: the model.
+    params: its parameters.
+    examples: the task's examples (`task_examples`).
+    task_feature_lengths: `{"inputs": ..., "targets": ...}`.
+    decode: decoding settings.
+    batch_size: rows per model call (generation, scoring, ranking).
+    score_targets: also compute the target log-likelihoods.
+    ranked: indices of the examples to rank (their encoder rows).
+    candidates: the candidate replies (the score matrix's columns).
+    name: the task name, for the progress bars.
+    timing: gets `<name>/predict_seconds` and, when ranking,
+      `<name>/ranking_scores_seconds`.
 
   Returns:
-    The protocols' metrics, merged.
+    The outputs, the same on every process.
   """
-  recorder = RecordingScorer()
-  for fn in ranking_fns.values():
-    fn(recorder, examples)
+  timing = {} if timing is None else timing
   start = time.time()
-  scorer = ShardedCandidateScorer(scorer)
-  scorer.prefill(recorder.calls)
-  timing[f"{timing_prefix}ranking_scores_seconds"] = time.time() - start
+  primary = distributed.is_primary()
+  features = model_inputs.model_features(
+      examples, task_feature_lengths,
+      model_inputs.feature_converter_cls(model))
+  part = process_batches(len(examples), batch_size)
+  mine = _take(features, part)
+  predictions = _gather(inference.decode_features(
+      model, params, mine, decode=decode, batch_size=batch_size,
+      max_decode_length=(decode.max_decode_length
+                         or task_feature_lengths["targets"]),
+      desc=f"generate {name}".strip(), progress=primary,
+      first_batch=part.start // batch_size))
+  target_scores = None
+  if score_targets:
+    target_scores = _gather_rows(inference.score_features(
+        model, params, mine, batch_size=batch_size))
+  timing[f"{name}/predict_seconds"] = time.time() - start
+  if not ranked:
+    return TaskOutputs(predictions, target_scores)
+  start = time.time()
+  encoder = features["encoder_input_tokens"]
+  first, row_of = ranking.distinct_rows([encoder[i].tobytes()
+                                         for i in ranked])
+  rows = encoder[[ranked[i] for i in first]]
+  part = process_batches(len(rows), batch_size)
+  scores = _gather_rows(inference.score_candidates(
+      model, params, rows[part], inference.candidate_tokens(
+          model, candidates, task_feature_lengths["targets"]),
+      batch_size=batch_size, desc=f"rank {name}".strip(), progress=primary))
+  timing[f"{name}/ranking_scores_seconds"] = time.time() - start
+  return TaskOutputs(predictions, target_scores, scores,
+                     {ranked[i]: row for i, row in row_of.items()})
+
+
+def probe_scores(
+    model: Model,
+    params: PyTree,
+    probe: probe_lib.ProbeSet,
+    *,
+    batch_size: int,
+    progress: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+  """Stage 1 for one probe: log p(correct reply), log p(negative) [N] each.
+
+  The 2N rows (`probe.model_examples()`) at `probe.lengths` (its longest
+  input and target: nothing cut, whichever command scores it), each
+  process scoring its `process_batches` (a tqdm bar on process 0 when
+  `progress`).
+  """
+  features = model_inputs.model_features(
+      probe.model_examples(), probe.lengths,
+      model_inputs.feature_converter_cls(model))
+  num = len(features["encoder_input_tokens"])
+  part = process_batches(num, batch_size)
+  scores = _gather_rows(inference.score_features(
+      model, params, _take(features, part), batch_size=batch_size,
+      desc=f"probe {probe.name}",
+      progress=progress and distributed.is_primary()))
+  return scores[: num // 2], scores[num // 2:]
+
+
+# ============================= 2. Measurements ==============================
+
+
+def ranking_metrics(
+    protocols: Mapping[str, ranking.Protocol],
+    samples: Mapping[str, ranking.RankingSamples],
+    outputs: TaskOutputs,
+) -> dict[str, float]:
+  """Each protocol's `measure` on the score matrix (pure)."""
   out = {}
-  for name, fn in ranking_fns.items():
-    start = time.time()
-    out.update(fn(scorer, examples))
-    timing[f"{timing_prefix}{name}_seconds"] = time.time() - start
+  for name, protocol in protocols.items():
+    out.update(protocol.measure(samples[name].with_rows(outputs.row_of),
+                                outputs.candidate_scores))
   return out
-
-
-def run_probes(pair_scorer: ShardedPairScorer,
-               probe_fns: Mapping[str, probe_lib.ProbeFn], *,
-               timing: dict[str, float],
-               pair_rows: Optional[list] = None) -> dict[str, float]:
-  """Runs each probe, `fn(pair_scorer) -> metrics` (timing:
-  `probe_<name>_seconds`), and returns their metrics, merged. Per-pair rows
-  (`probe/<name>/pairs`, `probe_lib.pair_rows`) go to `pair_rows`."""
-  metrics = {}
-  for name, fn in probe_fns.items():
-    start = time.time()
-    pair_scorer.scorer.desc = f"probe {name}"
-    scalars, rows = probe_lib.split_rows(fn(pair_scorer))
-    metrics.update({k: _scalar(k, v) for k, v in scalars.items()})
-    if pair_rows is not None:
-      pair_rows.extend(rows)
-    timing[f"probe_{name}_seconds"] = time.time() - start
-  return metrics
 
 
 def evaluate(
@@ -418,9 +400,9 @@ def evaluate(
     targets_length: int = 64,
     batch_size: int = 16,
     redial_metric_fns: Sequence[MetricFn] = metrics_lib.REDIAL_METRIC_FNS,
-    ranking_fns: Optional[Mapping[str, ranking.RankingFn]] = None,
+    ranking_fns: Optional[Mapping[str, ranking.Protocol]] = None,
     ranking_examples: Optional[int] = None,
-    probe_fns: Optional[Mapping[str, probe_lib.ProbeFn]] = None,
+    probes: Optional[Mapping[str, probe_lib.ProbeSet]] = None,
     score_targets: bool = True,
     summary_dir: Optional[str] = None,
 ) -> dict[str, float]:
@@ -446,13 +428,11 @@ def evaluate(
     batch_size: examples per model call.
     redial_metric_fns: `(targets, predictions) -> metrics` functions run on
       ReDial tasks (examples with `target_movies`), after `postprocess_fn`.
-    ranking_fns: protocol name -> `fn(scorer, examples) -> metrics`, run on
-      the same tasks (`ranking.make_protocols`) with the scores of a
-      `train.inference.CandidateScorer` (the encoder rows generation used).
+    ranking_fns: protocol name -> `ranking.Protocol` (`make_protocols`; one
+      movie list), run on the same tasks on one score matrix of the model.
     ranking_examples: rank over the first this many examples only (ranking
       is costly); all when None.
-    probe_fns: probe name -> `fn(pair_score_fn) -> metrics`, called with a
-      `train.inference.PairScorer`.
+    probes: probe name -> `probe_lib.ProbeSet` (`probe_lib.load_probes`).
     score_targets: also compute target log-likelihoods (`gen/target_logprob`
       and the tasks' `score_metric_fns`).
     summary_dir: TensorBoard dir; `output_dir` when None.
@@ -460,47 +440,57 @@ def evaluate(
   Returns:
     The flat metrics written to `metrics.json`.
   """
+  del vocabulary  # The model's own output vocabulary decodes.
   lengths = {"inputs": inputs_length, "targets": targets_length}
   task_list = expand_tasks(tasks)
+  ranking_fns = ranking_fns or {}
+  candidates = []
+  if ranking_fns:
+    candidates = ranking.candidate_replies(
+        next(iter(ranking_fns.values())).movies)
   metrics, rows, timing, counts = {}, [], {}, {}
   for task in task_list:
     prefix = f"{task.name}/" if len(task_list) > 1 else ""
-    start = time.time()
-    examples = model_inputs.task_examples(task, split=split,
-                                   task_feature_lengths=lengths,
-                                   num_examples=num_examples)
+    examples = model_inputs.task_examples(
+        task, split=split, task_feature_lengths=lengths,
+        num_examples=num_examples)
     if not examples:
       raise ValueError(f"task {task.name!r} split {split!r} has no examples")
     counts[task.name] = len(examples)
-    predictions, scores = generate_and_score(
+    is_redial = METADATA_KEY in examples[0]
+    samples, ranked = {}, []
+    if is_redial and ranking_fns:  # Built once, before any model call.
+      samples = {name: p.samples(examples[:ranking_examples])
+                 for name, p in ranking_fns.items()}
+      ranked = sorted({r for s in samples.values() for r in s.rows})
+    outputs = task_outputs(
         model, params, examples, task_feature_lengths=lengths, decode=decode,
-        batch_size=batch_size, score_targets=score_targets,
-        desc=f"generate {task.name}")
-    timing[f"{task.name}/predict_seconds"] = time.time() - start
+        batch_size=batch_size, score_targets=score_targets, ranked=ranked,
+        candidates=candidates, name=task.name, timing=timing)
+    scores = outputs.target_scores
     if scores is not None:
       metrics[prefix + "gen/target_logprob"] = float(np.mean(scores))
-    is_redial = METADATA_KEY in examples[0]
     task_result, processed = task_metrics(
-        task, examples, predictions, scores,
+        task, examples, outputs.predictions, scores,
         extra_metric_fns=redial_metric_fns if is_redial else ())
-    if is_redial and ranking_fns:
-      task_result.update(run_ranking(inference.CandidateScorer(
-          model, params, task_feature_lengths=lengths, batch_size=batch_size),
-          ranking_fns, examples[:ranking_examples], timing=timing,
-          timing_prefix=f"{task.name}/"))
+    if samples:
+      task_result.update(ranking_metrics(ranking_fns, samples, outputs))
     metrics.update({prefix + k: _scalar(k, v) for k, v in task_result.items()})
-    rows += prediction_rows(task.name, examples, predictions, processed,
-                            scores)
+    rows += prediction_rows(task.name, examples, outputs.predictions,
+                            processed, scores)
   pairs = []
-  if probe_fns:
-    metrics.update(run_probes(ShardedPairScorer(inference.PairScorer(
-        model, params, task_feature_lengths=lengths, batch_size=batch_size,
-        progress=distributed.is_primary())), probe_fns, timing=timing,
-                              pair_rows=pairs))
+  for name, probe in (probes or {}).items():
+    start = time.time()
+    positive, negative = probe_scores(model, params, probe,
+                                      batch_size=batch_size)
+    scalars, probe_rows = probe_lib.probe_metrics(probe, positive, negative)
+    metrics.update(scalars)
+    pairs += probe_rows
+    timing[f"probe_{name}_seconds"] = time.time() - start
   if distributed.is_primary():  # The files exist once.
     if pairs:
-      infer.write_jsonl(
-          pairs, os.path.join(output_dir, probe_lib.PROBE_PAIRS_FILE))
+      probe_io.write_jsonl(
+          os.path.join(output_dir, probe_lib.PROBE_PAIRS_FILE), pairs)
     info = {"tasks": [t.name for t in task_list], "split": split,
             "num_examples": counts, "decoding": dataclasses.asdict(decode),
             "timing": timing, "process_count": jax.process_count()}

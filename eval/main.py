@@ -17,14 +17,14 @@ same command with `--multiprocess` or `--coordinator_address=HOST:PORT
 --process_count=N --process_index=I` (as `train.main`); they split the work
 and process 0 writes the outputs. The work is `eval.evaluation.evaluate`;
 this file only resolves the gin config and loads the checkpoint. The old
-macro names (TASKS, INPUTS_LENGTH, TARGETS_LENGTH, MODEL_DIR) still work,
-with a deprecation warning (`DEPRECATED_MACROS`).
+macro names (TASKS, INPUTS_LENGTH, TARGETS_LENGTH, MODEL_DIR, SPLIT,
+BATCH_SIZE) still work, with a deprecation warning (`DEPRECATED_MACROS`).
 """
 
 import importlib
 import os
 import shlex
-from typing import Mapping, Optional, Sequence, Union
+from typing import Optional, Sequence, Union
 
 from absl import app
 from absl import flags
@@ -50,12 +50,15 @@ from train import distributed
 from train import inference
 from train import input_pipeline
 
-# Old eval.gin macro -> its t5x name (`NEW['key']`: one entry of a dict).
+# Old eval.gin macro -> its t5x name (`NEW['key']`: one entry of a dict; a
+# dotted name: a binding, as t5x's `utils.DatasetConfig.batch_size`).
 DEPRECATED_MACROS = {
     "MODEL_DIR": "CHECKPOINT_PATH",
     "TASKS": "MIXTURE_OR_TASK_NAME",
     "INPUTS_LENGTH": "TASK_FEATURE_LENGTHS['inputs']",
     "TARGETS_LENGTH": "TASK_FEATURE_LENGTHS['targets']",
+    "SPLIT": "MIXTURE_OR_TASK_SPLIT",
+    "BATCH_SIZE": "input_pipeline.DatasetConfig.batch_size",
 }
 
 DEFAULT_GIN_FILE = "runs/eval.gin"
@@ -87,7 +90,6 @@ def evaluate_checkpoint(
     movie_list: Optional[str] = None,
     ranking_ks: Sequence[int] = ranking.DEFAULT_KS,
     ranking_examples: Optional[int] = None,
-    probe_fns: Optional[Mapping[str, probe_lib.ProbeFn]] = None,
     probe_dir: Optional[str] = None,
     max_probe_pairs: Optional[int] = None,
 ) -> dict[str, float]:
@@ -110,9 +112,10 @@ def evaluate_checkpoint(
       candidates (None: no ranking).
     ranking_ks: the k of Recall@k.
     ranking_examples: rank over the first N examples only.
-    probe_fns: probe name -> function (see `evaluation.evaluate`).
     probe_dir: a folder of `<probe>.jsonl` (`crs_tasks.build_probes`,
-      or the bundled `crs_tasks/sample_data/probes`).
+      or the bundled `crs_tasks/sample_data/probes`), read through the
+      probes' seqio Tasks (`probe_lib.load_probes`) and scored at the
+      lengths each probe needs.
     max_probe_pairs: pairs kept per probe.
 
   Returns:
@@ -141,14 +144,13 @@ def evaluate_checkpoint(
   model, params, step = checkpointing.load_model(checkpoint_path, step=step)
   cli.log_to(output_dir, process_index=jax.process_index(),
              process_count=jax.process_count())
+  probes = None
   if probe_dir:
-    probe_fns = dict(probe_fns or {}, **probe_lib.make_probe_fns(
-        probe_dir, max_pairs=max_probe_pairs))
+    probes = probe_lib.load_probes(probe_dir, max_pairs=max_probe_pairs)
   ranking_fns = None
   if movie_list:  # ReDial's movies_with_mentions.csv: the ranked candidates.
     ranking_fns = ranking.make_protocols(
-        ranking.load_movie_list(movie_list), ks=ranking_ks,
-        batch_size=dataset_cfg.batch_size, progress=distributed.is_primary())
+        ranking.load_movie_list(movie_list), ks=ranking_ks)
   step_dir = os.path.join(output_dir, str(step))
   metrics = evaluation.evaluate(
       model=model, params=params, vocabulary=model.output_vocabulary,
@@ -157,7 +159,7 @@ def evaluate_checkpoint(
       decode=decode, inputs_length=lengths["inputs"],
       targets_length=lengths["targets"], batch_size=dataset_cfg.batch_size,
       ranking_fns=ranking_fns, ranking_examples=ranking_examples,
-      probe_fns=probe_fns)
+      probes=probes)
   if distributed.is_primary():
     with open(os.path.join(step_dir, "config.gin"), "w") as f:
       f.write(gin.operative_config_str())

@@ -12,20 +12,29 @@ De-duplicated: labels already in `context_movies` are dropped and those
 movies are excluded from the ranking, so repeating the dialogue earns
 nothing: 4,426 samples over 3,372 turns.
 
-Both run on any `CandidateScoreFn`, `fn(examples, candidate_replies) ->
-[B, C]` (fakes and baselines in tests; `train.inference.CandidateScorer` for a
-model, which scores each example's own encoder tokens: the ones generation
-decodes from). Ties count against the label (rank = candidates scoring at
-least as high), so a constant scorer gets 0.
+Two stages, nothing stateful between them:
+
+1. `Protocol.samples(examples)` builds a protocol's samples once, each
+   scored turn pointing at its row of a score matrix (`RankingSamples.rows`;
+   `with_rows` points them at the rows of a de-duplicated matrix);
+2. `Protocol.measure(samples, scores)`, a pure function of the samples and
+   the float `[U, C]` score matrix (U rows, C = `candidate_replies(movies)`),
+   gives `rank/recall@k`, ... (`eval.metrics.recall_from_ranks`).
+
+`eval.evaluation` computes the matrix of a model once for all protocols
+(`train.inference.score_candidates` on the turns' encoder rows, the ones
+generation decodes from); `evaluate(score_fn, examples, protocols)` does both
+stages with any `CandidateScoreFn`, `fn(examples, candidate_replies) ->
+[B, C]` (baselines, fakes in tests). Ties count against the label (rank =
+candidates scoring at least as high), so a constant scorer gets 0.
 """
 
 import dataclasses
 import functools
 import math
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 import numpy as np
-import tqdm
 
 from crs_tasks import metrics as task_metrics
 from crs_tasks import redial_movies
@@ -36,9 +45,6 @@ Example = Mapping[str, Any]
 # (examples [B], candidate replies [C]) -> scores float [B, C], higher is
 # better. `train.inference.CandidateScorer` for a model.
 CandidateScoreFn = Callable[[Sequence[Example], Sequence[str]], np.ndarray]
-# (scorer, examples) -> metrics: a protocol as `eval.evaluation` runs it.
-RankingFn = Callable[[CandidateScoreFn, Sequence[Example]],
-                     Mapping[str, float]]
 
 DEFAULT_KS = (1, 10, 50)
 
@@ -100,6 +106,11 @@ def candidate_reply(title: str) -> str:
   return f"@ {title} @"
 
 
+def candidate_replies(movies: MovieList) -> list[str]:
+  """The C candidate replies, one per movie: the score matrix's columns."""
+  return [candidate_reply(t) for t in movies.titles]
+
+
 # ================================ Samples ===================================
 
 
@@ -125,16 +136,18 @@ def has_context(example: Example) -> bool:
   return int(np.asarray(example["turn_index"]).reshape(-1)[0]) > 0
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class RankingSamples:
-  """Per scored example: its label and excluded candidate indices; plus
-  counts of labels missing from the movie list, labels dropped by
-  de-duplication and labels of turns without context (not samples).
+  """The samples of one protocol, per scored turn: its row of the score
+  matrix (`rows`, first the index of the turn's example), its labels and
+  its excluded candidates (column indices); plus counts of labels missing
+  from the movie list, labels dropped by de-duplication and labels of turns
+  without context (not samples).
   """
 
-  examples: list[Example] = dataclasses.field(default_factory=list)
-  labels: list[list[int]] = dataclasses.field(default_factory=list)
-  excluded: list[list[int]] = dataclasses.field(default_factory=list)
+  rows: tuple[int, ...] = ()
+  labels: tuple[tuple[int, ...], ...] = ()
+  excluded: tuple[tuple[int, ...], ...] = ()
   num_missing: int = 0
   num_dropped: int = 0
   num_without_context: int = 0
@@ -145,7 +158,11 @@ class RankingSamples:
 
   @property
   def num_turns(self) -> int:
-    return len(self.examples)
+    return len(self.rows)
+
+  def with_rows(self, row_of: Mapping[int, int]) -> "RankingSamples":
+    """The same samples, turn i at row `row_of[rows[i]]`."""
+    return dataclasses.replace(self, rows=tuple(row_of[r] for r in self.rows))
 
 
 def build_samples(
@@ -164,31 +181,34 @@ def build_samples(
     dedup: drop labels in `context_movies`, exclude those candidates.
 
   Returns:
-    The samples (labels not in the list only counted, as misses; turns
-    without context only counted, in `num_without_context`).
+    The samples, `rows` the indices of their examples in `examples` (labels
+    not in the list only counted, as misses; turns without context only
+    counted, in `num_without_context`).
   """
-  out = RankingSamples()
-  for example in examples:
+  rows, all_labels, all_excluded = [], [], []
+  num_missing = num_dropped = num_without_context = 0
+  for i, example in enumerate(examples):
     targets = list(dict.fromkeys(
         task_metrics.normalize_title(t)
         for t in titles_of(example, "target_movies")))
     if not has_context(example):
-      out.num_without_context += len(targets)
+      num_without_context += len(targets)
       continue
     excluded = []
     if dedup:
       seen = {task_metrics.normalize_title(t)
               for t in titles_of(example, "context_movies")}
-      out.num_dropped += sum(t in seen for t in targets)
+      num_dropped += sum(t in seen for t in targets)
       targets = [t for t in targets if t not in seen]
       excluded = sorted(movies.index[t] for t in seen if t in movies.index)
     labels = [movies.index[t] for t in targets if t in movies.index]
-    out.num_missing += len(targets) - len(labels)
+    num_missing += len(targets) - len(labels)
     if labels:
-      out.examples.append(example)
-      out.labels.append(labels)
-      out.excluded.append(excluded)
-  return out
+      rows.append(i)
+      all_labels.append(tuple(labels))
+      all_excluded.append(tuple(excluded))
+  return RankingSamples(tuple(rows), tuple(all_labels), tuple(all_excluded),
+                        num_missing, num_dropped, num_without_context)
 
 
 def label_ranks(scores: np.ndarray, labels: Sequence[Sequence[int]],
@@ -213,79 +233,120 @@ def label_ranks(scores: np.ndarray, labels: Sequence[Sequence[int]],
 # =============================== Protocols ==================================
 
 
-def evaluate_protocol(
+@dataclasses.dataclass(frozen=True)
+class Protocol:
+  """The standard (`dedup=False`, metrics `rank/...`) or de-duplicated
+  (`rank_dedup/...`) protocol over `movies`, reporting recall@`ks`."""
+
+  movies: MovieList
+  dedup: bool = False
+  ks: tuple[int, ...] = DEFAULT_KS
+
+  @property
+  def prefix(self) -> str:
+    return "rank_dedup" if self.dedup else "rank"
+
+  def samples(self, examples: Sequence[Example]) -> RankingSamples:
+    """`build_samples` of this protocol (rows: example indices)."""
+    return build_samples(examples, self.movies, dedup=self.dedup)
+
+  def measure(self, samples: RankingSamples,
+              scores: np.ndarray) -> dict[str, float]:
+    """Recall@k of the samples, from the score matrix (pure).
+
+    Args:
+      samples: this protocol's samples, `rows` pointing into `scores`.
+      scores: float [U, C], C the candidates `candidate_replies(movies)`.
+
+    Returns:
+      `{p}/recall@k` (with its interval), `{p}/num_samples`,
+      `{p}/num_turns`, `{p}/num_missing` and, when `dedup`,
+      `{p}/num_dropped`, with p `rank` or `rank_dedup`.
+
+    Raises:
+      ValueError: `scores` has not one column per movie, or a label's score
+        is NaN.
+    """
+    scores = np.asarray(scores)
+    if scores.ndim != 2 or scores.shape[1] != len(self.movies.titles):
+      raise ValueError(f"scores of shape {scores.shape}, expected [rows, "
+                       f"{len(self.movies.titles)}] (one column per movie)")
+    ranks = label_ranks(scores[list(samples.rows)], samples.labels,
+                        samples.excluded)
+    ranks += [math.inf] * samples.num_missing
+    prefix = self.prefix
+    out = metrics_lib.recall_from_ranks(ranks, self.ks, prefix)
+    out[f"{prefix}/num_turns"] = float(samples.num_turns)
+    out[f"{prefix}/num_missing"] = float(samples.num_missing)
+    if self.dedup:
+      out[f"{prefix}/num_dropped"] = float(samples.num_dropped)
+    return out
+
+
+def make_protocols(movies: MovieList,
+                   ks: Sequence[int] = DEFAULT_KS) -> dict[str, Protocol]:
+  """`{"rank": standard, "rank_dedup": de-duplicated}` over `movies`, for
+  `eval.evaluation.evaluate(ranking_fns=...)`."""
+  return {"rank": Protocol(movies, dedup=False, ks=tuple(ks)),
+          "rank_dedup": Protocol(movies, dedup=True, ks=tuple(ks))}
+
+
+def distinct_rows(keys: Sequence[Any]) -> tuple[list[int], dict[int, int]]:
+  """The first position of each distinct key, and position -> its row.
+
+  `distinct_rows(["a", "b", "a"])` is `([0, 1], {0: 0, 1: 1, 2: 0})`.
+  """
+  first, row_of, seen = [], {}, {}
+  for i, key in enumerate(keys):
+    if key not in seen:
+      seen[key] = len(first)
+      first.append(i)
+    row_of[i] = seen[key]
+  return first, row_of
+
+
+def evaluate(
     score_fn: CandidateScoreFn,
     examples: Sequence[Example],
+    protocols: Mapping[str, Protocol],
     *,
-    movies: MovieList,
-    dedup: bool = False,
-    ks: Sequence[int] = DEFAULT_KS,
-    batch_size: int = 32,
-    progress: bool = True,
+    keys: Optional[Sequence[Any]] = None,
 ) -> dict[str, float]:
-  """Recall@k of a scorer under the standard or de-duplicated protocol.
+  """The protocols' metrics for a scorer: samples, one matrix, measures.
 
   Args:
-    score_fn: `fn(examples, candidate_replies) -> [B, C]`.
+    score_fn: `fn(examples, candidate_replies) -> [B, C]`, called once, on
+      the turns any protocol ranks.
     examples: ReDial task examples.
-    movies: the candidate movie list.
-    dedup: the de-duplicated protocol.
-    ks: recall cut-offs.
-    batch_size: examples per `score_fn` call.
-    progress: show a tqdm bar (turns, with ETA).
+    protocols: e.g. `make_protocols(movies)` (one movie list).
+    keys: per example, what makes two turns' rows equal (e.g. their encoder
+      tokens); default: every turn its own row.
 
   Returns:
-    `{p}/recall@k`, `{p}/num_samples`, `{p}/num_turns`, `{p}/num_missing`
-    and, when `dedup`, `{p}/num_dropped`, with p `rank` or `rank_dedup`.
+    The protocols' metrics, merged.
   """
-  prefix = "rank_dedup" if dedup else "rank"
-  samples = build_samples(examples, movies, dedup=dedup)
-  candidates = [candidate_reply(t) for t in movies.titles]
-  ranks = []
-  with tqdm.tqdm(total=samples.num_turns, desc=prefix, unit="turn",
-                 disable=not progress) as bar:
-    for start in range(0, samples.num_turns, batch_size):
-      end = start + batch_size
-      batch = samples.examples[start:end]
-      scores = np.asarray(score_fn(batch, candidates))
-      expected = (len(batch), len(candidates))
-      if scores.shape != expected:
-        raise ValueError(f"score_fn returned shape {scores.shape}, expected "
-                         f"{expected}")
-      ranks += label_ranks(scores, samples.labels[start:end],
-                           samples.excluded[start:end])
-      bar.update(len(batch))
-  ranks += [math.inf] * samples.num_missing
-  out = metrics_lib.recall_from_ranks(ranks, ks, prefix)
-  out[f"{prefix}/num_turns"] = float(samples.num_turns)
-  out[f"{prefix}/num_missing"] = float(samples.num_missing)
-  if dedup:
-    out[f"{prefix}/num_dropped"] = float(samples.num_dropped)
+  samples = {name: p.samples(examples) for name, p in protocols.items()}
+  movies = _one_movie_list(protocols)
+  ranked = sorted({r for s in samples.values() for r in s.rows})
+  key_of = keys if keys is not None else range(len(examples))
+  first, row_of = distinct_rows([key_of[i] for i in ranked])
+  candidates = candidate_replies(movies) if movies else []
+  scores = np.asarray(score_fn([examples[ranked[i]] for i in first],
+                               candidates)) if first else np.zeros(
+                                   (0, len(candidates)))
+  if scores.shape != (len(first), len(candidates)):
+    raise ValueError(f"score_fn returned shape {scores.shape}, expected "
+                     f"{(len(first), len(candidates))}")
+  row_of = {ranked[i]: row for i, row in row_of.items()}
+  out = {}
+  for name, protocol in protocols.items():
+    out.update(protocol.measure(samples[name].with_rows(row_of), scores))
   return out
 
 
-def standard_protocol(score_fn: CandidateScoreFn,
-                      examples: Sequence[Example], *,
-                      movies: MovieList, **kwargs) -> dict[str, float]:
-  """`evaluate_protocol` with `dedup=False` (`rank/...`)."""
-  return evaluate_protocol(score_fn, examples, movies=movies, dedup=False,
-                           **kwargs)
-
-
-def dedup_protocol(score_fn: CandidateScoreFn, examples: Sequence[Example], *,
-                   movies: MovieList, **kwargs) -> dict[str, float]:
-  """`evaluate_protocol` with `dedup=True` (`rank_dedup/...`)."""
-  return evaluate_protocol(score_fn, examples, movies=movies, dedup=True,
-                           **kwargs)
-
-
-def make_protocols(movies: MovieList, **kwargs) -> dict[str, RankingFn]:
-  """`{"rank": fn, "rank_dedup": fn}`, `fn(score_fn, examples)`, for
-  `eval.evaluation.evaluate(ranking_fns=...)`; kwargs go to
-  `evaluate_protocol`.
-  """
-  return {
-      "rank": functools.partial(standard_protocol, movies=movies, **kwargs),
-      "rank_dedup": functools.partial(dedup_protocol, movies=movies,
-                                      **kwargs),
-  }
+def _one_movie_list(protocols: Mapping[str, Protocol]) -> Optional[MovieList]:
+  """The protocols' shared movie list (one score matrix serves them all)."""
+  movies = [p.movies for p in protocols.values()]
+  if any(m is not movies[0] and m != movies[0] for m in movies):
+    raise ValueError("the ranking protocols must share one movie list")
+  return movies[0] if movies else None

@@ -74,7 +74,7 @@ for mixture in $MIXTURES; do
         --gin.MIXTURE_OR_TASK_NAME="'crs_redial_v002'" \
         --gin.NUM_EXAMPLES="$EVAL_EXAMPLES" \
         --gin.TASK_FEATURE_LENGTHS="{'inputs': 128, 'targets': 32}" \
-        --gin.BATCH_SIZE=32 \
+        --gin.input_pipeline.DatasetConfig.batch_size=32 \
         --gin.PROBE_DIR="'$OUT/probes'" "${ranking[@]}" 2>"$dir.eval.log"
     fi
   done

@@ -163,7 +163,8 @@ eval_one() {  # mixture start seed step examples rank
   python -m eval.main --gin_file=gin/runs/eval.gin \
     --gin.CHECKPOINT_PATH="'$dir/checkpoints/$4'" \
     --gin.MIXTURE_OR_TASK_NAME="'crs_redial_v002'" \
-    --gin.NUM_EXAMPLES="$5" --gin.BATCH_SIZE=32 \
+    --gin.NUM_EXAMPLES="$5" \
+    --gin.input_pipeline.DatasetConfig.batch_size=32 \
     --gin.TASK_FEATURE_LENGTHS="$EVAL_LENGTHS" \
     --gin.PROBE_DIR="'$OUT/probes'" "${ranking[@]}" > "$dir.eval$4.out" 2>&1
 }
@@ -200,7 +201,8 @@ if stage rank; then
       --gin.CHECKPOINT_PATH="'$dir/checkpoints/$FINETUNE_STEPS'" \
       --gin.MIXTURE_OR_TASK_NAME="'crs_redial_v002'" \
       --gin.NUM_EXAMPLES="$RANK_STUDY_EXAMPLES" \
-      --gin.RANKING_EXAMPLES="$RANK_STUDY_EXAMPLES" --gin.BATCH_SIZE=16 \
+      --gin.RANKING_EXAMPLES="$RANK_STUDY_EXAMPLES" \
+      --gin.input_pipeline.DatasetConfig.batch_size=16 \
       --gin.TASK_FEATURE_LENGTHS="$EVAL_LENGTHS" \
       --gin.MOVIE_LIST="'$SHARED/redial/movies_with_mentions.csv'" \
       --gin.EVAL_OUTPUT_DIR="'$dir/eval_rank'" > "$dir.rank.out" 2>&1

@@ -58,8 +58,7 @@ def baseline_rows(shared: str, examples: int) -> dict[str, dict]:
                                      task_feature_lengths=LENGTHS)
   movies = ranking.load_movie_list(
       os.path.join(shared, "redial", "movies_with_mentions.csv"))
-  protocols = ranking.make_protocols(movies, ks=KS, batch_size=256,
-                                     progress=False)
+  protocols = ranking.make_protocols(movies, ks=KS)
   fns = {
       "popularity (train split)": baselines.make_popularity_score_fn(
           movies, baselines.mention_counts(train)),
@@ -67,11 +66,8 @@ def baseline_rows(shared: str, examples: int) -> dict[str, dict]:
           movies),
       "repeat-context": baselines.make_repeat_context_score_fn(),
   }
-  out = {}
-  for name, fn in fns.items():
-    out[name] = {}
-    for protocol in protocols.values():
-      out[name].update(protocol(fn, test))
+  out = {name: ranking.evaluate(fn, test, protocols)
+         for name, fn in fns.items()}
   out["_train_examples"] = {"count": float(len(train))}
   return out
 

@@ -5,15 +5,19 @@ every caller feeds the model the Task's own tokens:
 
   generate / score_targets             `predict_batch` / `score_batch` over
                                        batches of `model_features` rows
-                                       (tqdm bar)
-  CandidateScorer                      log p(candidate reply | example) for a
-                                       list of replies (`score_candidates`),
-                                       cached per encoder row
-  PairScorer                           log p(target | input) of text pairs
+                                       (tqdm bar); `decode_features` /
+                                       `score_features` on rows already
+                                       built
+  score_candidates                     log p(candidate | encoder row) [U, C]
+                                       (`model.score_candidates` over
+                                       batches of rows; tqdm bar in rows)
+  candidate_tokens                     candidate replies -> [C, Lt] targets
+  CandidateScorer                      `(examples, candidates) -> [B, C]`,
+                                       the two above on examples
   decode_tokens                        token ids -> text (up to EOS)
 
-Each function takes a plain list of examples and walks it in order, so a
-multi-host caller can hand each process its own slice.
+Each function walks its rows in order, so a multi-host caller can hand each
+process its own slice.
 """
 
 import dataclasses
@@ -97,20 +101,54 @@ def generate(
   """
   if not examples:
     return []
-  features = model_inputs.model_features(
-      examples, task_feature_lengths,
-      model_inputs.feature_converter_cls(model))
-  max_len = decode.max_decode_length or task_feature_lengths["targets"]
+  return decode_features(
+      model, params, _features(model, examples, task_feature_lengths),
+      max_decode_length=(decode.max_decode_length
+                         or task_feature_lengths["targets"]),
+      decode=decode, batch_size=batch_size, desc=desc, progress=progress,
+      first_batch=first_batch)
+
+
+def decode_features(
+    model: Any,
+    params: PyTree,
+    features: model_inputs.Batch,
+    *,
+    max_decode_length: int,
+    decode: DecodeConfig = DecodeConfig(),
+    batch_size: int = 16,
+    desc: str = "generate",
+    progress: bool = True,
+    first_batch: int = 0,
+) -> list[str]:
+  """`generate` on model features already built (`model_features` rows).
+
+  Args:
+    model: an `EncoderDecoderModel` (or the same API).
+    params: its parameters.
+    features: `model_inputs.model_features` rows (one per example).
+    max_decode_length: decoded tokens (`decode.max_decode_length` or the
+      targets length).
+    decode: decoding settings.
+    batch_size: rows per call.
+    desc: progress bar label.
+    progress: show a tqdm bar (with ETA).
+    first_batch: see `generate`.
+
+  Returns:
+    The decoded strings, one per row.
+  """
+  num = _num_rows(features)
   rng = jax.random.PRNGKey(decode.seed)
   texts = []
-  with tqdm.tqdm(total=len(examples), desc=desc, unit="ex",
-                 disable=not progress) as bar:
+  with tqdm.tqdm(total=num, desc=desc, unit="ex",
+                 disable=not progress or not num) as bar:
     for i, (start, end, batch) in enumerate(
         model_inputs.iter_batches(features, batch_size)):
       tokens = model.predict_batch(
           params, batch, decode_method=decode.method,
           num_beams=decode.num_beams, temperature=decode.temperature,
-          max_decode_length=max_len,
+          max_decode_length=max_decode_length,
           rng=jax.random.fold_in(rng, first_batch + i))
       texts += [decode_tokens(model.output_vocabulary, row)
                 for row in np.asarray(tokens)[: end - start]]
@@ -131,107 +169,122 @@ def score_targets(
   """log p(targets | inputs) of each example (`model.score_batch`), [N]."""
   if not examples:
     return np.zeros((0,), np.float32)
-  features = model_inputs.model_features(
-      examples, task_feature_lengths,
-      model_inputs.feature_converter_cls(model))
-  out = []
-  with tqdm.tqdm(total=len(examples), desc=desc, unit="pair",
-                 disable=not progress) as bar:
+  return score_features(
+      model, params, _features(model, examples, task_feature_lengths),
+      batch_size=batch_size, desc=desc, progress=progress)
+
+
+def score_features(
+    model: Any,
+    params: PyTree,
+    features: model_inputs.Batch,
+    *,
+    batch_size: int = 16,
+    desc: str = "score",
+    progress: bool = False,
+) -> np.ndarray:
+  """`score_targets` on model features already built, float32 [N]."""
+  num = _num_rows(features)
+  out = [np.zeros((0,), np.float32)]
+  with tqdm.tqdm(total=num, desc=desc, unit="pair",
+                 disable=not progress or not num) as bar:
     for start, end, batch in model_inputs.iter_batches(features, batch_size):
       out.append(np.asarray(model.score_batch(params, batch))[: end - start])
       bar.update(end - start)
   return np.concatenate(out).astype(np.float32)
 
 
-class PairScorer:
-  """log p(target | input) of text pairs: `scorer(inputs, targets) -> [N]`.
+def candidate_tokens(model: Any, candidates: Sequence[str],
+                     targets_length: int) -> np.ndarray:
+  """int32 [C, Lt]: candidate replies (`"@ heat (1995) @"`) tokenized as
+  targets (`tokenize_texts`, through the model's feature converter)."""
+  rows = [{"inputs": [EOS_ID], "targets": t}
+          for t in model_inputs.tokenize_texts(
+              model.output_vocabulary, candidates, targets_length)]
+  return model_inputs.model_features(
+      rows, {"inputs": 1, "targets": targets_length},
+      model_inputs.feature_converter_cls(model))["decoder_target_tokens"]
 
-  Texts are tokenized with `model_inputs.tokenize_texts` and scored by
-  `score_targets`; the probes use it (`eval.probes.probe_lib.PairScoreFn`).
+
+def score_candidates(
+    model: Any,
+    params: PyTree,
+    encoder_rows: np.ndarray,
+    candidates: np.ndarray,
+    *,
+    batch_size: int = 16,
+    desc: str = "rank",
+    progress: bool = True,
+) -> np.ndarray:
+  """log p(candidate | encoder row) of every pair, float32 [U, C].
+
+  Calls `model.score_candidates(params, [b, Lin], [C, Lt])` on consecutive
+  batches of `batch_size` rows (a last partial batch is padded to a power of
+  two, so few shapes compile); the model chunks the candidates. This is the
+  slow pass of an evaluation: the tqdm bar counts rows, with rows/s and an
+  ETA.
+
+  Args:
+    model: an `EncoderDecoderModel` (or the same API).
+    params: its parameters.
+    encoder_rows: int32 [U, Lin] (`model_features` `encoder_input_tokens`).
+    candidates: int32 [C, Lt] (`candidate_tokens`).
+    batch_size: rows per call.
+    desc: progress bar label.
+    progress: show the bar.
+
+  Returns:
+    float32 [U, C].
+  """
+  encoder_rows = np.asarray(encoder_rows)
+  out = [np.zeros((0, len(candidates)), np.float32)]
+  with tqdm.tqdm(total=len(encoder_rows), desc=desc, unit="row",
+                 disable=not progress or not len(encoder_rows)) as bar:
+    for start in range(0, len(encoder_rows), batch_size):
+      rows = encoder_rows[start:start + batch_size]
+      n = len(rows)
+      width = min(batch_size, 1 << (n - 1).bit_length())
+      if n < width:
+        rows = np.concatenate([rows, np.repeat(rows[-1:], width - n, 0)])
+      scores = model.score_candidates(params, rows, candidates)
+      out.append(np.asarray(scores, np.float32)[:n])
+      bar.update(n)
+  return np.concatenate(out)
+
+
+class CandidateScorer:
+  """`scorer(examples, candidates) -> float32 [B, C]`: `score_candidates` on
+  the examples' encoder rows (their `model_features` rows, i.e. the Task's
+  own `inputs` tokens, as generation sees them) and the candidate replies'
+  `candidate_tokens`. Stateless; a convenience for benches and scripts
+  (`eval.evaluation` builds the rows and the candidates once itself).
   """
 
   def __init__(self, model: Any, params: PyTree, *,
                task_feature_lengths: Mapping[str, int], batch_size: int = 16,
-               progress: bool = True):
+               progress: bool = False):
     self.model, self.params = model, params
     self.lengths = dict(task_feature_lengths)
     self.batch_size = batch_size
     self.progress = progress
-    self.desc = "pairs"
-
-  def __call__(self, inputs: Sequence[str],
-               targets: Sequence[str]) -> np.ndarray:
-    examples = model_inputs.texts_to_examples(
-        self.model.input_vocabulary, self.model.output_vocabulary, inputs,
-        targets, self.lengths)
-    return score_targets(self.model, self.params, examples,
-                         task_feature_lengths=self.lengths,
-                         batch_size=self.batch_size, desc=self.desc,
-                         progress=self.progress)
-
-
-class CandidateScorer:
-  """log p(candidate reply | example) for every pair, float32 [B, C].
-
-  `scorer(examples, candidates)`: each example's encoder row is its
-  `model_inputs.model_features` row, i.e. the Task's own `inputs` tokens
-  (for ReDial the prefix and the most recent history, as generation sees
-  it); candidates are replies (`"@ heat (1995) @"`) tokenized as targets.
-  Calls `model.score_candidates(params, [b, Lin], [C, Lt])` with `b` up to
-  `batch_size` (a last partial batch padded to a power of two, so few
-  shapes compile). Scores are cached per encoder row for the current candidate
-  list, so a turn with several labels, or the same turn under another
-  protocol, is scored once.
-  """
-
-  def __init__(self, model: Any, params: PyTree, *,
-               task_feature_lengths: Mapping[str, int], batch_size: int = 16):
-    self.model, self.params = model, params
-    self.lengths = dict(task_feature_lengths)
-    self.batch_size = batch_size
-    self._candidates: Optional[tuple[str, ...]] = None
-    self._candidate_tokens: Optional[np.ndarray] = None
-    self._cache: dict[bytes, np.ndarray] = {}
-
-  def candidate_tokens(self, candidates: Sequence[str]) -> np.ndarray:
-    """int32 [C, Lt] target rows of the replies (cached per list)."""
-    key = tuple(candidates)
-    if key != self._candidates:
-      vocab = self.model.output_vocabulary
-      rows = [{"inputs": [EOS_ID], "targets": t}
-              for t in model_inputs.tokenize_texts(
-                  vocab, candidates, self.lengths["targets"])]
-      self._candidate_tokens = model_inputs.model_features(
-          rows, self.lengths, model_inputs.feature_converter_cls(self.model)
-      )["decoder_target_tokens"]
-      self._candidates, self._cache = key, {}
-    return self._candidate_tokens
-
-  def encoder_rows(self, examples: Sequence[Mapping[str, Any]]) -> np.ndarray:
-    """int32 [B, Lin]: the examples' encoder rows, as generation builds
-    them."""
-    return model_inputs.model_features(
-        examples, self.lengths,
-        model_inputs.feature_converter_cls(self.model)
-    )["encoder_input_tokens"]
 
   def __call__(self, examples: Sequence[Mapping[str, Any]],
                candidates: Sequence[str]) -> np.ndarray:
-    cand = self.candidate_tokens(candidates)
     if not examples:
       return np.zeros((0, len(candidates)), np.float32)
-    enc = self.encoder_rows(examples)
-    keys = [row.tobytes() for row in enc]
-    todo = list({k: i for i, k in enumerate(keys)
-                 if k not in self._cache}.values())
-    for start in range(0, len(todo), self.batch_size):
-      idx = todo[start:start + self.batch_size]
-      rows, n = enc[idx], len(idx)
-      width = min(self.batch_size, 1 << (n - 1).bit_length())
-      if n < width:
-        rows = np.concatenate([rows, np.repeat(rows[-1:], width - n, 0)])
-      scores = np.asarray(
-          self.model.score_candidates(self.params, rows, cand))
-      for i, row_scores in zip(idx, scores[:n]):
-        self._cache[keys[i]] = row_scores.astype(np.float32)
-    return np.stack([self._cache[k] for k in keys])
+    rows = _features(self.model, examples,
+                     self.lengths)["encoder_input_tokens"]
+    return score_candidates(
+        self.model, self.params, rows,
+        candidate_tokens(self.model, candidates, self.lengths["targets"]),
+        batch_size=self.batch_size, progress=self.progress)
+
+
+def _features(model: Any, examples: Sequence[Mapping[str, Any]],
+              lengths: Mapping[str, int]) -> model_inputs.Batch:
+  return model_inputs.model_features(
+      examples, lengths, model_inputs.feature_converter_cls(model))
+
+
+def _num_rows(features: model_inputs.Batch) -> int:
+  return len(next(iter(features.values()))) if features else 0

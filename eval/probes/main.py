@@ -39,13 +39,10 @@ from crs_tasks import movie_relatedness
 from crs_tasks import probe_builders as builders
 from crs_tasks import probe_io
 from eval import baselines
+from eval import evaluation
 from eval.probes import oracles as oracles_lib
 from eval.probes import probe_lib
 from train import checkpointing
-from train import inference
-
-# Probe texts are short: inputs 512 and targets 128 tokens hold them whole.
-LENGTHS = {"inputs": 512, "targets": 128}
 
 _MOVIELENS_DIR = flags.DEFINE_string("movielens_dir", None, "MovieLens dir.")
 _PROBES = flags.DEFINE_list("probes", list(probe_io.PROBE_NAMES), "Probes.")
@@ -88,8 +85,11 @@ def popularity_baseline(*, probe_dir: str, movielens_dir: str,
   score_fn = baselines.make_popularity_pair_score_fn(
       movielens_popularity(movielens_dir))
   metrics = {}
-  for fn in probe_lib.make_probe_fns(probe_dir, names=probes).values():
-    metrics.update(probe_lib.split_rows(fn(score_fn))[0])
+  for name in probes:
+    path = os.path.join(probe_dir, f"{name}.jsonl")
+    if os.path.exists(path):
+      metrics.update(probe_lib.score_probe(
+          score_fn, probe_lib.load_probe_examples(path), name=name))
   return metrics
 
 
@@ -97,14 +97,16 @@ def score(
     *, probe_dir: str, model_dir: str, step: Optional[int],
     probes: Sequence[str], batch_size: int,
 ) -> dict[str, float]:
-  """Probe metrics of the latest (or `step`) checkpoint of `model_dir`."""
+  """Probe metrics of the latest (or `step`) checkpoint of `model_dir`:
+  the probes' Tasks scored as `eval.main` scores them (the same lengths,
+  `evaluation.probe_scores`), so both commands give the same numbers."""
   model, params, step = checkpointing.load_model(model_dir, step=step)
-  # No bar here: this command's stderr is kept for warnings only.
-  score_fn = inference.PairScorer(model, params, task_feature_lengths=LENGTHS,
-                              batch_size=batch_size, progress=False)
   metrics = {"step": float(step)}
-  for fn in probe_lib.make_probe_fns(probe_dir, names=probes).values():
-    metrics.update(probe_lib.split_rows(fn(score_fn))[0])
+  for probe in probe_lib.load_probes(probe_dir, names=probes).values():
+    # No bar here: this command's stderr is kept for warnings only.
+    positive, negative = evaluation.probe_scores(
+        model, params, probe, batch_size=batch_size, progress=False)
+    metrics.update(probe_lib.probe_metrics(probe, positive, negative)[0])
   return metrics
 
 

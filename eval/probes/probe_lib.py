@@ -1,10 +1,16 @@
 """Scores probe pairs: accuracy with a Wilson confidence interval.
 
 A probe example (`crs_tasks.probe_builders`) holds `inputs`, `targets` (the
-correct reply) and `negative_targets`. A `PairScoreFn`
-`score_fn(inputs: list[str], targets: list[str]) -> np.ndarray [N]` returns
-log p(targets | inputs) (a model: `train.inference.PairScorer`, which tokenizes
-and batches through the model's feature converter like every other path).
+correct reply) and `negative_targets`. A model reads them through the
+probe's seqio Task (`crs_tasks/probes.py`, `probe_<name>_v001`):
+`load_probes(probe_dir)` gives each probe's `ProbeSet`, the Task's examples
+(its one reader, `crs_tasks.probe_io.read_probe_jsonl`, and its tokenizer)
+untrimmed, with `model_examples()` (the 2N rows to score: correct replies,
+then negatives) and `lengths` (the longest of them: nothing is cut, whichever
+command scores them); `eval.evaluation.probe_scores` scores them and
+`probe_metrics` measures. A text scorer (a baseline), `PairScoreFn`
+`score_fn(inputs: list[str], targets: list[str]) -> np.ndarray [N]`, goes
+through `score_probe` on the file's examples (`load_probe_examples`).
 A pair is correct when
 log p(targets) >= log p(negative_targets) (ties count as correct, as in the
 paper's ">="); chance is 50%.
@@ -20,28 +26,30 @@ The interval treats pairs as independent draws; pairs sharing a query movie
 are correlated, so it is somewhat too narrow for the recommendation and
 combination probes. Metric names: `probe/<name>/accuracy`, `.../ci_low`,
 `.../ci_high` (all in percent, 0-100, like the other metrics) and
-`.../num_pairs`. The probes of `make_probe_fns` also return each pair's
-scores under `probe/<name>/pairs` (`pair_rows`), which `eval.evaluation`
-writes to `probe_pairs.jsonl` beside `metrics.json`: paired tests between
-two runs (`eval.metrics.mcnemar`) need them.
+`.../num_pairs`. `probe_metrics` also returns each pair's scores
+(`pair_rows`), which `eval.evaluation` writes to `probe_pairs.jsonl` beside
+`metrics.json`: paired tests between two runs (`eval.metrics.mcnemar`) need
+them.
 """
 
+import contextlib
+import dataclasses
 import os
-from typing import Any, Callable, Mapping, Optional, Sequence
+from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
 
 from absl import logging
 import numpy as np
+import seqio
 
-from crs_tasks import probe_builders as builders
 from crs_tasks import probe_io
+# Registers the probe_<name>_v001 Tasks that `load_probes` reads.
+from crs_tasks import probes as _probe_tasks  # pylint: disable=unused-import
 from eval import metrics as metrics_lib
+from train import model_inputs
 
 # (inputs [N], targets [N]) -> log p(targets | inputs) [N].
 PairScoreFn = Callable[[Sequence[str], Sequence[str]], np.ndarray]
-# (PairScoreFn) -> metrics: one probe as `eval.evaluation` runs it.
-ProbeFn = Callable[[PairScoreFn], dict]
 REQUIRED_FIELDS = ("inputs", "targets", "negative_targets")
-PAIRS_SUFFIX = "/pairs"  # `probe/<name>/pairs`: the per-pair rows.
 # The per-pair rows' file beside metrics.json (`eval.evaluation` writes it,
 # `eval.reporting` reads it).
 PROBE_PAIRS_FILE = "probe_pairs.jsonl"
@@ -139,41 +147,23 @@ def score_probe(
     *,
     name: Optional[str] = None,
     confidence: float = 0.95,
-    with_rows: bool = False,
-) -> dict[str, Any]:
-  """Probe accuracy of a scorer on probe pairs.
+) -> dict[str, float]:
+  """Probe accuracy of a text scorer on probe pairs.
 
   Args:
     score_fn: `(inputs, targets) -> [N]` log-likelihoods.
-    examples: probe pairs (`inputs`, `targets`, `negative_targets`).
+    examples: probe pairs (`inputs`, `targets`, `negative_targets` texts).
     name: metric name; defaults to the examples' `probe` field.
     confidence: interval coverage.
-    with_rows: also return the per-pair rows under `probe/<name>/pairs`
-      (`pair_rows`).
 
   Returns:
-    `pair_metrics` of the scores (and the rows).
+    `pair_metrics` of the scores.
   """
   name = name or probe_name(examples)
   if not examples:
     raise ValueError(f"probe {name}: no pairs to score")
   positive, negative = pair_scores(score_fn, examples)
-  out = pair_metrics(name, positive, negative, confidence=confidence)
-  if with_rows:
-    out[f"probe/{name}{PAIRS_SUFFIX}"] = pair_rows(
-        name, examples, positive, negative)
-  return out
-
-
-def split_rows(metrics: Mapping[str, Any]) -> tuple[dict, list]:
-  """`(scalar metrics, per-pair rows)` of probe results (`with_rows`)."""
-  scalars, rows = {}, []
-  for k, v in metrics.items():
-    if k.endswith(PAIRS_SUFFIX):
-      rows.extend(v)
-    else:
-      scalars[k] = v
-  return scalars, rows
+  return pair_metrics(name, positive, negative, confidence=confidence)
 
 
 def pair_rows(
@@ -205,37 +195,122 @@ def load_probe_examples(path: str) -> list[dict]:
   return probe_io.read_probe_jsonl(path, required=REQUIRED_FIELDS + ("probe",))
 
 
-def make_probe_fns(
+# ============================ Through the Tasks =============================
+
+
+@dataclasses.dataclass(frozen=True)
+class ProbeSet:
+  """One probe's pairs as its seqio Task gives them, untrimmed.
+
+  Attributes:
+    name: the probe (`recommendation`, ...).
+    examples: the Task's examples as python (`inputs`/`targets` token ids
+      with EOS, `inputs_pretokenized`, `negative_targets`, `pair_id`, ...).
+    negatives: token ids (with EOS) of each `negative_targets`, by the
+      Task's targets vocabulary.
+  """
+
+  name: str
+  examples: tuple[Mapping[str, Any], ...]
+  negatives: tuple[tuple[int, ...], ...]
+
+  def model_examples(self) -> list[dict[str, Any]]:
+    """The 2N `{"inputs", "targets"}` rows to score: every pair's correct
+    reply, then every pair's negative."""
+    return ([{"inputs": ex["inputs"], "targets": ex["targets"]}
+             for ex in self.examples] +
+            [{"inputs": ex["inputs"], "targets": list(neg)}
+             for ex, neg in zip(self.examples, self.negatives)])
+
+  @property
+  def lengths(self) -> dict[str, int]:
+    """The longest tokenized input and target: nothing is cut."""
+    rows = self.model_examples()
+    return {"inputs": max(len(r["inputs"]) for r in rows),
+            "targets": max(len(r["targets"]) for r in rows)}
+
+
+def probe_task_name(name: str) -> str:
+  """The registered Task of a probe (`crs_tasks/probes.py`)."""
+  return f"probe_{name}_v001"
+
+
+@contextlib.contextmanager
+def _probes_dir(probe_dir: str) -> Iterator[None]:
+  """Points the `probe_<name>_v001` Tasks at `probe_dir` (they read
+  `$CRS_PROBES_DIR` when their dataset is built), then restores it."""
+  env = probe_io.PROBES_DIR_ENV
+  old = os.environ.get(env)
+  os.environ[env] = os.path.abspath(probe_dir)
+  try:
+    yield
+  finally:
+    if old is None:
+      del os.environ[env]
+    else:
+      os.environ[env] = old
+
+
+def load_probe_set(probe_dir: str, name: str,
+                   max_pairs: Optional[int] = None) -> ProbeSet:
+  """The first `max_pairs` pairs of `<probe_dir>/<name>.jsonl`, read and
+  tokenized by the probe's Task (`probe_<name>_v001`, `validation`).
+
+  Raises:
+    FileNotFoundError: no such file.
+    ValueError: a bad line (`probe_io.ProbeFileError`, one `error:` line in
+      a command) or no pairs.
+  """
+  task = seqio.get_mixture_or_task(probe_task_name(name))
+  with _probes_dir(probe_dir):
+    ds = task.get_dataset(sequence_length=None, split="validation",
+                          shuffle=False, num_epochs=1)
+    if max_pairs is not None:
+      ds = ds.take(max_pairs)
+    examples = tuple({k: model_inputs.to_python(v) for k, v in ex.items()}
+                     for ex in ds.as_numpy_iterator())
+  if not examples:
+    raise ValueError(f"probe {name}: no pairs to score")
+  negatives = model_inputs.tokenize_texts(
+      task.output_features["targets"].vocabulary,
+      [ex["negative_targets"] for ex in examples], length=1 << 30)
+  return ProbeSet(name, examples, tuple(map(tuple, negatives)))
+
+
+def load_probes(
     probe_dir: str,
     *,
     names: Sequence[str] = probe_io.ALL_PROBE_NAMES,
     max_pairs: Optional[int] = None,
-    confidence: float = 0.95,
-) -> dict[str, ProbeFn]:
-  """Probe callables for `eval.evaluation.evaluate(probe_fns=...)`.
+) -> dict[str, ProbeSet]:
+  """`load_probe_set` of each probe with a file in `probe_dir`.
 
   Args:
     probe_dir: folder with `<probe>.jsonl` files (`crs_tasks.build_probes
       --build_dir`). Probes without a file are skipped with a log line.
     names: probes to load.
-    max_pairs: score only the first `max_pairs` pairs of each probe.
-    confidence: interval coverage.
+    max_pairs: only the first `max_pairs` pairs of each probe.
 
   Returns:
-    probe name -> `fn(score_fn) -> metrics`, the metrics with the per-pair
-    rows under `probe/<name>/pairs` (`pair_rows`).
+    probe name -> its `ProbeSet`, for `eval.evaluation.evaluate(probes=...)`.
   """
-  fns = {}
+  out = {}
   for name in names:
     path = os.path.join(probe_dir, f"{name}.jsonl")
     if not os.path.exists(path):
       logging.warning("probe %s skipped: %s not found", name, path)
       continue
-    examples = load_probe_examples(path)[:max_pairs]
+    out[name] = load_probe_set(probe_dir, name, max_pairs)
+  return out
 
-    def fn(score_fn, examples=examples, name=name):
-      return score_probe(score_fn, examples, name=name,
-                         confidence=confidence, with_rows=True)
 
-    fns[name] = fn
-  return fns
+def probe_metrics(
+    probe: ProbeSet,
+    positive: Sequence[float],
+    negative: Sequence[float],
+    *,
+    confidence: float = 0.95,
+) -> tuple[dict[str, float], list[dict[str, Any]]]:
+  """`(pair_metrics, pair_rows)` of a probe's pair scores (pure)."""
+  return (pair_metrics(probe.name, positive, negative, confidence=confidence),
+          pair_rows(probe.name, probe.examples, positive, negative))

@@ -1,5 +1,7 @@
 """Tests for eval/baselines.py on literal examples."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -55,13 +57,13 @@ def test_repeat_context_protocols():
   score_fn = baselines.make_repeat_context_score_fn()
   # Standard: heat is the 2nd most recent of the context -> rank 2; up and
   # alien tie with the rest at 0 -> rank 4 (ties count against).
-  standard = ranking.standard_protocol(score_fn, EXAMPLES, movies=MOVIES,
-                                       ks=(1, 2))
+  protocols = ranking.make_protocols(MOVIES, ks=(1, 2))
+  result = ranking.evaluate(score_fn, EXAMPLES, protocols)
+  standard = {k: v for k, v in result.items() if k.startswith("rank/")}
   assert_dict_close(standard, {"rank/recall@1": 0.0,
                                "rank/recall@2": 100 / 3,
                                "rank/num_samples": 3.0})
-  dedup = ranking.dedup_protocol(score_fn, EXAMPLES, movies=MOVIES,
-                                 ks=(1, 2))
+  dedup = {k: v for k, v in result.items() if k.startswith("rank_dedup/")}
   # De-duplicated: heat dropped; heat and cars excluded, so up ties with
   # alien only (rank 2); alien still ranks 4.
   assert_dict_close(dedup, {"rank_dedup/recall@1": 0.0,
@@ -72,16 +74,56 @@ def test_repeat_context_protocols():
 def test_popularity_ranking():
   score_fn = baselines.make_popularity_score_fn(MOVIES)
   # Order: up 40, alien 30, cars 20, heat 5 -> up 1, heat 4, alien 2.
-  result = ranking.standard_protocol(score_fn, EXAMPLES, movies=MOVIES,
-                                     ks=(1, 2))
+  result = ranking.evaluate(score_fn, EXAMPLES,
+                            ranking.make_protocols(MOVIES, ks=(1, 2)))
   assert_dict_close(result, {"rank/recall@1": 100 / 3,
                              "rank/recall@2": 200 / 3})
   # With given counts instead of nbMentions: heat first.
   score_fn = baselines.make_popularity_score_fn(
       MOVIES, counts={"Heat (1995)": 9})
-  result = ranking.standard_protocol(score_fn, EXAMPLES, movies=MOVIES,
-                                     ks=(1,))
+  result = ranking.evaluate(score_fn, EXAMPLES,
+                            ranking.make_protocols(MOVIES, ks=(1,)))
   assert_dict_close(result, {"rank/recall@1": 100 / 3})
+
+
+def test_run_all_rows():
+  rows = baselines.run_all(EXAMPLES, MOVIES, ks=(1, 2))
+  assert sorted(rows) == ["gold", "popular_reply", "popularity",
+                          "repeat_context"]
+  assert rows["gold"]["gen/bleu4"] == pytest.approx(100.0)
+  # As test_repeat_context_protocols and test_popularity_ranking.
+  assert_dict_close(rows["repeat_context"], {
+      "rank/recall@2": 100 / 3, "rank_dedup/recall@2": 50.0})
+  assert_dict_close(rows["popularity"], {"rank/recall@1": 100 / 3})
+
+
+def test_report_prints_and_writes_the_rows(tmp_path, capsys):
+  redial = tmp_path / "redial"
+  redial.mkdir()
+  (redial / "movies_with_mentions.csv").write_text(
+      "movieId,movieName,nbMentions\n1,Heat (1995),5\n2,Up (2009),40\n")
+  # One dialogue: the seeker names heat, the recommender suggests up.
+  dialogue = {
+      "conversationId": "1", "initiatorWorkerId": 0,
+      "respondentWorkerId": 1, "movieMentions": {"1": "Heat (1995)",
+                                                 "2": "Up (2009)"},
+      "initiatorQuestions": {"1": {"suggested": 0, "seen": 1, "liked": 1},
+                             "2": {"suggested": 1, "seen": 0, "liked": 2}},
+      "respondentQuestions": {},
+      "messages": [
+          {"messageId": 1, "text": "i like @1", "timeOffset": 0,
+           "senderWorkerId": 0},
+          {"messageId": 2, "text": "try @2", "timeOffset": 1,
+           "senderWorkerId": 1}]}
+  (redial / "test_data.jsonl").write_text(json.dumps(dialogue) + "\n")
+  output = tmp_path / "rows.json"
+  baselines.report(str(redial), output=str(output))
+  printed = capsys.readouterr().out
+  rows = json.loads(output.read_text())
+  # Up is the most popular movie and the label: rank 1 under both.
+  assert rows["popularity"]["rank/recall@1"] == 100.0
+  assert rows["popularity"]["rank_dedup/recall@1"] == 100.0
+  assert "popularity rank/recall@1: 100.0000" in printed
 
 
 def test_popularity_replies_skip_mentioned_movies():

@@ -17,6 +17,7 @@ from crs_tasks import features
 from crs_tasks import postprocessors
 from eval import evaluation
 from eval import ranking
+from eval.probes import probe_lib
 from train import distributed
 from train import inference
 from train import model_inputs
@@ -132,10 +133,13 @@ class FakeModel:
     return np.tile(scores, (len(encoder_input_tokens), 1))
 
 
-def _toy_probe(pair_score_fn):
-  scores = pair_score_fn(["a", "b"], ["short", "a much longer target text"])
-  return {"probe/toy/accuracy": 100.0 * float(scores[0] > scores[1]),
-          "probe/toy/num_pairs": 1}
+def _toy_probe():
+  """One pair: the short reply is correct, the long one its negative."""
+  tokens = lambda text: list(VOCAB.encode(text)) + [1]
+  return probe_lib.ProbeSet(
+      "toy", ({"inputs": tokens("a"), "targets": tokens("short"),
+               "pair_id": "toy/0"},),
+      (tuple(tokens("a much longer target text")),))
 
 
 def test_ranking_examples_ranks_only_the_first_examples(tmp_path):
@@ -172,7 +176,7 @@ def evaluated(tmp_path_factory):
       decode=inference.DecodeConfig(method="beam", num_beams=3),
       inputs_length=32, targets_length=16, batch_size=2,
       ranking_fns=ranking.make_protocols(_movie_list(tmp_path), ks=(1, 10)),
-      probe_fns={"toy": _toy_probe},
+      probes={"toy": _toy_probe()},
       summary_dir=str(tmp_path / "eval"))
   return metrics, model, tmp_path
 
@@ -204,9 +208,14 @@ def test_dedup_protocol_drops_and_excludes_context_movies(evaluated):
 
 
 def test_probes_score_with_the_model(evaluated):
-  metrics, _, _ = evaluated
+  metrics, _, tmp_path = evaluated
   # -(target tokens + EOS): the short target scores higher.
   assert metrics["probe/toy/accuracy"] == 100.0
+  assert metrics["probe/toy/num_pairs"] == 1
+  with open(tmp_path / "eval" / "7" / "probe_pairs.jsonl") as f:
+    row = json.loads(f.readline())
+  assert row["pair_id"] == "toy/0" and row["correct"]
+  assert row["positive"] == -(len(VOCAB.encode("short")) + 1)
 
 
 def test_redial_metric_fns_e2e_recall_and_distinct(evaluated):
@@ -282,12 +291,14 @@ def test_prints_the_metrics_path_and_shows_progress(tmp_path, capsys):
       output_dir=str(tmp_path / "out"), num_examples=2, inputs_length=32,
       targets_length=16, batch_size=2, score_targets=False,
       ranking_fns=ranking.make_protocols(_movie_list(tmp_path)),
-      probe_fns={"toy": _toy_probe})
+      probes={"toy": _toy_probe()})
   captured = capsys.readouterr()
   assert f"metrics: {tmp_path / 'out' / 'metrics.json'}" in captured.out
-  # tqdm bars (with an ETA) for generation, both protocols and the probe.
-  for label in (f"generate {TASK}", "rank:", "rank_dedup:", "probe toy:"):
+  # tqdm bars (with an ETA) for generation, candidate scoring (in rows: the
+  # slow pass) and the probe; one ranking pass serves both protocols.
+  for label in (f"generate {TASK}:", f"rank {TASK}:", "row/s", "probe toy:"):
     assert label in captured.err, captured.err
+  assert "rank_dedup" not in captured.err
 
 
 class RecordingModel:
@@ -338,7 +349,7 @@ def test_ranking_scores_the_encoder_rows_generation_decodes(tmp_path):
       inputs_length=length, targets_length=16, batch_size=4,
       score_targets=False, redial_metric_fns=(),
       ranking_fns=ranking.make_protocols(
-          ranking.load_movie_list(str(movie_csv)), batch_size=2))
+          ranking.load_movie_list(str(movie_csv))))
   assert model.ranked and set(model.ranked) <= set(model.generated)
   prefix = list(VOCAB.encode("redial conversation:"))
   for ex in long_ones:
@@ -465,9 +476,8 @@ def test_two_processes_split_the_work_and_get_one_process_metrics(
         model=model, params="params", vocabulary=VOCAB, tasks=[TASK],
         output_dir=str(out), num_examples=3, inputs_length=32,
         targets_length=16, batch_size=1,
-        ranking_fns=ranking.make_protocols(movies, ks=(1, 10),
-                                           progress=False),
-        probe_fns={"toy": _toy_probe})
+        ranking_fns=ranking.make_protocols(movies, ks=(1, 10)),
+        probes={"toy": _toy_probe()})
     path = out / "predictions.jsonl"
     return metrics, path.read_text() if path.exists() else None
 
@@ -485,3 +495,27 @@ def test_two_processes_split_the_work_and_get_one_process_metrics(
       (0, "predict"): 2, (1, "predict"): 1, (0, "rank"): 2, (1, "rank"): 1,
       (0, "score"): 2 + 1, (1, "score"): 1 + 1}
   assert single.rows == {(0, "predict"): 3, (0, "rank"): 3, (0, "score"): 5}
+
+
+def test_features_are_built_once_per_task_and_rows_scored_once(
+    tmp_path, monkeypatch):
+  """One feature-converter pass for the task's examples (generation,
+  target scores and ranked rows) and one for the candidate list; a turn
+  ranked by both protocols is one row of the score matrix."""
+  calls = []
+  original = model_inputs.model_features
+
+  def counting(examples, *args, **kwargs):
+    calls.append(len(examples))
+    return original(examples, *args, **kwargs)
+
+  monkeypatch.setattr(model_inputs, "model_features", counting)
+  model = _CountingModel()
+  evaluation.evaluate(
+      model=model, params="params", vocabulary=VOCAB, tasks=[TASK],
+      output_dir=str(tmp_path), num_examples=3, inputs_length=32,
+      targets_length=16, batch_size=4,
+      ranking_fns=ranking.make_protocols(_movie_list(tmp_path)))
+  assert calls == [3, 4]  # The 3 examples; the 4 candidate replies.
+  # 3 distinct ranked turns (both protocols), padded to a batch of 4.
+  assert model.rows[(0, "rank")] == 4

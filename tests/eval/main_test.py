@@ -69,11 +69,12 @@ class FakeModel:
   output_vocabulary = VOCAB
 
   def __init__(self):
-    self.calls = []
+    self.calls, self.batch_rows = [], []
 
   def predict_batch(self, params, batch, **kwargs):
     del params
     self.calls.append(kwargs)
+    self.batch_rows.append(len(batch["encoder_input_tokens"]))
     row = list(VOCAB.encode(REPLY)) + [1]
     n = len(batch["encoder_input_tokens"])
     out = np.zeros((n, kwargs["max_decode_length"]), np.int32)
@@ -94,11 +95,13 @@ def _bindings(spelling, model_dir, toy_task, output_dir):
     return [f"CHECKPOINT_PATH='{model_dir}'",
             f"MIXTURE_OR_TASK_NAME='{toy_task}'",
             "TASK_FEATURE_LENGTHS={'inputs': 32, 'targets': 8}",
+            "MIXTURE_OR_TASK_SPLIT='test'",
+            "input_pipeline.DatasetConfig.batch_size=4",
             f"EVAL_OUTPUT_DIR='{output_dir}'"]
   # The deprecated spellings of the same run.
   return [f"MODEL_DIR='{model_dir}'", f"TASKS=['{toy_task}']",
-          "INPUTS_LENGTH=32", "TARGETS_LENGTH=8",
-          f"EVAL_OUTPUT_DIR='{output_dir}'"]
+          "INPUTS_LENGTH=32", "TARGETS_LENGTH=8", "SPLIT='test'",
+          "BATCH_SIZE=4", f"EVAL_OUTPUT_DIR='{output_dir}'"]
 
 
 def _run_main(tmp_path, toy_task, monkeypatch, spelling):
@@ -121,7 +124,7 @@ def _run_main(tmp_path, toy_task, monkeypatch, spelling):
   output_dir = str(tmp_path / "eval_out")
   bindings = _bindings(spelling, model_dir, toy_task, output_dir) + [
       "NUM_EXAMPLES=1", "DECODE_METHOD='beam'", "NUM_BEAMS=2",
-      "BATCH_SIZE=4", f"MOVIE_LIST='{movie_csv}'", "RANKING_KS=(1, 10)",
+      f"MOVIE_LIST='{movie_csv}'", "RANKING_KS=(1, 10)",
   ]
   gin.clear_config()
   try:
@@ -140,6 +143,9 @@ def test_gin_overrides_reach_loading_and_decoding(tmp_path, toy_task,
   assert model.calls[0]["decode_method"] == "beam"
   assert model.calls[0]["num_beams"] == 2
   assert model.calls[0]["max_decode_length"] == 8
+  # Split and batch size in both spellings (t5x's: MIXTURE_OR_TASK_SPLIT and
+  # the DatasetConfig binding; deprecated: SPLIT, BATCH_SIZE).
+  assert model.batch_rows == [4]  # One example, padded to a batch of 4.
 
 
 def test_gin_overrides_reach_metrics_and_outputs(tmp_path, toy_task,
@@ -175,7 +181,12 @@ def test_deprecated_macros_warn_once_each(tmp_path, toy_task, monkeypatch,
   warnings = [l for l in capsys.readouterr().err.splitlines()
               if "deprecated" in l]
   assert [w.split()[3] for w in warnings] == [
-      "MODEL_DIR", "TASKS", "INPUTS_LENGTH", "TARGETS_LENGTH"]
+      "MODEL_DIR", "TASKS", "INPUTS_LENGTH", "TARGETS_LENGTH", "SPLIT",
+      "BATCH_SIZE"]
+  assert warnings[-1] == (
+      "warning: gin macro BATCH_SIZE is deprecated; use "
+      "input_pipeline.DatasetConfig.batch_size (read --gin.BATCH_SIZE=4 as "
+      "input_pipeline.DatasetConfig.batch_size=4)")
   assert warnings[0] == (
       f"warning: gin macro MODEL_DIR is deprecated; use CHECKPOINT_PATH "
       f"(read --gin.MODEL_DIR='{model_dir}' as "
@@ -232,7 +243,8 @@ def cli_run(tmp_path_factory, write_tiny_model):
        "--gin.MIXTURE_OR_TASK_NAME='crs_sample_redial_v001'",
        "--gin.NUM_EXAMPLES=3",
        "--gin.TASK_FEATURE_LENGTHS={'inputs': 64, 'targets': 8}",
-       "--gin.BATCH_SIZE=4", f"--gin.MOVIE_LIST='{movie_list}'",
+       "--gin.input_pipeline.DatasetConfig.batch_size=4",
+       f"--gin.MOVIE_LIST='{movie_list}'",
        "--gin.RANKING_KS=(1, 10)", "--gin.DECODE_METHOD='beam'",
        "--gin.NUM_BEAMS=2",
        f"--gin.PROBE_DIR='{ROOT / 'crs_tasks/sample_data/probes'}'",
@@ -273,7 +285,10 @@ def test_cli_writes_prediction_rows_and_summaries(cli_run):
 
 def test_cli_output_is_quiet_and_ends_with_next_command(cli_run):
   model_dir, out_dir, proc = cli_run
-  assert "crs_sample_redial_v001: 100%" in proc.stderr  # The progress bar.
+  # The progress bars: generation, then candidate scoring in rows.
+  assert "generate crs_sample_redial_v001: 100%" in proc.stderr
+  assert "rank crs_sample_redial_v001: 100%" in proc.stderr
+  assert "row/s" in proc.stderr
   assert "rank/recall@1:" in proc.stdout
   # Quiet: the third-party log lines are in EVAL_OUTPUT_DIR/logs/eval.log.
   for noise in ("cuInit", "checkpoint_manager", "I0000", "absl::"):

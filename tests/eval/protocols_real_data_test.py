@@ -145,13 +145,11 @@ def test_repeat_context_baseline_both_protocols(shared_data):
   expected = {"rank/num_samples": len(pairs), "rank/num_missing": 0.0}
   expected.update(_recalls(
       "rank", [r if r is not None else np.inf for _, r, _ in pairs]))
-  result = ranking.standard_protocol(score_fn, examples, movies=movies,
-                                     batch_size=512)
+  result = ranking.evaluate(score_fn, examples,
+                            ranking.make_protocols(movies))
   assert_dict_close(result, expected)
   assert result["rank/recall@1"] > 0
   # De-duplicated: the repeated labels are dropped, the rest score 0.
-  result = ranking.dedup_protocol(score_fn, examples, movies=movies,
-                                  batch_size=512)
   assert_dict_close(result, {
       "rank_dedup/num_samples": len(pairs) - len(repeated),
       "rank_dedup/num_dropped": len(repeated),
@@ -169,8 +167,8 @@ def test_popularity_baseline_both_protocols(shared_data):
   rank = {t: len(values) - np.searchsorted(values, c) for t, c in
           counts.items()}
   score_fn = baselines.make_popularity_score_fn(movies)
-  result = ranking.standard_protocol(score_fn, examples, movies=movies,
-                                     batch_size=512)
+  result = ranking.evaluate(score_fn, examples,
+                            ranking.make_protocols(movies))
   assert_dict_close(result, _recalls("rank", [rank[t] for t, _, _ in pairs]))
   assert 0 < result["rank/recall@1"] < result["rank/recall@10"] < result[
       "rank/recall@50"] < 100

@@ -51,13 +51,17 @@ def test_candidate_reply():
   assert ranking.candidate_reply("heat (1995)") == "@ heat (1995) @"
 
 
+def _protocols(ks):
+  return ranking.make_protocols(MOVIES, ks=ks)
+
+
 def test_standard_protocol_counts_and_recall():
   score_fn = fixed_order_score_fn(
       ["ronin (1998)", "alien (1979)", "heat (1995)", "up (2009)",
        "cars (2006)"])
   # Samples: heat (rank 3), ronin (1), alien (2), unknown (miss).
-  result = ranking.standard_protocol(score_fn, EXAMPLES, movies=MOVIES,
-                                     ks=(1, 2, 3))
+  result = ranking.evaluate(score_fn, EXAMPLES,
+                            {"rank": _protocols((1, 2, 3))["rank"]})
   assert_dict_close(result, {
       "rank/recall@1": 25.0, "rank/recall@2": 50.0, "rank/recall@3": 75.0,
       "rank/num_samples": 4.0, "rank/num_turns": 2.0,
@@ -67,7 +71,8 @@ def test_standard_protocol_counts_and_recall():
 def test_opening_turns_are_no_samples():
   samples = ranking.build_samples(EXAMPLES, MOVIES, dedup=False)
   assert samples.num_without_context == 1  # cars, in the opening turn.
-  assert [ex["turn_index"] for ex in samples.examples] == [1, 5]
+  # The scored turns point at their examples (rows 0 and 2).
+  assert samples.rows == (0, 2)
   assert ranking.has_context({"turn_index": np.array([2])})
   assert not ranking.has_context({"turn_index": 0})
   with pytest.raises(ValueError, match="turn_index"):
@@ -80,8 +85,8 @@ def test_dedup_protocol_drops_labels_and_excludes_candidates():
        "cars (2006)"])
   # Example 0: heat dropped; ranking without heat: up, alien, ronin -> 3.
   # Example 2: up excluded; alien ranks 2 after heat; unknown missing.
-  result = ranking.dedup_protocol(score_fn, EXAMPLES, movies=MOVIES,
-                                  ks=(1, 2, 3))
+  result = ranking.evaluate(score_fn, EXAMPLES,
+                            {"d": _protocols((1, 2, 3))["rank_dedup"]})
   assert_dict_close(result, {
       "rank_dedup/recall@1": 0.0, "rank_dedup/recall@2": 100 / 3,
       "rank_dedup/recall@3": 200 / 3, "rank_dedup/num_samples": 3.0,
@@ -90,8 +95,7 @@ def test_dedup_protocol_drops_labels_and_excludes_candidates():
 
 def test_ties_count_against_the_label():
   constant = lambda b, c: np.zeros((len(b), len(c)))
-  result = ranking.standard_protocol(constant, EXAMPLES[:1], movies=MOVIES,
-                                     ks=(1, 4, 5))
+  result = ranking.evaluate(constant, EXAMPLES[:1], _protocols((1, 4, 5)))
   assert_dict_close(result, {"rank/recall@1": 0.0, "rank/recall@4": 0.0,
                              "rank/recall@5": 100.0})
 
@@ -103,7 +107,26 @@ def test_label_ranks():
     ranking.label_ranks(np.array([[np.nan, 1.0]]), [[0]], [[]])
 
 
-def test_score_fn_is_called_in_batches_with_every_candidate():
+def test_measure_is_a_function_of_samples_and_scores():
+  """Hand-made matrix: row 1 serves turn 0, row 0 turn 2 (rows point into
+  the matrix; the same row may serve several turns)."""
+  protocol = ranking.Protocol(MOVIES, ks=(1, 2))
+  samples = ranking.build_samples(EXAMPLES, MOVIES, dedup=False)
+  samples = samples.with_rows({0: 1, 2: 0})
+  scores = np.array([[0, 0, 5, 0, 0],    # alien first: turn 2's label.
+                     [1, 0, 0, 0, 2]])   # ronin, then heat: turn 0's.
+  result = protocol.measure(samples, scores)
+  # heat rank 2, ronin 1, alien 1, unknown missing.
+  assert_dict_close(result, {"rank/recall@1": 50.0, "rank/recall@2": 75.0,
+                             "rank/num_turns": 2.0, "rank/num_samples": 4.0})
+  # The same inputs, the same result; the inputs are not changed.
+  assert protocol.measure(samples, scores) == result
+  assert samples.rows == (1, 0)
+  with pytest.raises(ValueError, match="one column per movie"):
+    protocol.measure(samples, scores[:, :2])
+
+
+def test_score_fn_is_called_once_on_the_distinct_ranked_turns():
   calls = []
 
   def score(examples, candidates):
@@ -111,22 +134,39 @@ def test_score_fn_is_called_in_batches_with_every_candidate():
                   len(candidates)))
     return np.zeros((len(examples), len(candidates)))
 
-  ranking.standard_protocol(score, EXAMPLES, movies=MOVIES, batch_size=1)
-  assert calls == [(["ctx0 [User] i loved @ heat (1995) @"], 5),
-                   (["ctx2"], 5)]
+  # Both protocols, and a repeated turn (same key): one call, two rows.
+  examples = EXAMPLES + [EXAMPLES[0]]
+  ranking.evaluate(score, examples, _protocols((1,)),
+                   keys=["a", "b", "c", "d", "a"])
+  assert calls == [(["ctx0 [User] i loved @ heat (1995) @", "ctx2"], 5)]
+
+
+def test_distinct_rows():
+  assert ranking.distinct_rows(["a", "b", "a"]) == ([0, 1],
+                                                    {0: 0, 1: 1, 2: 0})
+  assert ranking.distinct_rows([]) == ([], {})
 
 
 def test_bad_score_shape_is_reported():
   bad = lambda contexts, candidates: np.zeros((len(contexts), 2))
   with pytest.raises(ValueError, match=r"shape \(1, 2\), expected \(1, 5\)"):
-    ranking.standard_protocol(bad, EXAMPLES[:1], movies=MOVIES)
+    ranking.evaluate(bad, EXAMPLES[:1], _protocols((1,)))
+
+
+def test_protocols_must_share_one_movie_list():
+  other = ranking.MovieList(("heat (1995)",), (1,), 1)
+  with pytest.raises(ValueError, match="one movie list"):
+    ranking.evaluate(lambda e, c: np.zeros((len(e), len(c))), EXAMPLES,
+                     {"a": ranking.Protocol(MOVIES),
+                      "b": ranking.Protocol(other)})
 
 
 def test_make_protocols_names():
   protocols = ranking.make_protocols(MOVIES)
   assert sorted(protocols) == ["rank", "rank_dedup"]
   score_fn = fixed_order_score_fn(["ronin (1998)"])
-  assert protocols["rank"](score_fn, EXAMPLES[:1])["rank/recall@1"] == 50.0
+  assert ranking.evaluate(score_fn, EXAMPLES[:1], protocols)[
+      "rank/recall@1"] == 50.0
 
 
 def test_load_movie_list_normalises_and_merges(tmp_path):
@@ -148,5 +188,5 @@ def test_load_movie_list_normalises_and_merges(tmp_path):
 def test_num_samples_property():
   samples = ranking.build_samples(EXAMPLES, MOVIES, dedup=False)
   assert samples.num_samples == 4
-  assert samples.labels == [[0, 4], [2]]
+  assert samples.labels == ((0, 4), (2,))
   assert samples.num_missing == 1

@@ -68,32 +68,49 @@ class _ScoringModel:
     return encoder_input_tokens[:, :1] - length[None, :]
 
 
-def test_candidate_scorer_batches_and_caches_per_encoder_row():
+def test_score_candidates_batches_rows_with_a_bar(capsys):
+  vocab = seqio.test_utils.sentencepiece_vocab()
+  model = _ScoringModel(vocab)
+  candidates = ["a", "this is a test cat", "hot"]
+  tokens = inference.candidate_tokens(model, candidates, 6)
+  lengths = [min(len(vocab.encode(c)) + 1, 6) for c in candidates]
+  # Candidates tokenized once, as targets: EOS kept, cut at 6 tokens.
+  assert tokens.shape == (3, 6)
+  np.testing.assert_array_equal((tokens > 0).sum(-1), lengths)
+  rows = np.array([[10, 4, 1, 0], [20, 1, 0, 0], [7, 7, 1, 0]], np.int32)
+  scores = inference.score_candidates(model, None, rows, tokens,
+                                      batch_size=2, desc="rank toy")
+  np.testing.assert_allclose(
+      scores, np.array([10, 20, 7])[:, None] - np.array(lengths)[None, :])
+  assert scores.dtype == np.float32
+  # A batch of 2, then 1 row padded to a power of two (1).
+  assert model.shapes == [((2, 4), (3, 6)), ((1, 4), (3, 6))]
+  # The bar counts rows, with their rate.
+  err = capsys.readouterr().err
+  assert "rank toy: 100%" in err and "3/3" in err and "row/s" in err
+  assert inference.score_candidates(
+      model, None, rows[:0], tokens, progress=False).shape == (0, 3)
+
+
+def test_candidate_scorer_scores_the_examples_encoder_rows():
   vocab = seqio.test_utils.sentencepiece_vocab()
   model = _ScoringModel(vocab)
   scorer = inference.CandidateScorer(
       model, None, task_feature_lengths={"inputs": 8, "targets": 6},
-      batch_size=2)
-  candidates = ["a", "this is a test cat", "hot"]
-  examples = [{"inputs": [10, 4, 1]}, {"inputs": [20, 1]},
-              {"inputs": [7, 7, 1]}]
-  scores = scorer(examples, candidates)
-  lengths = [min(len(vocab.encode(c)) + 1, 6) for c in candidates]
+      batch_size=4)
+  examples = [{"inputs": [10, 4, 1]}, {"inputs": [20, 1]}]
+  scores = scorer(examples, ["a", "hot"])
+  lengths = [len(vocab.encode(c)) + 1 for c in ("a", "hot")]
   np.testing.assert_allclose(
-      scores, np.array([10, 20, 7])[:, None] - np.array(lengths)[None, :])
-  # A batch of 2, then 1 row padded to a power of two (1); encoder rows at
-  # the inputs length, candidates at the targets length.
-  assert model.shapes == [((2, 8), (3, 6)), ((1, 8), (3, 6))]
-  # Rows already scored (and repeats within a call) are not re-scored.
-  again = scorer([examples[2], examples[0], examples[0]], candidates)
-  np.testing.assert_allclose(again, scores[[2, 0, 0]])
+      scores, np.array([10, 20])[:, None] - np.array(lengths)[None, :])
+  # Encoder rows at the inputs length, candidates at the targets length.
+  assert model.shapes == [((2, 8), (2, 6))]
+  # Stateless: the same call scores again.
+  np.testing.assert_allclose(scorer(examples, ["a", "hot"]), scores)
   assert len(model.shapes) == 2
-  # A new candidate list starts a fresh cache.
-  scorer(examples[:1], ["cat"])
-  assert len(model.shapes) == 3
 
 
-def test_pair_scorer_scores_text_pairs_via_score_batch():
+def test_score_targets_and_score_features_agree():
   vocab = seqio.test_utils.sentencepiece_vocab()
 
   class Model:
@@ -103,14 +120,16 @@ def test_pair_scorer_scores_text_pairs_via_score_batch():
       del params
       return -batch["decoder_loss_weights"].sum(-1).astype(np.float32)
 
-  scorer = inference.PairScorer(Model(), None, batch_size=2, progress=False,
-                            task_feature_lengths={"inputs": 8, "targets": 4})
-  scores = scorer(["a", "b", "c"], ["cat", "this is a test", "hot"])
-  expected = [-min(len(vocab.encode(t)) + 1, 4)
-              for t in ("cat", "this is a test", "hot")]
-  np.testing.assert_allclose(scores, expected)
-  with pytest.raises(ValueError, match="2 inputs but 1 targets"):
-    scorer(["a", "b"], ["c"])
+  examples = [{"inputs": [3, 1], "targets": [5, 6, 1]},
+              {"inputs": [4, 1], "targets": [7, 1]},
+              {"inputs": [5, 1], "targets": [1]}]
+  lengths = {"inputs": 4, "targets": 4}
+  scores = inference.score_targets(Model(), None, examples,
+                                   task_feature_lengths=lengths, batch_size=2)
+  np.testing.assert_allclose(scores, [-3, -2, -1])
+  features = model_inputs.model_features(examples, lengths)
+  np.testing.assert_allclose(inference.score_features(
+      Model(), None, features, batch_size=2), scores)
 
 
 def test_format_predictions_shows_input_tail():

@@ -13,6 +13,7 @@ from crs_tasks import features
 from crs_tasks import movie_relatedness
 from crs_tasks import probes
 from crs_tasks import probe_builders as builders
+from eval import evaluation
 from eval.probes import main
 from eval.probes import probe_lib
 
@@ -54,9 +55,9 @@ def test_score_writes_metrics(tmp_path, monkeypatch, capsys, runnable):
     examples = probe_lib.load_probe_examples(
         os.path.join(probes.SAMPLE_PROBES_DIR, f"{name}.jsonl")
     )
-    right = [
-        min(len(vocab.encode(ex["targets"])) + 1, 128)
-        <= min(len(vocab.encode(ex["negative_targets"])) + 1, 128)
+    right = [  # Nothing is cut: each probe at the lengths it needs.
+        len(vocab.encode(ex["targets"])) <= len(
+            vocab.encode(ex["negative_targets"]))
         for ex in examples
     ]
     assert metrics[f"probe/{name}/accuracy"] == pytest.approx(
@@ -72,6 +73,40 @@ def test_score_writes_metrics(tmp_path, monkeypatch, capsys, runnable):
       f"--gin.CHECKPOINT_PATH=\"'{tmp_path}'\" "
       f"--gin.PROBE_DIR=\"'{probes.SAMPLE_PROBES_DIR}'\"")
   runnable(lines[-1])
+
+
+def test_probe_numbers_equal_those_of_eval_main(tmp_path, monkeypatch):
+  """`eval.probes.main` and `eval.main` (`evaluation.evaluate`) score the
+  probes the same way: the same Tasks, lengths and numbers, whatever the
+  evaluation's TASK_FEATURE_LENGTHS (here shorter than the replies)."""
+  model = _LengthSensitiveModel()
+  monkeypatch.setattr(main.checkpointing, "load_model",
+                      lambda model_dir, step=None: (model, {}, 7))
+  names = ["description", "recommendation"]
+  alone = main.score(probe_dir=probes.SAMPLE_PROBES_DIR,
+                     model_dir=str(tmp_path), step=None, probes=names,
+                     batch_size=32)
+  full = evaluation.evaluate(
+      model=model, params={}, vocabulary=model.output_vocabulary, tasks=[],
+      output_dir=str(tmp_path / "eval"), inputs_length=8, targets_length=4,
+      batch_size=5, probes=probe_lib.load_probes(probes.SAMPLE_PROBES_DIR,
+                                                 names=names))
+  for name in names:
+    for key in ("accuracy", "ci_low", "ci_high", "num_pairs"):
+      assert alone[f"probe/{name}/{key}"] == full[f"probe/{name}/{key}"]
+  # The description replies are longer than 4 tokens: they were not cut.
+  assert model.longest > 4
+
+
+class _LengthSensitiveModel(_ShortTargetModel):
+  """Prefers the shorter reply; records the longest target it saw."""
+
+  longest = 0
+
+  def score_batch(self, params, batch):
+    self.longest = max(self.longest,
+                       int(batch["decoder_loss_weights"].sum(-1).max()))
+    return super().score_batch(params, batch)
 
 
 def test_needs_an_action():

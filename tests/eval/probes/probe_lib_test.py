@@ -1,7 +1,7 @@
 """Tests of eval/probes/probe_lib.py (hand-computed accuracies and CIs)."""
 
 import json
-import math
+import os
 
 import numpy as np
 import pytest
@@ -10,7 +10,6 @@ from crs_runtime import errors
 
 from crs_tasks import features
 from eval.probes import probe_lib
-from train import inference
 
 Z95 = 1.959963984540054  # Normal 97.5% quantile.
 
@@ -145,63 +144,57 @@ def test_load_probe_examples_skips_and_reports_bad_lines(tmp_path,
     probe_lib.load_probe_examples(str(path))
 
 
-def test_make_probe_fns_skips_missing(tmp_path):
-  _write(tmp_path / "attribute.jsonl", _examples(3, "attribute"))
-  fns = probe_lib.make_probe_fns(str(tmp_path), max_pairs=2)
-  assert list(fns) == ["attribute"]
-  metrics = fns["attribute"](
-      lambda i, t: [0.0 if x.startswith("good") else -1.0 for x in t]
-  )
-  assert metrics["probe/attribute/accuracy"] == 100.0
-  assert metrics["probe/attribute/num_pairs"] == 2.0
+def _full(n, name):
+  """Probe rows with every field the probe Tasks read."""
+  return [dict(ex, pair_id=f"{name}/{i}", query_movie="", positive_movie="",
+               negative_movie="", tag="")
+          for i, ex in enumerate(_examples(n, name))]
 
 
-class _SumModel:
-  """score_batch = -(number of weighted target tokens): shorter wins."""
-
-  input_vocabulary = output_vocabulary = features.get_vocabulary()
-
-  def __init__(self):
-    self.batches = []
-
-  def score_batch(self, params, batch):
-    del params
-    self.batches.append(batch)
-    return -np.sum(batch["decoder_loss_weights"], axis=1).astype(np.float32)
-
-
-def test_pair_scorer_batches_through_the_feature_converter():
+def test_load_probes_reads_through_the_task_and_skips_missing(tmp_path):
   vocab = features.get_vocabulary()
-  model = _SumModel()
-  score_fn = inference.PairScorer(
-      model, None, task_feature_lengths={"inputs": 16, "targets": 8},
-      batch_size=2, progress=False)
-  targets = ["sure", "sure, have you seen @ heat (1995) @?", "no"]
-  scores = score_fn(["hello"] * 3, targets)
-  lengths = [min(len(vocab.encode(t)) + 1, 8) for t in targets]  # + EOS.
-  np.testing.assert_array_equal(scores, [-n for n in lengths])
-  first = model.batches[0]
-  ids = list(vocab.encode("sure")) + [1]
-  assert list(first["decoder_target_tokens"][0][: len(ids)]) == ids
-  assert list(first["decoder_input_tokens"][0][: len(ids)]) == [0] + ids[:-1]
-  assert (
-      list(first["encoder_input_tokens"][0][:2])
-      == (list(vocab.encode("hello")) + [1])[:2]
-  )
-  assert len(model.batches) == 2 and first["encoder_input_tokens"].shape == (
-      2,
-      16,
-  )
+  rows = _full(3, "attribute")
+  rows[1]["negative_targets"] = "a reply far longer than " + "x " * 80
+  _write(tmp_path / "attribute.jsonl", rows)
+  environment = os.environ.get("CRS_PROBES_DIR")
+  probes = probe_lib.load_probes(str(tmp_path), max_pairs=2)
+  assert list(probes) == ["attribute"]  # No other file: skipped.
+  probe = probes["attribute"]
+  assert probe.name == "attribute" and len(probe.examples) == 2
+  # The Task's tokens: text + EOS, nothing cut.
+  encode = lambda text: list(vocab.encode(text)) + [1]
+  assert probe.examples[0]["inputs"] == encode("q0")
+  assert probe.examples[0]["targets"] == encode("good0")
+  assert probe.examples[1]["pair_id"] == "attribute/1"
+  assert probe.negatives[1] == tuple(encode(rows[1]["negative_targets"]))
+  assert probe.lengths == {"inputs": len(encode("q0")),
+                           "targets": len(encode(rows[1]["negative_targets"]))}
+  assert probe.lengths["targets"] > 64
+  model_rows = probe.model_examples()
+  assert [r["targets"] for r in model_rows] == [
+      encode("good0"), encode("good1"), encode("bad0"),
+      encode(rows[1]["negative_targets"])]
+  # The environment the Task reads is left as it was.
+  assert os.environ.get("CRS_PROBES_DIR") == environment
 
-  # A probe where the correct reply is the shorter one scores 100%.
-  examples = [
-      {
-          "probe": "p",
-          "inputs": "hi",
-          "targets": "yes",
-          "negative_targets": "no, certainly not (" + "x" * i + ")",
-      }
-      for i in range(3)
-  ]
-  assert probe_lib.score_probe(score_fn, examples)["probe/p/accuracy"] == 100.0
-  assert math.isfinite(scores.sum())
+
+def test_load_probes_bad_line_is_a_user_error(tmp_path):
+  rows = _full(2, "attribute")
+  del rows[1]["targets"]
+  _write(tmp_path / "attribute.jsonl", rows)
+  with pytest.raises(errors.UserError, match=r"attribute.jsonl:2"):
+    probe_lib.load_probes(str(tmp_path))
+
+
+def test_probe_metrics_are_pure():
+  probe = probe_lib.ProbeSet(
+      "p", tuple({"inputs": [1], "targets": [1], "pair_id": f"p/{i}"}
+                 for i in range(4)), ((1,),) * 4)
+  scalars, rows = probe_lib.probe_metrics(probe, [0, 0, -1, -2],
+                                          [-1, 0, 0, -3])
+  # Pairs 0, 1 (a tie) and 3 right; 2 wrong.
+  assert scalars["probe/p/accuracy"] == 75.0
+  assert scalars["probe/p/num_pairs"] == 4.0
+  assert [r["correct"] for r in rows] == [True, True, False, True]
+  assert rows[2] == {"probe": "p", "pair_id": "p/2", "positive": -1.0,
+                     "negative": 0.0, "correct": False}
