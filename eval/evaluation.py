@@ -60,7 +60,6 @@ from crs_tasks import probe_io
 from eval import ranking
 from eval.probes import probe_lib
 from train import distributed
-from train import infer
 from train import inference
 from train import model_inputs
 
@@ -506,13 +505,13 @@ def prediction_rows(
     processed: Sequence[Any],
     scores: Optional[Sequence[float]],
 ) -> list[dict[str, Any]]:
-  """The `predictions.jsonl` rows of one task: `infer.prediction_row`, plus
+  """The `predictions.jsonl` rows of one task: `inference.prediction_row`, plus
   `task`, `index`, the postprocessed prediction (when it differs) and the
   target log-likelihood."""
   rows = []
   for i, (ex, pred, proc) in enumerate(zip(examples, predictions,
                                            processed)):
-    row = {"task": task_name, "index": i, **infer.prediction_row(ex, pred)}
+    row = {"task": task_name, "index": i, **inference.prediction_row(ex, pred)}
     if isinstance(proc, (str, list)) and proc != pred:
       row["postprocessed_prediction"] = proc
     if scores is not None:

@@ -9,7 +9,7 @@ The inference library is two modules, one job each: `train.model_inputs`
 (Task or text -> examples -> model features -> batches, the one path from
 text to the model) and `train.inference` (generate, score, the candidate and
 pair scorers). Here: `predict_examples` (a Task split -> rows),
-`prediction_row`, `write_jsonl`, `infer` (the command, one JSONL file per
+`write_jsonl`, `infer` (the command, one JSONL file per
 task) and `show_predictions` (a few decoded examples after training).
 
 Callers of the library import `train.model_inputs` and `train.inference`
@@ -33,7 +33,6 @@ cli.capture_early()
 import gin
 
 from crs_runtime import gin_flags
-from crs_tasks import postprocessors
 from crs_tasks import probe_io
 from train import checkpointing
 from train import inference
@@ -99,23 +98,8 @@ def predict_examples(
       model, params, examples, task_feature_lengths=task_feature_lengths,
       decode=decode, batch_size=batch_size, desc=task_name,
       progress=progress)
-  return [prediction_row(ex, p) for ex, p in zip(examples, predictions)]
-
-
-def prediction_row(example: Mapping[str, Any],
-                   prediction: str) -> dict[str, Any]:
-  """`inputs`, `targets` (text), `prediction` and the other features
-  (metadata), token ids left out."""
-  row = {
-      "inputs": example.get("inputs_pretokenized"),
-      "targets": example.get("targets_pretokenized"),
-      "prediction": prediction,
-  }
-  for key, value in example.items():
-    if key in ("inputs", "targets") or key.endswith("_pretokenized"):
-      continue
-    row[key] = postprocessors.to_python(value)
-  return row
+  return [inference.prediction_row(ex, p)
+          for ex, p in zip(examples, predictions)]
 
 
 def write_jsonl(rows: Sequence[Mapping[str, Any]], path: str) -> str:

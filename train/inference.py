@@ -15,6 +15,8 @@ every caller feeds the model the Task's own tokens:
   CandidateScorer                      `(examples, candidates) -> [B, C]`,
                                        the two above on examples
   decode_tokens                        token ids -> text (up to EOS)
+  prediction_row                       an example and its decoded text ->
+                                       a JSON row (`predictions.jsonl`)
 
 Each function walks its rows in order, so a multi-host caller can hand each
 process its own slice.
@@ -28,6 +30,7 @@ import numpy as np
 import seqio
 import tqdm
 
+from crs_tasks import postprocessors
 from train import model_inputs
 
 PyTree = Any
@@ -288,3 +291,19 @@ def _features(model: Any, examples: Sequence[Mapping[str, Any]],
 
 def _num_rows(features: model_inputs.Batch) -> int:
   return len(next(iter(features.values()))) if features else 0
+
+
+def prediction_row(example: Mapping[str, Any],
+                   prediction: str) -> dict[str, Any]:
+  """`inputs`, `targets` (text), `prediction` and the other features
+  (metadata), token ids left out."""
+  row = {
+      "inputs": example.get("inputs_pretokenized"),
+      "targets": example.get("targets_pretokenized"),
+      "prediction": prediction,
+  }
+  for key, value in example.items():
+    if key in ("inputs", "targets") or key.endswith("_pretokenized"):
+      continue
+    row[key] = postprocessors.to_python(value)
+  return row
