@@ -41,6 +41,7 @@ from absl import logging
 import numpy as np
 import seqio
 
+from crs_tasks import postprocessors
 from crs_tasks import probe_io
 # Registers the probe_<name>_v001 Tasks that `load_probes` reads.
 from crs_tasks import probes as _probe_tasks  # pylint: disable=unused-import
@@ -267,7 +268,7 @@ def load_probe_set(probe_dir: str, name: str,
                           shuffle=False, num_epochs=1)
     if max_pairs is not None:
       ds = ds.take(max_pairs)
-    examples = tuple({k: model_inputs.to_python(v) for k, v in ex.items()}
+    examples = tuple({k: postprocessors.to_python(v) for k, v in ex.items()}
                      for ex in ds.as_numpy_iterator())
   if not examples:
     raise ValueError(f"probe {name}: no pairs to score")

@@ -178,11 +178,16 @@ def test_load_probes_reads_through_the_task_and_skips_missing(tmp_path):
   assert os.environ.get("CRS_PROBES_DIR") == environment
 
 
-def test_load_probes_bad_line_is_a_user_error(tmp_path):
+def test_load_probes_skips_a_bad_line_and_stops_on_a_file_without_one(
+    tmp_path, capsys):
   rows = _full(2, "attribute")
   del rows[1]["targets"]
   _write(tmp_path / "attribute.jsonl", rows)
-  with pytest.raises(errors.UserError, match=r"attribute.jsonl:2"):
+  probe = probe_lib.load_probes(str(tmp_path))["attribute"]
+  assert [ex["pair_id"] for ex in probe.examples] == ["attribute/0"]
+  assert "skipped 1 malformed line of" in capsys.readouterr().err
+  _write(tmp_path / "attribute.jsonl", rows[1:])
+  with pytest.raises(errors.UserError, match=r"attribute.jsonl: no valid line"):
     probe_lib.load_probes(str(tmp_path))
 
 
