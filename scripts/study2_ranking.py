@@ -47,9 +47,10 @@ KS = (1, 10, 50)
 PROTOCOLS = ("rank", "rank_dedup")
 
 
-def baseline_rows(shared: str, examples: int) -> dict[str, dict]:
+def baseline_rows(shared: str,
+                  examples: int) -> tuple[dict[str, dict], int]:
   """Both protocols of each baseline on the first `examples` test
-  examples."""
+  examples, and the number of training examples popularity counts."""
   task = seqio.get_mixture_or_task(TASK)
   test = model_inputs.task_examples(task, split="test",
                                     task_feature_lengths=LENGTHS,
@@ -66,10 +67,8 @@ def baseline_rows(shared: str, examples: int) -> dict[str, dict]:
           movies),
       "repeat-context": baselines.make_repeat_context_score_fn(),
   }
-  out = {name: ranking.evaluate(fn, test, protocols)
-         for name, fn in fns.items()}
-  out["_train_examples"] = {"count": float(len(train))}
-  return out
+  return {name: ranking.evaluate(fn, test, protocols)
+          for name, fn in fns.items()}, len(train)
 
 
 def run_rows(out_dir: str, step: int, seeds: list[str]) -> dict[str, dict]:
@@ -153,8 +152,7 @@ def main(argv=None) -> None:
   output_dir = args.output_dir or os.path.join(args.out, "report_ranking")
   os.makedirs(output_dir, exist_ok=True)
   rows = run_rows(args.out, args.step, args.seeds.split(","))
-  base = baseline_rows(args.shared, args.examples)
-  train_count = int(base.pop("_train_examples")["count"])
+  base, train_count = baseline_rows(args.shared, args.examples)
   rows.update(base)
   text = (f"Recall@k (%) over all 6,916 ReDial movies on the first "
           f"{args.examples} test examples of `{TASK}` (inputs 128 tokens); "
