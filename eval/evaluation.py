@@ -375,13 +375,18 @@ def ranking_metrics(
     protocols: Mapping[str, ranking.Protocol],
     samples: Mapping[str, ranking.RankingSamples],
     outputs: TaskOutputs,
-) -> dict[str, float]:
-  """Each protocol's `measure` on the score matrix (pure)."""
-  out = {}
+) -> tuple[dict[str, float], dict[int, dict[str, dict[str, int]]]]:
+  """Each protocol's metrics on the score matrix (pure), and the label
+  ranks behind them: example index -> protocol name -> {title: rank}."""
+  out, ranks_of = {}, {}
   for name, protocol in protocols.items():
-    out.update(protocol.measure(samples[name].with_rows(outputs.row_of),
-                                outputs.candidate_scores))
-  return out
+    ranks = protocol.label_ranks(samples[name].with_rows(outputs.row_of),
+                                 outputs.candidate_scores)
+    out.update(protocol.measure_ranks(samples[name], ranks))
+    for example, titles in protocol.ranks_by_row(samples[name],
+                                                 ranks).items():
+      ranks_of.setdefault(example, {})[name] = titles
+  return out, ranks_of
 
 
 def evaluate(
@@ -472,11 +477,14 @@ def evaluate(
     task_result, processed = task_metrics(
         task, examples, outputs.predictions, scores,
         extra_metric_fns=redial_metric_fns if is_redial else ())
+    label_ranks = {}
     if samples:
-      task_result.update(ranking_metrics(ranking_fns, samples, outputs))
+      ranked_metrics, label_ranks = ranking_metrics(ranking_fns, samples,
+                                                    outputs)
+      task_result.update(ranked_metrics)
     metrics.update({prefix + k: _scalar(k, v) for k, v in task_result.items()})
     rows += prediction_rows(task.name, examples, outputs.predictions,
-                            processed, scores)
+                            processed, scores, label_ranks)
   pairs = []
   for name, probe in (probes or {}).items():
     start = time.time()
@@ -504,10 +512,13 @@ def prediction_rows(
     predictions: Sequence[str],
     processed: Sequence[Any],
     scores: Optional[Sequence[float]],
+    label_ranks: Optional[Mapping[int, Mapping[str, Any]]] = None,
 ) -> list[dict[str, Any]]:
   """The `predictions.jsonl` rows of one task: `inference.prediction_row`, plus
-  `task`, `index`, the postprocessed prediction (when it differs) and the
-  target log-likelihood."""
+  `task`, `index`, the postprocessed prediction (when it differs), the
+  target log-likelihood and, on ranked turns, `label_ranks`: protocol name
+  -> {target title: its 1-based rank among the candidates} (the samples
+  behind `rank*/recall@k`, for paired tests between runs)."""
   rows = []
   for i, (ex, pred, proc) in enumerate(zip(examples, predictions,
                                            processed)):
@@ -516,5 +527,7 @@ def prediction_rows(
       row["postprocessed_prediction"] = proc
     if scores is not None:
       row["target_logprob"] = float(scores[i])
+    if label_ranks and i in label_ranks:
+      row["label_ranks"] = label_ranks[i]
     rows.append(row)
   return rows

@@ -250,18 +250,14 @@ class Protocol:
     """`build_samples` of this protocol (rows: example indices)."""
     return build_samples(examples, self.movies, dedup=self.dedup)
 
-  def measure(self, samples: RankingSamples,
-              scores: np.ndarray) -> dict[str, float]:
-    """Recall@k of the samples, from the score matrix (pure).
+  def label_ranks(self, samples: RankingSamples,
+                  scores: np.ndarray) -> list[int]:
+    """The 1-based rank of each label in the list, turn by turn in
+    `samples` order (pure; labels missing from the list have none).
 
     Args:
       samples: this protocol's samples, `rows` pointing into `scores`.
       scores: float [U, C], C the candidates `candidate_replies(movies)`.
-
-    Returns:
-      `{p}/recall@k` (with its interval), `{p}/num_samples`,
-      `{p}/num_turns`, `{p}/num_missing` and, when `dedup`,
-      `{p}/num_dropped`, with p `rank` or `rank_dedup`.
 
     Raises:
       ValueError: `scores` has not one column per movie, or a label's score
@@ -271,15 +267,42 @@ class Protocol:
     if scores.ndim != 2 or scores.shape[1] != len(self.movies.titles):
       raise ValueError(f"scores of shape {scores.shape}, expected [rows, "
                        f"{len(self.movies.titles)}] (one column per movie)")
-    ranks = label_ranks(scores[list(samples.rows)], samples.labels,
-                        samples.excluded)
-    ranks += [math.inf] * samples.num_missing
+    return label_ranks(scores[list(samples.rows)], samples.labels,
+                       samples.excluded)
+
+  def measure_ranks(self, samples: RankingSamples,
+                    ranks: Sequence[int]) -> dict[str, float]:
+    """Recall@k from `label_ranks` (missing labels count as misses).
+
+    Returns:
+      `{p}/recall@k` (with its interval), `{p}/num_samples`,
+      `{p}/num_turns`, `{p}/num_missing` and, when `dedup`,
+      `{p}/num_dropped`, with p `rank` or `rank_dedup`.
+    """
     prefix = self.prefix
-    out = metrics_lib.recall_from_ranks(ranks, self.ks, prefix)
+    out = metrics_lib.recall_from_ranks(
+        list(ranks) + [math.inf] * samples.num_missing, self.ks, prefix)
     out[f"{prefix}/num_turns"] = float(samples.num_turns)
     out[f"{prefix}/num_missing"] = float(samples.num_missing)
     if self.dedup:
       out[f"{prefix}/num_dropped"] = float(samples.num_dropped)
+    return out
+
+  def measure(self, samples: RankingSamples,
+              scores: np.ndarray) -> dict[str, float]:
+    """Recall@k of the samples, from the score matrix (pure):
+    `measure_ranks(samples, label_ranks(samples, scores))`."""
+    return self.measure_ranks(samples, self.label_ranks(samples, scores))
+
+  def ranks_by_row(self, samples: RankingSamples,
+                   ranks: Sequence[int]) -> dict[int, dict[str, int]]:
+    """`label_ranks` per turn: `samples.rows[i]` -> {label title: rank}
+    (for per-sample output files and paired tests)."""
+    out, position = {}, 0
+    for row, labels in zip(samples.rows, samples.labels):
+      out[row] = {self.movies.titles[label]: int(rank) for label, rank
+                  in zip(labels, ranks[position:position + len(labels)])}
+      position += len(labels)
     return out
 
 

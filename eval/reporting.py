@@ -477,7 +477,7 @@ def load_pairs(model_dir: str, step: int) -> dict[str, dict[str, bool]]:
   return dict(out)
 
 
-def _paired_cell(test: Mapping[str, float]) -> str:
+def paired_cell(test: Mapping[str, float]) -> str:
   """`+3.2 pts, p = 0.041 (b/c = 20/39)` of one `metrics.mcnemar`."""
   diff = 100.0 * (test["c"] - test["b"]) / test["n"]
   return (f"{diff:+.1f} pts, p = {test['p_value']:.3g} "
@@ -525,9 +525,9 @@ def paired_table(runs: Sequence[Run], baseline: str) -> str:
         first, second = [a[i] for i in ids], [b[i] for i in ids]
         pooled[0].extend(first)
         pooled[1].extend(second)
-        parts.append(_paired_cell(metrics_lib.mcnemar(first, second)))
+        parts.append(paired_cell(metrics_lib.mcnemar(first, second)))
       if len(parts) > 1:
-        parts.append("pooled: " + _paired_cell(metrics_lib.mcnemar(*pooled)))
+        parts.append("pooled: " + paired_cell(metrics_lib.mcnemar(*pooled)))
       cells.append("; ".join(parts) or "–")
     lines.append(f"| {label} | " + " | ".join(cells) + " |")
   return "\n".join(lines) + "\n"

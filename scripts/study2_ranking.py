@@ -18,7 +18,10 @@ with the same protocols on the same first `--examples` test examples of
   under the standard protocol, where a label may repeat the context);
 
 and writes `ranking.md` (Recall@k with 95% Wilson intervals, samples and
-turns), `ranking.json` and `ranking.png`.
+turns; then, from the per-sample ranks each run's `predictions.jsonl`
+holds (`label_ranks`), exact McNemar tests of each auxiliary mixture's
+hits@k against `redial_only` of the same seed, per seed and pooled),
+`ranking.json` and `ranking.png`.
 """
 
 import argparse
@@ -36,7 +39,9 @@ import seqio
 
 import crs_tasks  # pylint: disable=unused-import  (registers the Tasks)
 from eval import baselines
+from eval import metrics as metrics_lib
 from eval import ranking
+from eval import reporting
 from train import model_inputs
 
 MIXTURES = ("redial_only", "redial_sequences", "redial_tags",
@@ -85,6 +90,70 @@ def run_rows(out_dir: str, step: int, seeds: list[str]) -> dict[str, dict]:
       with open(path, encoding="utf-8") as f:
         rows[f"{mixture} s{seed}"] = json.load(f)["metrics"]
   return rows
+
+
+def run_label_ranks(out_dir: str, step: int,
+                    seeds: list[str]) -> dict[tuple[str, str], dict]:
+  """(mixture, seed) -> {(protocol, example index, title): rank}, from the
+  `label_ranks` of each run's ranking `predictions.jsonl` (runs without
+  them are left out, with a line saying so)."""
+  out = {}
+  for seed in seeds:
+    for mixture in MIXTURES:
+      path = os.path.join(out_dir, f"{mixture}_pt_s{seed}", "eval_rank",
+                          str(step), "predictions.jsonl")
+      if not os.path.exists(path):
+        continue
+      ranks = {}
+      with open(path, encoding="utf-8") as f:
+        for line in f:
+          row = json.loads(line)
+          for protocol, titles in row.get("label_ranks", {}).items():
+            for title, rank in titles.items():
+              ranks[(protocol, row["index"], title)] = rank
+      if not ranks:
+        print(f"{path} has no `label_ranks` (written by eval.main since "
+              "issue 18's paired tests): no paired test for it",
+              file=sys.stderr)
+        continue
+      out[(mixture, seed)] = ranks
+  return out
+
+
+def paired_table(ranks: dict[tuple[str, str], dict], seeds: list[str],
+                 baseline: str = "redial_only") -> str:
+  """Exact McNemar tests of hits@k (k = 10, 50; both protocols) of each
+  mixture against `baseline` of the same seed, on the samples both ranked;
+  a cell per seed pair (`reporting.paired_cell`: difference in points, p,
+  b/c) and, with several seeds, pooled over the seed pairs."""
+  columns = [(p, k) for p in PROTOCOLS for k in (10, 50)]
+  header = [f"vs {baseline}"] + [
+      f"{'dedup ' if p == 'rank_dedup' else ''}R@{k}" for p, k in columns]
+  lines = ["| " + " | ".join(header) + " |", "|---|" + "---|" * len(columns)]
+  for mixture in MIXTURES:
+    if mixture == baseline:
+      continue
+    cells = []
+    for protocol, k in columns:
+      parts, pooled = [], ([], [])
+      for seed in seeds:
+        base, mine = ranks.get((baseline, seed)), ranks.get((mixture, seed))
+        if base is None or mine is None:
+          continue
+        keys = sorted(key for key in set(base) & set(mine)
+                      if key[0] == protocol)
+        first = [base[key] <= k for key in keys]
+        second = [mine[key] <= k for key in keys]
+        pooled[0].extend(first)
+        pooled[1].extend(second)
+        parts.append(f"s{seed}: " + reporting.paired_cell(
+            metrics_lib.mcnemar(first, second)))
+      if len(parts) > 1:
+        parts.append("pooled: " + reporting.paired_cell(
+            metrics_lib.mcnemar(*pooled)))
+      cells.append("; ".join(parts) or "-")
+    lines.append(f"| {mixture} | " + " | ".join(cells) + " |")
+  return "\n".join(lines)
 
 
 def cell(metrics: dict, protocol: str, k: int) -> str:
@@ -154,11 +223,18 @@ def main(argv=None) -> None:
   rows = run_rows(args.out, args.step, args.seeds.split(","))
   base, train_count = baseline_rows(args.shared, args.examples)
   rows.update(base)
+  seeds = args.seeds.split(",")
+  paired = paired_table(run_label_ranks(args.out, args.step, seeds), seeds)
   text = (f"Recall@k (%) over all 6,916 ReDial movies on the first "
           f"{args.examples} test examples of `{TASK}` (inputs 128 tokens); "
           f"runs at step {args.step} from the pretrained start; popularity "
           f"(train split) counts the targets of {train_count} training "
-          "examples.\n\n" + table(rows) + "\n")
+          "examples.\n\n" + table(rows) + "\n\n"
+          "Paired: exact McNemar tests of hits@k against `redial_only` of "
+          "the same seed on the same samples (cell: difference in points, "
+          "p, b/c = samples only redial_only / only the mixture hits; "
+          "pooled: all seed pairs' samples together).\n\n"
+          + paired + "\n")
   with open(os.path.join(output_dir, "ranking.md"), "w",
             encoding="utf-8") as f:
     f.write(text)

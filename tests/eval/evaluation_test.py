@@ -207,6 +207,20 @@ def test_dedup_protocol_drops_and_excludes_context_movies(evaluated):
   assert metrics["rank_dedup/num_samples"] == 3
 
 
+def test_predictions_carry_the_label_ranks_behind_recall(evaluated):
+  """Per ranked turn, each protocol's {target title: rank} (by hand: heat
+  scores 1, every other candidate 0, ties count against the label)."""
+  _, _, tmp_path = evaluated
+  with open(tmp_path / "eval" / "7" / "predictions.jsonl") as f:
+    rows = [json.loads(line) for line in f]
+  assert [r["label_ranks"] for r in rows] == [
+      {"rank": {"ronin (1998)": 4},
+       "rank_dedup": {"ronin (1998)": 3}},          # heat excluded.
+      {"rank": {"up (2009)": 4, "heat (1995)": 1},
+       "rank_dedup": {"up (2009)": 2}},             # ronin, heat excluded.
+      {"rank": {"alien (1979)": 4}, "rank_dedup": {"alien (1979)": 4}}]
+
+
 def test_probes_score_with_the_model(evaluated):
   metrics, _, tmp_path = evaluated
   # -(target tokens + EOS): the short target scores higher.

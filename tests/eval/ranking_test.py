@@ -126,6 +126,21 @@ def test_measure_is_a_function_of_samples_and_scores():
     protocol.measure(samples, scores[:, :2])
 
 
+def test_ranks_by_row_keeps_each_turns_labels():
+  """`label_ranks` come turn by turn; `ranks_by_row` splits them back."""
+  protocol = ranking.Protocol(MOVIES, ks=(1, 2))
+  samples = ranking.RankingSamples(rows=(4, 9), labels=((0, 2), (1,)),
+                                   excluded=((), ()))
+  scores = np.array([[3.0, 2.0, 1.0, 0.0, 0.0]])
+  ranks = protocol.label_ranks(samples.with_rows({4: 0, 9: 0}), scores)
+  assert ranks == [1, 3, 2]
+  assert protocol.ranks_by_row(samples, ranks) == {
+      4: {MOVIES.titles[0]: 1, MOVIES.titles[2]: 3},
+      9: {MOVIES.titles[1]: 2}}
+  assert protocol.measure_ranks(samples, ranks)["rank/recall@2"] == (
+      pytest.approx(200 / 3))
+
+
 def test_score_fn_is_called_once_on_the_distinct_ranked_turns():
   calls = []
 
