@@ -117,8 +117,11 @@ def run_jax(cfg, steps, warmup, tied):
               loss=float(metrics["loss"]) / (batch * tgt_len), tied=tied)
 
 
-def run_torch(cfg, steps, warmup, tied):
-  """Times HF T5ForConditionalGeneration with torch.optim.AdamW."""
+def run_torch(cfg, steps, warmup, tied, autocast=False):
+  """Times HF T5ForConditionalGeneration with torch.optim.AdamW; with
+  `autocast`, the forward pass under PyTorch's own mixed precision on CPU
+  (`torch.autocast("cpu", dtype=torch.bfloat16)`: bf16 matmuls, float32
+  parameters and optimizer)."""
   import torch  # pylint: disable=g-import-not-at-top
   import transformers  # pylint: disable=g-import-not-at-top
 
@@ -147,7 +150,8 @@ def run_torch(cfg, steps, warmup, tied):
 
   def step(b):
     opt.zero_grad(set_to_none=True)
-    loss = model(**b).loss
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+      loss = model(**b).loss
     loss.backward()
     opt.step()
     return loss
@@ -162,16 +166,19 @@ def run_torch(cfg, steps, warmup, tied):
   return dict(seconds=seconds, compile_seconds=0.0, params=n_params,
               loss=float(loss.detach()), torch_threads=torch.get_num_threads(),
               tied=model.lm_head.weight is model.shared.weight,
-              rescaled=bool(rescaled))
+              rescaled=bool(rescaled), autocast=autocast)
 
 
 def _child(args):
-  if args.side == "torch":
+  if args.side != "jax":
     # triton (from torch) segfaults next to TensorFlow: keep TF out.
     sys.modules["tensorflow"] = None
   cfg = CONFIGS[args.config]
-  fn = run_jax if args.side == "jax" else run_torch
-  out = fn(cfg, args.steps, args.warmup, args.tied)
+  if args.side == "jax":
+    out = run_jax(cfg, args.steps, args.warmup, args.tied)
+  else:
+    out = run_torch(cfg, args.steps, args.warmup, args.tied,
+                    autocast=args.side == "torch_bf16")
   _, _, _, _, _, _, batch, in_len, tgt_len = cfg
   out["tokens_per_second"] = args.steps * batch * (in_len + tgt_len) / (
       out["seconds"])
@@ -211,7 +218,8 @@ def main():
   parser.add_argument("--separate_logits", action="store_true",
                       help="ours keeps a separate output projection even "
                       "where HF's is tied")
-  parser.add_argument("--side", choices=["jax", "torch"], default=None,
+  parser.add_argument("--side", choices=["jax", "torch", "torch_bf16"],
+                      default=None,
                       help=argparse.SUPPRESS)
   parser.add_argument("--tied", action="store_true", help=argparse.SUPPRESS)
   args = parser.parse_args()

@@ -33,6 +33,7 @@ cli.capture_early()
 from crs_chat import catalogue as catalogue_lib
 from crs_chat import chat_lib
 from train import checkpointing
+from train import decoding
 from train import inference
 from train import model_inputs
 
@@ -143,7 +144,7 @@ if __name__ == "__main__":
       "catalogue", [], "ReDial movies_with_mentions.csv / MovieLens "
       "movies.csv files (default: those in crs_tasks/sample_data).")
   _DECODE_METHOD = flags.DEFINE_enum(
-      "decode_method", "greedy", ["greedy", "beam", "sample"], "Decoding.")
+      "decode_method", "greedy", list(decoding.DECODE_METHODS), "Decoding.")
   _NUM_BEAMS = flags.DEFINE_integer("num_beams", 4, "Beam width.")
   _TEMPERATURE = flags.DEFINE_float("temperature", 1.0, "Sampling temp.")
   _INPUTS_LENGTH = flags.DEFINE_integer("inputs_length", 512, "Input tokens.")

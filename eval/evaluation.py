@@ -68,6 +68,7 @@ PyTree = Any
 Example = dict[str, Any]
 
 METADATA_KEY = "target_movies"  # Examples with it are ReDial examples.
+DEFAULT_LENGTHS = {"inputs": 512, "targets": 64}  # TASK_FEATURE_LENGTHS.
 MetricFn = Callable[[Sequence[Any], Sequence[Any]], Mapping[str, float]]
 
 
@@ -400,8 +401,7 @@ def evaluate(
     split: str = "test",
     num_examples: Optional[int] = None,
     decode: inference.DecodeConfig = inference.DecodeConfig(),
-    inputs_length: int = 512,
-    targets_length: int = 64,
+    task_feature_lengths: Optional[Mapping[str, int]] = None,
     batch_size: int = 16,
     redial_metric_fns: Sequence[MetricFn] = metrics_lib.REDIAL_METRIC_FNS,
     ranking_fns: Optional[Mapping[str, ranking.Protocol]] = None,
@@ -427,8 +427,9 @@ def evaluate(
     split: dataset split.
     num_examples: examples per task; all when None.
     decode: decoding settings.
-    inputs_length: encoder length (inputs are trimmed).
-    targets_length: decoder length for targets and scoring.
+    task_feature_lengths: `{"inputs": encoder length (inputs are trimmed),
+      "targets": decoder length for targets and scoring}`, as t5x's
+      TASK_FEATURE_LENGTHS; default `DEFAULT_LENGTHS` (512/64).
     batch_size: examples per model call.
     redial_metric_fns: `(targets, predictions) -> metrics` functions run on
       ReDial tasks (examples with `target_movies`), after `postprocess_fn`.
@@ -445,7 +446,10 @@ def evaluate(
     The flat metrics written to `metrics.json`.
   """
   del vocabulary  # The model's own output vocabulary decodes.
-  lengths = {"inputs": inputs_length, "targets": targets_length}
+  lengths = dict(task_feature_lengths or DEFAULT_LENGTHS)
+  if set(lengths) != {"inputs", "targets"}:
+    raise ValueError("task_feature_lengths needs exactly the keys 'inputs' "
+                     f"and 'targets', got {sorted(lengths)}")
   task_list = expand_tasks(tasks)
   ranking_fns = ranking_fns or {}
   candidates = []

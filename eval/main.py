@@ -127,7 +127,7 @@ def evaluate_checkpoint(
         fix="add --gin.CHECKPOINT_PATH=\"'/path/to/run'\"")
   if dataset_cfg is None:
     dataset_cfg = input_pipeline.DatasetConfig(
-        "crs_redial_v002", {"inputs": 512, "targets": 64}, "test", 16,
+        "crs_redial_v002", dict(evaluation.DEFAULT_LENGTHS), "test", 16,
         module="crs_tasks")
   if dataset_cfg.use_cached or dataset_cfg.pack:
     raise errors.UserError(
@@ -137,7 +137,6 @@ def evaluate_checkpoint(
   if dataset_cfg.module:
     importlib.import_module(dataset_cfg.module)
   tasks = _task_names(dataset_cfg.mixture_or_task_name)
-  lengths = dataset_cfg.task_feature_lengths
   model_dir, _ = checkpointing.split_checkpoint_path(
       checkpoint_path, step, check=False)
   output_dir = output_dir or os.path.join(model_dir, "eval")
@@ -156,8 +155,8 @@ def evaluate_checkpoint(
       model=model, params=params, vocabulary=model.output_vocabulary,
       tasks=tasks, output_dir=step_dir, summary_dir=output_dir,
       step=step, split=dataset_cfg.split, num_examples=num_examples,
-      decode=decode, inputs_length=lengths["inputs"],
-      targets_length=lengths["targets"], batch_size=dataset_cfg.batch_size,
+      decode=decode, task_feature_lengths=dataset_cfg.task_feature_lengths,
+      batch_size=dataset_cfg.batch_size,
       ranking_fns=ranking_fns, ranking_examples=ranking_examples,
       probes=probes)
   if distributed.is_primary():

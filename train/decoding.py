@@ -19,6 +19,10 @@ TokensToLogits = Callable[[Array, PyTree], tuple[Array, PyTree]]
 
 _NEG = -1.0e9
 
+# The decoding methods `models.EncoderDecoderModel.predict_batch` runs: the
+# one list that `inference.DecodeConfig` and the chat's flag check against.
+DECODE_METHODS = ("greedy", "beam", "sample")
+
 
 def temperature_sample(
     cache: PyTree,

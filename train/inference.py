@@ -31,6 +31,7 @@ import seqio
 import tqdm
 
 from crs_tasks import postprocessors
+from train import decoding
 from train import model_inputs
 
 PyTree = Any
@@ -56,8 +57,9 @@ class DecodeConfig:
   seed: int = 0
 
   def __post_init__(self):
-    if self.method not in ("greedy", "beam", "sample"):
-      raise ValueError("decode method must be greedy, beam or sample, got "
+    if self.method not in decoding.DECODE_METHODS:
+      raise ValueError(f"decode method must be one of "
+                       f"{', '.join(decoding.DECODE_METHODS)}, got "
                        f"{self.method!r}")
 
 

@@ -229,9 +229,10 @@ class EncoderDecoderModel:
       int32 [batch, max_decode_length] tokens (0 after EOS), and float32
       [batch] log-probabilities when `return_scores`.
     """
-    if decode_method not in ("greedy", "beam", "sample"):
-      raise ValueError(f"unknown decode_method {decode_method!r}; use "
-                       "'greedy', 'beam' or 'sample'")
+    if decode_method not in decoding.DECODE_METHODS:
+      methods = ", ".join(map(repr, decoding.DECODE_METHODS))
+      raise ValueError(f"unknown decode_method {decode_method!r}; use one "
+                       f"of {methods}")
     if max_decode_length is None:
       if "decoder_input_tokens" not in batch:
         raise ValueError("predict_batch needs max_decode_length or "
@@ -285,9 +286,18 @@ class CandidatePrefixes:
   order: np.ndarray
   first_row: np.ndarray
 
+  @functools.cached_property
+  def _by_first_row(self) -> tuple[np.ndarray, np.ndarray]:
+    """The prefix ids sorted by `first_row`, and their `first_row`s."""
+    ids = np.argsort(self.first_row, kind="stable")
+    return ids, self.first_row[ids]
+
   def owner_chunk(self, k: int, chunk: int) -> np.ndarray:
-    """The prefixes first seen in rows `k * chunk ...` of `order`."""
-    return np.flatnonzero(self.first_row // chunk == k)
+    """The prefixes first seen in rows `k * chunk ...` of `order`, in
+    increasing id (two binary searches, not a scan of all P)."""
+    ids, rows = self._by_first_row
+    lo, hi = np.searchsorted(rows, [k * chunk, (k + 1) * chunk])
+    return np.sort(ids[lo:hi])
 
 
 def candidate_prefixes(candidate_tokens: np.ndarray) -> CandidatePrefixes:

@@ -149,8 +149,8 @@ def test_ranking_examples_ranks_only_the_first_examples(tmp_path):
   movies = ranking.load_movie_list(str(movie_csv))
   metrics = evaluation.evaluate(
       model=FakeModel(), params="params", vocabulary=VOCAB, tasks=[TASK],
-      output_dir=str(tmp_path / "out"), num_examples=3, inputs_length=32,
-      targets_length=16, batch_size=2, ranking_examples=2,
+      output_dir=str(tmp_path / "out"), num_examples=3, task_feature_lengths={"inputs": 32, "targets": 16},
+       batch_size=2, ranking_examples=2,
       ranking_fns=ranking.make_protocols(movies, ks=(1,)))
   # Examples 1 and 2 mention ronin; up and heat: 3 samples (alien is in the
   # third example, not ranked). Generation still sees all three.
@@ -174,7 +174,7 @@ def evaluated(tmp_path_factory):
       model=model, params="params", vocabulary=VOCAB, tasks=[TASK],
       output_dir=str(tmp_path / "eval" / "7"), step=7, num_examples=3,
       decode=inference.DecodeConfig(method="beam", num_beams=3),
-      inputs_length=32, targets_length=16, batch_size=2,
+      task_feature_lengths={"inputs": 32, "targets": 16},  batch_size=2,
       ranking_fns=ranking.make_protocols(_movie_list(tmp_path), ks=(1, 10)),
       probes={"toy": _toy_probe()},
       summary_dir=str(tmp_path / "eval"))
@@ -302,8 +302,8 @@ def test_tensorboard_scalars_at_the_step(evaluated):
 def test_prints_the_metrics_path_and_shows_progress(tmp_path, capsys):
   evaluation.evaluate(
       model=FakeModel(), params="params", vocabulary=VOCAB, tasks=[TASK],
-      output_dir=str(tmp_path / "out"), num_examples=2, inputs_length=32,
-      targets_length=16, batch_size=2, score_targets=False,
+      output_dir=str(tmp_path / "out"), num_examples=2, task_feature_lengths={"inputs": 32, "targets": 16},
+       batch_size=2, score_targets=False,
       ranking_fns=ranking.make_protocols(_movie_list(tmp_path)),
       probes={"toy": _toy_probe()})
   captured = capsys.readouterr()
@@ -360,7 +360,7 @@ def test_ranking_scores_the_encoder_rows_generation_decodes(tmp_path):
   evaluation.evaluate(
       model=model, params=None, vocabulary=VOCAB, tasks=[task],
       output_dir=str(tmp_path / "out"), num_examples=12,
-      inputs_length=length, targets_length=16, batch_size=4,
+      task_feature_lengths={"inputs": length, "targets": 16},  batch_size=4,
       score_targets=False, redial_metric_fns=(),
       ranking_fns=ranking.make_protocols(
           ranking.load_movie_list(str(movie_csv))))
@@ -377,8 +377,8 @@ def test_ranking_scores_the_encoder_rows_generation_decodes(tmp_path):
 
 def test_evaluate_num_examples_and_task_prefixes(tmp_path):
   kwargs = dict(model=FakeModel(), params="params", vocabulary=VOCAB,
-                output_dir=str(tmp_path), num_examples=1, inputs_length=32,
-                targets_length=16, batch_size=4, score_targets=False,
+                output_dir=str(tmp_path), num_examples=1, task_feature_lengths={"inputs": 32, "targets": 16},
+                 batch_size=4, score_targets=False,
                 redial_metric_fns=())
   # A repeated name is evaluated once, without prefix; example 1 is right.
   assert evaluation.evaluate(tasks=[TASK, TASK], **kwargs) == {
@@ -488,8 +488,8 @@ def test_two_processes_split_the_work_and_get_one_process_metrics(
   def run(model, out):
     metrics = evaluation.evaluate(
         model=model, params="params", vocabulary=VOCAB, tasks=[TASK],
-        output_dir=str(out), num_examples=3, inputs_length=32,
-        targets_length=16, batch_size=1,
+        output_dir=str(out), num_examples=3, task_feature_lengths={"inputs": 32, "targets": 16},
+         batch_size=1,
         ranking_fns=ranking.make_protocols(movies, ks=(1, 10)),
         probes={"toy": _toy_probe()})
     path = out / "predictions.jsonl"
@@ -527,8 +527,8 @@ def test_features_are_built_once_per_task_and_rows_scored_once(
   model = _CountingModel()
   evaluation.evaluate(
       model=model, params="params", vocabulary=VOCAB, tasks=[TASK],
-      output_dir=str(tmp_path), num_examples=3, inputs_length=32,
-      targets_length=16, batch_size=4,
+      output_dir=str(tmp_path), num_examples=3, task_feature_lengths={"inputs": 32, "targets": 16},
+       batch_size=4,
       ranking_fns=ranking.make_protocols(_movie_list(tmp_path)))
   assert calls == [3, 4]  # The 3 examples; the 4 candidate replies.
   # 3 distinct ranked turns (both protocols), padded to a batch of 4.

@@ -88,7 +88,7 @@ def test_probe_numbers_equal_those_of_eval_main(tmp_path, monkeypatch):
                      batch_size=32)
   full = evaluation.evaluate(
       model=model, params={}, vocabulary=model.output_vocabulary, tasks=[],
-      output_dir=str(tmp_path / "eval"), inputs_length=8, targets_length=4,
+      output_dir=str(tmp_path / "eval"), task_feature_lengths={"inputs": 8, "targets": 4}, 
       batch_size=5, probes=probe_lib.load_probes(probes.SAMPLE_PROBES_DIR,
                                                  names=names))
   for name in names:
