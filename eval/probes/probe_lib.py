@@ -35,6 +35,7 @@ them.
 import contextlib
 import dataclasses
 import os
+import threading
 from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
 
 from absl import logging
@@ -236,20 +237,27 @@ def probe_task_name(name: str) -> str:
   return f"probe_{name}_v001"
 
 
+# Held while `$CRS_PROBES_DIR` points elsewhere: two threads loading probes
+# from different folders take turns instead of reading each other's.
+_PROBES_DIR_LOCK = threading.Lock()
+
+
 @contextlib.contextmanager
 def _probes_dir(probe_dir: str) -> Iterator[None]:
   """Points the `probe_<name>_v001` Tasks at `probe_dir` (they read
-  `$CRS_PROBES_DIR` when their dataset is built), then restores it."""
+  `$CRS_PROBES_DIR` when their dataset is built, in the calling thread),
+  then restores it; one thread at a time."""
   env = probe_io.PROBES_DIR_ENV
-  old = os.environ.get(env)
-  os.environ[env] = os.path.abspath(probe_dir)
-  try:
-    yield
-  finally:
-    if old is None:
-      del os.environ[env]
-    else:
-      os.environ[env] = old
+  with _PROBES_DIR_LOCK:
+    old = os.environ.get(env)
+    os.environ[env] = os.path.abspath(probe_dir)
+    try:
+      yield
+    finally:
+      if old is None:
+        del os.environ[env]
+      else:
+        os.environ[env] = old
 
 
 def load_probe_set(probe_dir: str, name: str,

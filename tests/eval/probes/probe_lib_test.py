@@ -2,6 +2,8 @@
 
 import json
 import os
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -9,6 +11,7 @@ import pytest
 from crs_runtime import errors
 
 from crs_tasks import features
+from crs_tasks import probes as probe_tasks
 from eval.probes import probe_lib
 
 Z95 = 1.959963984540054  # Normal 97.5% quantile.
@@ -176,6 +179,38 @@ def test_load_probes_reads_through_the_task_and_skips_missing(tmp_path):
       encode(rows[1]["negative_targets"])]
   # The environment the Task reads is left as it was.
   assert os.environ.get("CRS_PROBES_DIR") == environment
+
+
+def test_load_probes_from_two_threads_reads_each_ones_folder(
+    tmp_path, monkeypatch):
+  """`$CRS_PROBES_DIR` is process-wide: concurrent loads take turns. The
+  Task reads the variable after a pause here, so without the turns the
+  other thread would have pointed it at its own folder by then."""
+  read_folder = probe_tasks.probes_dir
+
+  def slow_probes_dir():
+    time.sleep(0.2)
+    return read_folder()
+
+  monkeypatch.setattr(probe_tasks, "probes_dir", slow_probes_dir)
+  folders = {}
+  for n in (2, 3):
+    folders[n] = tmp_path / f"probes{n}"
+    folders[n].mkdir()
+    _write(folders[n] / "attribute.jsonl", _full(n, "attribute"))
+  counts = {2: [], 3: []}
+
+  def load(n):
+    for _ in range(4):
+      counts[n].append(len(probe_lib.load_probes(
+          str(folders[n]))["attribute"].examples))
+
+  threads = [threading.Thread(target=load, args=(n,)) for n in (2, 3)]
+  for thread in threads:
+    thread.start()
+  for thread in threads:
+    thread.join()
+  assert counts == {2: [2] * 4, 3: [3] * 4}
 
 
 def test_load_probes_skips_a_bad_line_and_stops_on_a_file_without_one(
