@@ -26,6 +26,7 @@ from typing import Any, Callable, Optional, Sequence
 
 import flax.linen as nn
 import jax
+from jax.experimental import layout as jax_layout
 import jax.numpy as jnp
 import numpy as np
 
@@ -112,14 +113,27 @@ def _einsum_axes(equation: str) -> tuple[str, str, str]:
   return x_axes, y_axes, out_axes
 
 
-def _dot_f32(equation: str, x: Array, y: Array) -> Array:
-  """einsum with float32 accumulation and result, as XLA:CPU runs it.
+def _row_major(a: Array) -> Array:
+  """`a` laid out row-major in memory (a copy only where XLA chose another
+  layout)."""
+  return jax_layout.with_layout_constraint(
+      a, jax_layout.Layout(major_to_minor=tuple(range(a.ndim))))
 
-  XLA:CPU's fallback dot (the one behind some batched layouts, e.g.
-  "bqhd,bhqk->bkhd") has no bf16 x bf16 -> f32 kernel. With batch axes the
-  contraction is therefore written in the canonical layout [batch, m, k] x
-  [batch, k, n] (bf16 transposes of the operands); without, as one 2-D dot
-  (every 2-D layout is supported, and transposing copies cost time).
+
+def _dot_f32(equation: str, x: Array, y: Array) -> Array:
+  """einsum with float32 accumulation and result, as XLA:CPU runs it fast.
+
+  XLA:CPU runs bf16 x bf16 -> f32 only in its YNNPACK kernels, which read
+  the plain [m, k] x [k, n] row-major layout. Any other dot is either
+  converted to a float32 dot after compilation (without a word: the
+  weight gradients `g^T x` of every dense layer and the tied logits were,
+  a third of a training step's FLOPs at half speed) or, for some batched
+  layouts (e.g. "bqhd,bhqk->bkhd"), fails (`UNIMPLEMENTED: ... DotThunk`).
+  So on CPU every contraction is written as that one dot: the operands
+  transposed to [batch, m, k] and [batch, k, n] (batch axes first), and,
+  without batch axes, the two operands and the result pinned row-major
+  (`with_layout_constraint`; XLA would otherwise fold the transposes back
+  into the dot). Elsewhere (GPU, TPU) a plain einsum.
 
   Args:
     equation: two-operand einsum, no axis summed inside one operand.
@@ -130,9 +144,9 @@ def _dot_f32(equation: str, x: Array, y: Array) -> Array:
     The float32 contraction.
   """
   x_axes, y_axes, out_axes = _einsum_axes(equation)
-  batch = [a for a in x_axes if a in y_axes and a in out_axes]
-  if not batch:
+  if jax.default_backend() != "cpu":
     return jnp.einsum(equation, x, y, preferred_element_type=jnp.float32)
+  batch = [a for a in x_axes if a in y_axes and a in out_axes]
   summed = [a for a in x_axes if a in y_axes and a not in out_axes]
   x_free = [a for a in x_axes if a not in y_axes]
   y_free = [a for a in y_axes if a not in x_axes]
@@ -143,10 +157,15 @@ def _dot_f32(equation: str, x: Array, y: Array) -> Array:
 
   x3 = jnp.transpose(x, [x_axes.index(a) for a in batch + x_free + summed])
   y3 = jnp.transpose(y, [y_axes.index(a) for a in batch + summed + y_free])
-  out = jax.lax.dot_general(
-      x3.reshape(size(batch), size(x_free), size(summed)),
-      y3.reshape(size(batch), size(summed), size(y_free)),
-      (((2,), (1,)), ((0,), (0,))), preferred_element_type=jnp.float32)
+  x3 = x3.reshape(size(batch), size(x_free), size(summed))
+  y3 = y3.reshape(size(batch), size(summed), size(y_free))
+  if batch:
+    out = jax.lax.dot_general(x3, y3, (((2,), (1,)), ((0,), (0,))),
+                              preferred_element_type=jnp.float32)
+  else:
+    out = _row_major(jax.lax.dot_general(
+        _row_major(x3[0]), _row_major(y3[0]), (((1,), (0,)), ((), ())),
+        preferred_element_type=jnp.float32))
   order = batch + x_free + y_free
   out = out.reshape([sizes[a] for a in order])
   return jnp.transpose(out, [order.index(a) for a in out_axes])

@@ -151,6 +151,30 @@ def test_mixed_train_step_has_no_float32_matmul(variant):
     assert result.strip().endswith("xf32>"), dot
 
 
+def _compiled_dot_operand_types(hlo_text):
+  """(lhs, rhs) element types of every dot of a compiled HLO module."""
+  types = dict(re.findall(r"%(\S+) = (\w+)\[", hlo_text))
+  for signature in re.findall(r"\(([^()]*)\) ->", hlo_text):
+    types.update(re.findall(r"(\S+): (\w+)\[", signature))
+  return [(types.get(lhs), types.get(rhs)) for lhs, rhs in
+          re.findall(r" dot\(%(\S+), %(\S+)\)", hlo_text)]
+
+
+@pytest.mark.parametrize("variant", ["t5_1_0", "t5_1_1"])
+def test_compiled_mixed_train_step_keeps_bf16_dots(variant):
+  """What XLA:CPU runs, not only what JAX lowers: XLA converts a bf16 dot
+  its bf16 kernels cannot read (e.g. the weight gradients' transposed
+  operand) to a float32 dot after compilation."""
+  model = _model(BF16, variant)
+  params = _init(model)
+  grad_fn = jax.jit(jax.grad(lambda p, b: model.loss_fn(p, b, None)[0]))
+  text = grad_fn.lower(params, _batch(0)).compile().as_text()
+  dots = _compiled_dot_operand_types(text)
+  assert len(dots) > 50, len(dots)
+  upcast = [d for d in dots if d != ("bf16", "bf16")]
+  assert not upcast, f"{len(upcast)} of {len(dots)} dots are {upcast[:3]}"
+
+
 @pytest.fixture(name="trained", scope="module")
 def _trained():
   """40 AdamW steps per precision from the same init on the same batches."""
