@@ -76,13 +76,19 @@ def baseline_rows(shared: str,
           for name, fn in fns.items()}, len(train)
 
 
+def run_file(out_dir: str, mixture: str, seed: str, step: int,
+             name: str) -> str:
+  """A file of a run's ranking evaluation (`eval_rank/<step>/<name>`)."""
+  return os.path.join(out_dir, f"{mixture}_pt_s{seed}", "eval_rank",
+                      str(step), name)
+
+
 def run_rows(out_dir: str, step: int, seeds: list[str]) -> dict[str, dict]:
   """`<mixture> s<seed>` -> the metrics of its ranking evaluation."""
   rows = {}
   for seed in seeds:
     for mixture in MIXTURES:
-      path = os.path.join(out_dir, f"{mixture}_pt_s{seed}", "eval_rank",
-                          str(step), "metrics.json")
+      path = run_file(out_dir, mixture, seed, step, "metrics.json")
       if not os.path.exists(path):
         print(f"missing {path}: run `STAGES=rank bash "
               "scripts/run_study2.sh` first; left out", file=sys.stderr)
@@ -100,9 +106,8 @@ def run_label_ranks(out_dir: str, step: int,
   out = {}
   for seed in seeds:
     for mixture in MIXTURES:
-      path = os.path.join(out_dir, f"{mixture}_pt_s{seed}", "eval_rank",
-                          str(step), "predictions.jsonl")
-      if not os.path.exists(path):
+      path = run_file(out_dir, mixture, seed, step, "predictions.jsonl")
+      if not os.path.exists(path):  # `run_rows` names the missing run.
         continue
       ranks = {}
       with open(path, encoding="utf-8") as f:
