@@ -23,6 +23,12 @@ PyTorch runs alternate with them, each in its own process: float32, and
 PyTorch's own CPU mixed precision (`torch.autocast("cpu",
 dtype=torch.bfloat16)`); the last line is ours (mixed) over the faster of
 the two. Prints each round, then the medians.
+
+Every side runs under the same allocator, tcmalloc where the machine has it
+(our commands' default; crs_runtime/allocator.py), named in the header.
+With `--system_malloc_reference`, each round also trains ours (mixed) and
+Hugging Face (bf16 autocast, with `--hf`) in child processes under the
+system allocator (`CRS_MALLOC=system`): the allocator's share of the speed.
 """
 
 import argparse
@@ -38,6 +44,13 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
+from crs_runtime import allocator
+
+if __name__ == "__main__":
+  # Every side under tcmalloc where the machine has it (before JAX starts):
+  # crs_runtime/allocator.py says why; CRS_MALLOC=system keeps glibc's.
+  allocator.maybe_reexec()
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -176,6 +189,9 @@ def main():
   parser.add_argument("--peak_only", action="store_true",
                       help="only the two matmul peaks (a quick check of a "
                       "CPU's bf16 support)")
+  parser.add_argument("--system_malloc_reference", action="store_true",
+                      help="also train ours (mixed) and HF (bf16 autocast) "
+                      "under the system allocator each round")
   parser.add_argument("--hf", action="store_true",
                       help="alternate with Hugging Face PyTorch (float32), "
                       "if torch is importable")
@@ -187,7 +203,8 @@ def main():
         f"{'separate' if args.separate_logits else 'tied'} logits; batch "
         f"{batch}, lengths {in_len}/{tgt_len}; AdamW; {args.steps} timed "
         f"steps x {args.rounds} rounds; {os.cpu_count()} CPUs, load average "
-        f"{os.getloadavg()[0]:.1f}", flush=True)
+        f"{os.getloadavg()[0]:.1f}; allocator {allocator.in_use()}",
+        flush=True)
   hf = args.hf
   # Only looked up: torch is imported in its own process (TensorFlow, which
   # seqio brings in here, and torch's triton crash in one process).
@@ -216,6 +233,11 @@ def main():
   rows = {p: {"peak": [], "step": [], "decode": [], "rank": []}
           for p in POLICIES}
   hf_tps = {"torch": [], "torch_bf16": []}
+  system = {"jax": [], "torch_bf16": []}  # --system_malloc_reference
+  system_env = dict(os.environ, **{allocator.CHOICE_ENV: "system"})
+  system_env["LD_PRELOAD"] = " ".join(
+      p for p in system_env.get("LD_PRELOAD", "").split()
+      if "tcmalloc" not in p)
   for r in range(args.rounds):
     for p in POLICIES:
       row = rows[p]
@@ -235,6 +257,20 @@ def main():
         hf_tps[side].append(_spawn(side, hf_args)["tokens_per_second"])
         print(f"round {r + 1}/{args.rounds} HF   : train "
               f"{hf_tps[side][-1]:7,.0f} tokens/s ({label})", flush=True)
+    if args.system_malloc_reference:
+      child_args = argparse.Namespace(config=args.config, steps=args.steps,
+                                      warmup=2)
+      for side in system:
+        if side == "torch_bf16" and not hf:
+          continue
+        result = _spawn(side, child_args, tied=not args.separate_logits,
+                        matmul_dtype="bfloat16" if side == "jax" else None,
+                        environ=system_env)
+        system[side].append(result["tokens_per_second"])
+        print(f"round {r + 1}/{args.rounds} system malloc: "
+              f"{'ours mixed' if side == 'jax' else 'HF bf16 autocast'} "
+              f"{system[side][-1]:7,.0f} tokens/s ({result['allocator']})",
+              flush=True)
 
   med = {p: {k: statistics.median(v) for k, v in rows[p].items()}
          for p in POLICIES}
@@ -272,6 +308,18 @@ def main():
       table[f"hf_{side}_tokens_per_second"] = hf_med
     best = max(table[f"hf_{side}_tokens_per_second"] for side in HF_SIDES)
     print(f"ours mixed / HF's best setting: {ours / best:.2f}x (goal >= 1.3x)")
+  if args.system_malloc_reference:
+    names = {"jax": ("mixed", table["bfloat16"]["tokens_per_second"]),
+             "torch_bf16": ("hf_torch_bf16",
+                            table.get("hf_torch_bf16_tokens_per_second"))}
+    for side, values in system.items():
+      if not values:
+        continue
+      key, now = names[side]
+      slow = statistics.median(values)
+      table[f"system_malloc_{key}_tokens_per_second"] = slow
+      print(f"{key} under the system allocator: {slow:,.0f} tokens/s; "
+            f"{allocator.in_use()} / system {now / slow:.2f}x")
   print("RESULT" + json.dumps(table))
 
 

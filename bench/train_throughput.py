@@ -28,6 +28,11 @@ Prints tokens/s (input + target tokens per second) of both, their ratio
 step `train.main` runs; compile time is reported apart and excluded. With
 `--rounds=N` the two sides alternate N times (the machine's load drifts) and
 the medians are reported.
+
+Both sides run under the same allocator: tcmalloc where the machine has it
+(our commands' default, crs_runtime/allocator.py: glibc would fault every
+step's temporaries back in), the system one with `CRS_MALLOC=system`. The
+header says which.
 """
 
 import argparse
@@ -40,6 +45,9 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from crs_runtime import allocator  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 CONFIGS = {
     # name: (emb, heads, head_dim, mlp, layers, vocab, batch, in_len, tgt_len)
@@ -66,8 +74,9 @@ def _batch_arrays(cfg, seed=0):
   }
 
 
-def run_jax(cfg, steps, warmup, tied):
-  """Times our compiled train step; returns a result dict."""
+def run_jax(cfg, steps, warmup, tied, matmul_dtype=None):
+  """Times our compiled train step (`matmul_dtype` 'bfloat16': mixed
+  precision); returns a result dict."""
   sys.path.insert(0, ROOT)
   import jax  # pylint: disable=g-import-not-at-top
   import optax  # pylint: disable=g-import-not-at-top
@@ -83,7 +92,7 @@ def run_jax(cfg, steps, warmup, tied):
       vocab_size=vocab, emb_dim=emb, num_heads=heads, head_dim=head_dim,
       mlp_dim=mlp, num_encoder_layers=layers, num_decoder_layers=layers,
       mlp_activations=("gelu", "linear"), dropout_rate=0.0,
-      logits_via_embedding=tied)
+      logits_via_embedding=tied, matmul_dtype=matmul_dtype)
   vocabulary = seqio.test_utils.sentencepiece_vocab()
   model = models.EncoderDecoderModel(
       network.Transformer(config), vocabulary, vocabulary,
@@ -175,23 +184,29 @@ def _child(args):
     sys.modules["tensorflow"] = None
   cfg = CONFIGS[args.config]
   if args.side == "jax":
-    out = run_jax(cfg, args.steps, args.warmup, args.tied)
+    out = run_jax(cfg, args.steps, args.warmup, args.tied,
+                  args.matmul_dtype)
   else:
     out = run_torch(cfg, args.steps, args.warmup, args.tied,
                     autocast=args.side == "torch_bf16")
   _, _, _, _, _, _, batch, in_len, tgt_len = cfg
   out["tokens_per_second"] = args.steps * batch * (in_len + tgt_len) / (
       out["seconds"])
+  out["allocator"] = allocator.in_use()
   out["peak_rss_mib"] = resource.getrusage(
       resource.RUSAGE_SELF).ru_maxrss / 1024
   print("RESULT" + json.dumps(out), flush=True)
 
 
-def _spawn(side, args, tied=False):
+def _spawn(side, args, tied=False, matmul_dtype=None, environ=None):
+  """Runs one side in its own process (environment `environ`, default
+  ours: the same allocator); returns its result dict."""
   cmd = [sys.executable, os.path.abspath(__file__), f"--side={side}",
          f"--config={args.config}", f"--steps={args.steps}",
-         f"--warmup={args.warmup}"] + (["--tied"] if tied else [])
-  env = dict(os.environ, CUDA_VISIBLE_DEVICES="", JAX_PLATFORMS="cpu",
+         f"--warmup={args.warmup}"] + (["--tied"] if tied else []) + (
+             [f"--matmul_dtype={matmul_dtype}"] if matmul_dtype else [])
+  env = dict(os.environ if environ is None else environ,
+             CUDA_VISIBLE_DEVICES="", JAX_PLATFORMS="cpu",
              TF_CPP_MIN_LOG_LEVEL="3")
   proc = subprocess.run(cmd, capture_output=True, text=True, env=env,
                         check=False)
@@ -222,10 +237,14 @@ def main():
                       default=None,
                       help=argparse.SUPPRESS)
   parser.add_argument("--tied", action="store_true", help=argparse.SUPPRESS)
+  parser.add_argument("--matmul_dtype", default=None, help=argparse.SUPPRESS)
   args = parser.parse_args()
   if args.side:
     _child(args)
     return
+  # Both sides under tcmalloc where the machine has it (CRS_MALLOC=system:
+  # the system allocator); crs_runtime/allocator.py says why.
+  allocator.maybe_reexec()
   missing = [m for m in ("torch", "transformers")
              if importlib.util.find_spec(m) is None]
   if missing:
@@ -236,7 +255,8 @@ def main():
   print(f"config {args.config}: emb {emb}, {heads}x{head_dim} heads, mlp "
         f"{mlp}, {layers}+{layers} layers, vocab {vocab}; batch {batch}, "
         f"lengths {in_len}/{tgt_len}; AdamW; {args.steps} timed steps; "
-        f"{os.cpu_count()} CPUs")
+        f"{os.cpu_count()} CPUs; allocator {allocator.in_use()} (both "
+        "sides)")
   runs = {"jax": [], "torch": []}
   for i in range(args.rounds):
     runs["torch"].append(_spawn("torch", args))

@@ -33,7 +33,7 @@ instead of `absl.app.run(main)`. Then:
   terminal as before.
 
 This module is the ground floor: it imports nothing of the project but
-`crs_runtime.errors` and nothing heavy, so every command can import it
+`crs_runtime.errors` and `crs_runtime.allocator`, and nothing heavy, so every command can import it
 before TensorFlow.
 """
 
@@ -51,6 +51,7 @@ from absl import app
 from absl import flags
 from absl import logging as absl_logging
 
+from crs_runtime import allocator
 from crs_runtime import errors
 
 TRACEBACK_ENV = "CRS_TRACEBACK"
@@ -282,6 +283,10 @@ def _module_run_as_main() -> Optional[str]:
 def capture_early(package: Optional[str] = None) -> None:
   """Starts the log capture now if this process runs one of our commands.
 
+  Such a command first re-executes itself under tcmalloc where the
+  machine has it (`allocator.maybe_reexec`; `CRS_MALLOC=system` keeps the
+  system allocator).
+
   Each entry point calls it before its heavy imports (TensorFlow, JAX):
   under `python -m train.main` (or any module in ENTRY_POINTS)
   TensorFlow's C++ start-up lines then go to the log file too. Does
@@ -297,6 +302,10 @@ def capture_early(package: Optional[str] = None) -> None:
   if package and not module.startswith(package + "."):
     return
   name = ENTRY_POINTS.get(module)
+  if name:
+    # Under tcmalloc where the machine has it: one re-execution, before
+    # TensorFlow and JAX load (crs_runtime/allocator.py says why).
+    allocator.maybe_reexec()
   if name and _CAPTURE is None and _should_capture(sys.orig_argv):
     _CAPTURE = LogCapture(name)
 
