@@ -231,9 +231,11 @@ class Decoder(nn.Module):
     if return_hidden:
       return y  # [b, t, e]: `Transformer.logits` projects it.
     if cfg.logits_via_embedding:
-      # Tied output embedding, rescaled as in T5 1.0.
-      logits = self.shared_embedding.attend(y) / jnp.sqrt(
-          jnp.asarray(y.shape[-1], y.dtype))  # [b, t, v]
+      # Tied output embedding, rescaled as in T5 1.0: the hidden state, as
+      # Hugging Face does, not the [b, t, v] logits (one pass fewer over
+      # the largest array of the step).
+      logits = self.shared_embedding.attend(
+          y * (y.shape[-1] ** -0.5))  # [b, t, v]
     else:
       logits = layers.DenseGeneral(
           (cfg.vocab_size,), ("embed", "vocab"), dtype=cfg.dtype,
@@ -305,6 +307,8 @@ class Transformer(nn.Module):
       kernel = nn.unbox(self.decoder.variables["params"]["logits_dense"][
           "kernel"])  # [e, v]
       table = kernel.T
+    if cfg.logits_via_embedding:  # Rescaled as in `Decoder`.
+      hidden = hidden * (hidden.shape[-1] ** -0.5)
     if vocab_ids is None:
       flat = hidden.reshape((-1, hidden.shape[-1]))
       out = layers.contract("mk,kn->mn", flat, table.T, cfg.dtype,
@@ -316,8 +320,6 @@ class Transformer(nn.Module):
       out = jnp.einsum("...e,...ke->...k", hidden.astype(operand),
                        rows.astype(operand),
                        preferred_element_type=jnp.float32).astype(cfg.dtype)
-    if cfg.logits_via_embedding:  # Rescaled as in `Decoder`.
-      out = out / jnp.sqrt(jnp.asarray(hidden.shape[-1], out.dtype))
     return out.astype(jnp.float32)
 
   def __call__(self, encoder_input_tokens: Array, decoder_input_tokens: Array,
