@@ -27,6 +27,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
+from crs_runtime import allocator
+
+if __name__ == "__main__":
+  allocator.maybe_reexec()  # tcmalloc, as our commands (same numbers)
+
 import gin
 import numpy as np
 

@@ -147,9 +147,15 @@ def _dot_f32(equation: str, x: Array, y: Array) -> Array:
   if jax.default_backend() != "cpu":
     return jnp.einsum(equation, x, y, preferred_element_type=jnp.float32)
   batch = [a for a in x_axes if a in y_axes and a in out_axes]
-  summed = [a for a in x_axes if a in y_axes and a not in out_axes]
   x_free = [a for a in x_axes if a not in y_axes]
   y_free = [a for a in y_axes if a not in x_axes]
+  if (batch + x_free + y_free != list(out_axes)
+      and batch + y_free + x_free == list(out_axes)):
+    # Swapped, the dot's result is already in the output's order: no
+    # transposing copy of the result (e.g. a weight gradient x^T g, which
+    # then copies the narrow x, not the wide g, and not the result).
+    return _dot_f32(f"{y_axes},{x_axes}->{out_axes}", y, x)
+  summed = [a for a in x_axes if a in y_axes and a not in out_axes]
   sizes = dict(zip(x_axes, x.shape)) | dict(zip(y_axes, y.shape))
 
   def size(axes):

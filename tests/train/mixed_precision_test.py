@@ -69,6 +69,24 @@ def test_mixed_einsum_is_float32_accumulation_of_bf16_operands(
   np.testing.assert_allclose(dy, want_dy, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="XLA:CPU layout")
+def test_weight_gradient_copies_only_the_narrow_operand():
+  """dW = x^T g of a dense layer (x [m, k] narrow, g [m, n] wide) is one
+  row-major dot of x^T [k, m] (copied) and g as it is, whose [k, n] result
+  needs no transposing: neither g^T [n, m] nor dW^T [n, k] is ever made.
+  Written as g^T x, as autodiff orders it, both were copied."""
+  m, k, n = 48, 8, 40
+  x = jnp.ones((m, k), jnp.float32)
+  w = jnp.ones((k, n), jnp.float32)
+  g = jnp.ones((m, n), jnp.float32)
+  grad_w = jax.jit(jax.grad(
+      lambda w: jnp.sum(layers.mixed_einsum("mk,kn->mn", x, w, BF16) * g)))
+  hlo = grad_w.lower(w).compile().as_text()
+  assert "bf16[8,48]" in hlo  # x^T, the narrow copy
+  assert "bf16[40,48]" not in hlo and "f32[40,8]" not in hlo, hlo
+  np.testing.assert_allclose(grad_w(w), np.full((k, n), float(m)))
+
+
 def test_mixed_einsum_rejects_an_axis_summed_inside_one_operand():
   with pytest.raises(ValueError, match="sums an axis of one operand"):
     layers.mixed_einsum("mk,kn->n", jnp.ones((2, 3)), jnp.ones((3, 4)), BF16)
