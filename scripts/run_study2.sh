@@ -42,7 +42,8 @@
 #            extended runs at EXTEND_STEPS).
 #
 # Environment: OUT (/tmp/t5cr_study2), SHARED (../shared/data), SEEDS
-# ("0 1"), JOBS (2), PRETRAIN_STEPS (1500), FINETUNE_STEPS (1500),
+# ("0 1"), MIXTURES (the four), PILOT ("redial_only redial_sequences"; ""
+# for none), JOBS (2), PRETRAIN_STEPS (1500), FINETUNE_STEPS (1500),
 # TRAIN_FLAGS (extra train.main flags for every run, e.g. a larger model:
 # scripts/run_study2_gpu.sh), MAX_PAIRS (600), EVAL_EXAMPLES (500), CURVE_EXAMPLES
 # (200), CURVE_STEPS ("250 500 1000"), EXTEND_STEPS (3000),
@@ -80,8 +81,8 @@ task_of() {  # mixture -> registered name
     *) echo "crs_small_$1_v002" ;;
   esac
 }
-MIXTURES="redial_only redial_sequences redial_tags t5cr_no_reviews"
-PILOT="redial_only redial_sequences"
+MIXTURES=${MIXTURES:-"redial_only redial_sequences redial_tags t5cr_no_reviews"}
+PILOT=${PILOT-"redial_only redial_sequences"}  # PILOT="": no pilot runs
 runs() {  # "<mixture> <start> <seed>" lines: pilot first, then the ablation
   for m in $PILOT; do echo "$m scratch 0"; done
   for s in $SEEDS; do for m in $MIXTURES; do echo "$m pt $s"; done; done
