@@ -28,13 +28,18 @@ Every side runs under the same allocator, tcmalloc where the machine has it
 (our commands' default; crs_runtime/allocator.py), named in the header.
 With `--system_malloc_reference`, each round also trains ours (mixed) and
 Hugging Face (bf16 autocast, with `--hf`) in child processes under the
-system allocator (`CRS_MALLOC=system`): the allocator's share of the speed.
+system allocator (`CRS_MALLOC=system`): the allocator's share of the speed. With
+`--dots_alone`, each contraction shape of the mixed step is then timed
+alone: the fraction of the bf16 peak that a step made of nothing but its
+dots would reach, the ceiling for the step's own fraction.
 """
 
 import argparse
+import collections
 import importlib.util
 import json
 import os
+import re
 import statistics
 import sys
 import time
@@ -154,6 +159,29 @@ class Side:
       cost = cost[0]
     return float(cost["flops"])
 
+  def dot_shapes(self):
+    """{(batch, m, k, n): count} of the lowered train step's contractions.
+
+    With mixed precision on CPU every contraction is lowered as the
+    row-major `[b, m, k] x [b, k, n]` (or `[m, k] x [k, n]`, b = 1) dot
+    (`layers._dot_f32`), so the operand types give the shapes.
+    """
+    fn = jax.jit(steps_lib.make_train_step(self.model.loss_fn, self.opt))
+    with jax.sharding.set_mesh(self.mesh), nn.logical_axis_rules(
+        partitioning.LOGICAL_AXIS_RULES):
+      text = fn.lower(self.state, self.batches[0], self.rng).as_text()
+    shapes = collections.Counter()
+    for x, y in re.findall(
+        r"stablehlo\.dot_general .*: \(tensor<([0-9x]+)x\w+>, "
+        r"tensor<([0-9x]+)x\w+>\)", text):
+      xs, ys = ([int(d) for d in t.split("x")] for t in (x, y))
+      if len(xs) == 2:
+        xs, ys = [1] + xs, [1] + ys
+      if len(xs) != 3 or xs[2] != ys[1] or xs[0] != ys[0]:
+        raise ValueError(f"not a row-major [b, m, k] x [b, k, n] dot: {x} x {y}")
+      shapes[(xs[0], xs[1], xs[2], ys[2])] += 1
+    return shapes
+
   def train(self, steps):
     """Seconds per train step (after a warm-up step)."""
     self.state, metrics = self.step(self.state, self.batches[0], self.rng)
@@ -177,6 +205,34 @@ class Side:
         self.params, self.context, self.candidates), 1)
 
 
+def dots_alone(side, peak_gflops, reps=10):
+  """Times each of the mixed step's contraction shapes alone (bf16 operands,
+  float32 result, as the step runs them): the step's time if it did
+  nothing but its dots, each at the speed this CPU gives that shape."""
+  fn = jax.jit(lambda x, y: jax.lax.dot_general(
+      x, y, (((2,), (1,)), ((0,), (0,))), preferred_element_type=jnp.float32))
+  total_s = total_flop = 0.0
+  rows = []
+  for (b, m, k, n), count in sorted(side.dot_shapes().items(),
+                                    key=lambda kv: -np.prod(kv[0]) * kv[1]):
+    x = jnp.ones((b, m, k), jnp.bfloat16)
+    y = jnp.ones((b, k, n), jnp.bfloat16)
+    seconds = _timed(lambda: fn(x, y), reps)  # pylint: disable=cell-var-from-loop
+    flop = 2.0 * b * m * k * n
+    total_s += count * seconds
+    total_flop += count * flop
+    rows.append((b, m, k, n, count, flop / seconds / 1e9))
+  for b, m, k, n, count, gflops in rows[:12]:
+    print(f"  {count:3d} x [{b}, {m}, {k}] x [{b}, {k}, {n}]: {gflops:6.1f} "
+          f"GFLOP/s ({gflops / peak_gflops:.2f} of peak)")
+  print(f"  ... {len(rows)} shapes, {sum(r[4] for r in rows)} dots, "
+        f"{total_flop / 1e9:.1f} GFLOP")
+  return {"dots_alone_seconds": total_s, "dot_gflop": total_flop / 1e9,
+          "dots_alone_gflops": total_flop / total_s / 1e9,
+          "dots_alone_fraction_of_peak": total_flop / total_s / 1e9
+                                         / peak_gflops}
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--config", default="mini", choices=sorted(CONFIGS))
@@ -189,6 +245,10 @@ def main():
   parser.add_argument("--peak_only", action="store_true",
                       help="only the two matmul peaks (a quick check of a "
                       "CPU's bf16 support)")
+  parser.add_argument("--dots_alone", action="store_true",
+                      help="also time each of the mixed step's contraction "
+                      "shapes alone: the fraction of the bf16 peak a step "
+                      "made of nothing but its dots would reach")
   parser.add_argument("--system_malloc_reference", action="store_true",
                       help="also train ours (mixed) and HF (bf16 autocast) "
                       "under the system allocator each round")
@@ -320,6 +380,18 @@ def main():
       table[f"system_malloc_{key}_tokens_per_second"] = slow
       print(f"{key} under the system allocator: {slow:,.0f} tokens/s; "
             f"{allocator.in_use()} / system {now / slow:.2f}x")
+  if args.dots_alone:
+    print("\nthe mixed step's contractions, each shape timed alone:")
+    alone = dots_alone(sides["bfloat16"], table["bfloat16"]["peak_gflops"])
+    table["bfloat16"].update(alone)
+    step_s = sides["bfloat16"].tokens_per_step / table["bfloat16"][
+        "tokens_per_second"]
+    print(f"dots alone: {alone['dots_alone_seconds'] * 1e3:.0f} ms per step "
+          f"at {alone['dots_alone_gflops']:.0f} GFLOP/s = "
+          f"{alone['dots_alone_fraction_of_peak']:.2f} of the bf16 peak (the "
+          f"most a step of nothing but these dots reaches); the step: "
+          f"{step_s * 1e3:.0f} ms, {table['bfloat16']['fraction_of_peak']:.2f}"
+          " of the peak")
   print("RESULT" + json.dumps(table))
 
 
