@@ -129,4 +129,10 @@ def maybe_reexec(argv: Optional[Sequence[str]] = None) -> None:
   argv = list(argv if argv is not None else sys.orig_argv)
   sys.stdout.flush()
   sys.stderr.flush()
-  os.execve(sys.executable, [sys.executable] + argv[1:], env)
+  try:
+    os.execve(sys.executable, [sys.executable] + argv[1:], env)
+  except OSError:
+    # E.g. a user who may run this interpreter but not exec it again by
+    # this path (seen as user nobody with a venv under /tmp): the process
+    # is unchanged, so run on with the system allocator.
+    pass

@@ -88,3 +88,21 @@ def test_no_reexec_without_a_library(tmp_path):
          if not k.startswith("CRS_MALLOC")}
   env[allocator.PATH_ENV] = str(tmp_path / "missing.so")
   assert _run(env) == ["system", "None"]
+
+
+def test_a_failed_reexec_runs_on_with_the_system_allocator(monkeypatch):
+  """execve refused (seen in CI as user nobody): the command goes on."""
+  calls = []
+
+  def refuse(*args):
+    calls.append(args)
+    raise PermissionError(13, "Permission denied", args[0])
+
+  monkeypatch.setattr(allocator.os, "execve", refuse)
+  monkeypatch.setattr(allocator, "find_tcmalloc", lambda: LIB)
+  monkeypatch.setattr(allocator, "loaded", lambda: False)
+  monkeypatch.setattr(allocator.sys, "platform", "linux")
+  for name in (allocator.CHOICE_ENV, allocator.DONE_ENV):
+    monkeypatch.delenv(name, raising=False)
+  allocator.maybe_reexec(["python", "-m", "train.main"])
+  assert len(calls) == 1 and calls[0][1][1:] == ["-m", "train.main"]
