@@ -1,4 +1,4 @@
-r"""float32 vs mixed precision (bf16 operands, f32 accumulation), side by side.
+r"""float32 vs mixed precision vs t5x's bf16 default, side by side.
 
 In one process, in alternating rounds (the machine's load drifts), for the
 same T5 1.1 config and the same random batches:
@@ -8,9 +8,13 @@ same T5 1.1 config and the same random batches:
   python bench/mixed_precision.py --hf                  # + Hugging Face
   python bench/mixed_precision.py --peak_only           # matmul peaks only
 
+- three precisions: float32; mixed (`MATMUL_DTYPE='bfloat16'`: bf16
+  operands, float32 accumulation, activations and result); and t5x's
+  default for T5 1.1 (`ACTIVATION_DTYPE='bfloat16'`: bf16 operands and
+  bf16 dot outputs, float32 parameters, norms and loss);
 - the matmul peak of each precision: `jnp.dot` of two 2048 x 2048 float32
-  matrices, and of two bfloat16 ones into float32
-  (`preferred_element_type`);
+  matrices, of two bfloat16 ones into float32 (`preferred_element_type`),
+  and of two bfloat16 ones into bfloat16 (t5x's);
 - training (`trainer.compile_steps`' step, AdamW, 1x1 mesh): tokens/s, the
   step's GFLOP (XLA's cost analysis of the compiled step), GFLOP/s and its
   fraction of the peak of the precision used;
@@ -75,8 +79,14 @@ CONFIGS = train_throughput.CONFIGS
 _batch_arrays = train_throughput._batch_arrays
 _spawn = train_throughput._spawn
 # pylint: enable=protected-access
-POLICIES = ("float32", "bfloat16")
-NAMES = {"float32": "f32", "bfloat16": "mixed"}
+# float32; mixed (bf16 operands, float32 accumulation and activations:
+# MATMUL_DTYPE='bfloat16'); t5x's default for T5 1.1 (ACTIVATION_DTYPE=
+# 'bfloat16': bf16 operands and bf16 dot outputs, float32 parameters).
+POLICIES = ("float32", "bfloat16", "t5x")
+NAMES = {"float32": "f32", "bfloat16": "mixed", "t5x": "t5x"}
+DTYPES = {"float32": (jnp.float32, None), "bfloat16": (jnp.float32,
+                                                        "bfloat16"),
+          "t5x": (jnp.bfloat16, None)}  # policy: (dtype, matmul_dtype)
 # bench/train_throughput.py's Hugging Face sides: float32, and PyTorch's own
 # CPU mixed precision (bf16 autocast).
 HF_SIDES = {"torch": "PyTorch float32", "torch_bf16": "PyTorch bf16 autocast"}
@@ -100,13 +110,16 @@ class Peak:
     key = jax.random.PRNGKey(0)
     a = jax.random.normal(key, (PEAK_N, PEAK_N), jnp.float32)
     b = jax.random.normal(jax.random.fold_in(key, 1), (PEAK_N, PEAK_N))
-    self.args = {"float32": (a, b),
-                 "bfloat16": (a.astype(jnp.bfloat16), b.astype(jnp.bfloat16))}
-    self.fn = jax.jit(lambda x, y: jnp.dot(
+    bf16 = (a.astype(jnp.bfloat16), b.astype(jnp.bfloat16))
+    self.args = {"float32": (a, b), "bfloat16": bf16, "t5x": bf16}
+    to_f32 = jax.jit(lambda x, y: jnp.dot(
         x, y, preferred_element_type=jnp.float32))
+    # t5x's bf16 mode: bf16 operands, bf16 result.
+    self.fns = {"float32": to_f32, "bfloat16": to_f32,
+                "t5x": jax.jit(jnp.dot)}
 
   def __call__(self, policy, reps=5):
-    seconds = _timed(lambda: self.fn(*self.args[policy]), reps)
+    seconds = _timed(lambda: self.fns[policy](*self.args[policy]), reps)
     return 2 * PEAK_N ** 3 / seconds / 1e9
 
 
@@ -119,8 +132,8 @@ class Side:
         vocab_size=vocab, emb_dim=emb, num_heads=heads, head_dim=head_dim,
         mlp_dim=mlp, num_encoder_layers=layers, num_decoder_layers=layers,
         mlp_activations=("gelu", "linear"), dropout_rate=0.0,
-        logits_via_embedding=tied,
-        matmul_dtype=None if policy == "float32" else policy)
+        logits_via_embedding=tied, dtype=DTYPES[policy][0],
+        matmul_dtype=DTYPES[policy][1])
     vocabulary = seqio.test_utils.sentencepiece_vocab()
     self.model = models.EncoderDecoderModel(
         network.Transformer(config), vocabulary, vocabulary, z_loss=0.0)
@@ -278,11 +291,13 @@ def main():
       for p in POLICIES:
         peaks[p].append(peak(p))
       print(f"round {r + 1}/{args.rounds}: f32 {peaks['float32'][-1]:.1f}, "
-            f"bf16 -> f32 {peaks['bfloat16'][-1]:.1f} GFLOP/s", flush=True)
+            f"bf16 -> f32 {peaks['bfloat16'][-1]:.1f}, bf16 -> bf16 "
+            f"{peaks['t5x'][-1]:.1f} GFLOP/s", flush=True)
     med = {p: statistics.median(v) for p, v in peaks.items()}
     print(f"matmul peak (2048^2, medians): f32 {med['float32']:.1f} GFLOP/s, "
           f"bf16 operands -> f32 {med['bfloat16']:.1f} GFLOP/s: "
-          f"{med['bfloat16'] / med['float32']:.2f}x")
+          f"{med['bfloat16'] / med['float32']:.2f}x; bf16 -> bf16 "
+          f"{med['t5x']:.1f} GFLOP/s")
     print("RESULT" + json.dumps(med))
     return
   sides = {p: Side(cfg, p, not args.separate_logits, args.candidates)
@@ -335,7 +350,8 @@ def main():
   med = {p: {k: statistics.median(v) for k, v in rows[p].items()}
          for p in POLICIES}
   print(f"\nmedians of {args.rounds} rounds     "
-        + "".join(f"{NAMES[p]:>14s}" for p in POLICIES) + "   mixed/f32")
+        + "".join(f"{NAMES[p]:>14s}" for p in POLICIES) + "   mixed/f32"
+        + "   mixed/t5x")
   table = {}
   for p in POLICIES:
     m, side = med[p], sides[p]
@@ -355,9 +371,11 @@ def main():
            (f"ranking {args.candidates} cands, s/turn", "rank_seconds",
             "{:14.3f}")]
   for label, key, fmt in lines:
-    a, b = table["float32"][key], table["bfloat16"][key]
-    print(f"{label:31s}" + fmt.format(a) + fmt.format(b)
-          + f"   {b / a:8.2f}x")
+    a, b, c = (table[p][key] for p in POLICIES)
+    print(f"{label:31s}" + fmt.format(a) + fmt.format(b) + fmt.format(c)
+          + f"   {b / a:8.2f}x   {b / c:8.2f}x")
+  print("(t5x: t5x's default precision for T5 1.1, ACTIVATION_DTYPE="
+        "'bfloat16': bf16 dot outputs; its peak is bf16 -> bf16)")
   if hf:
     ours = table["bfloat16"]["tokens_per_second"]
     for side, label in HF_SIDES.items():
