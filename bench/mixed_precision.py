@@ -151,6 +151,7 @@ class Side:
                     for i in range(4)]
     self.rng = jax.random.PRNGKey(1)
     self.tokens_per_step = batch * (in_len + tgt_len)
+    self.lowered = self._lower_step()
     self.flops = self._step_flops()
     rng = np.random.RandomState(7)
     self.candidates = rng.randint(3, vocab, (num_candidates, 8)).astype(
@@ -161,13 +162,16 @@ class Side:
     self.decode_batch = {
         k: np.asarray(v) for k, v in self.batches[0].items()}
 
-  def _step_flops(self):
-    """FLOPs of one train step by XLA's cost analysis."""
+  def _lower_step(self):
+    """The train step lowered for this side's state and batches (once)."""
     fn = jax.jit(steps_lib.make_train_step(self.model.loss_fn, self.opt))
     with jax.sharding.set_mesh(self.mesh), nn.logical_axis_rules(
         partitioning.LOGICAL_AXIS_RULES):
-      compiled = fn.lower(self.state, self.batches[0], self.rng).compile()
-    cost = compiled.cost_analysis()
+      return fn.lower(self.state, self.batches[0], self.rng)
+
+  def _step_flops(self):
+    """FLOPs of one train step by XLA's cost analysis."""
+    cost = self.lowered.compile().cost_analysis()
     if isinstance(cost, (list, tuple)):
       cost = cost[0]
     return float(cost["flops"])
@@ -179,10 +183,7 @@ class Side:
     row-major `[b, m, k] x [b, k, n]` (or `[m, k] x [k, n]`, b = 1) dot
     (`layers._dot_f32`), so the operand types give the shapes.
     """
-    fn = jax.jit(steps_lib.make_train_step(self.model.loss_fn, self.opt))
-    with jax.sharding.set_mesh(self.mesh), nn.logical_axis_rules(
-        partitioning.LOGICAL_AXIS_RULES):
-      text = fn.lower(self.state, self.batches[0], self.rng).as_text()
+    text = self.lowered.as_text()
     shapes = collections.Counter()
     for x, y in re.findall(
         r"stablehlo\.dot_general .*: \(tensor<([0-9x]+)x\w+>, "
@@ -309,10 +310,7 @@ def main():
           for p in POLICIES}
   hf_tps = {"torch": [], "torch_bf16": []}
   system = {"jax": [], "torch_bf16": []}  # --system_malloc_reference
-  system_env = dict(os.environ, **{allocator.CHOICE_ENV: "system"})
-  system_env["LD_PRELOAD"] = " ".join(
-      p for p in system_env.get("LD_PRELOAD", "").split()
-      if "tcmalloc" not in p)
+  system_env = allocator.system_env(os.environ)
   for r in range(args.rounds):
     for p in POLICIES:
       row = rows[p]

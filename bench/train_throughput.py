@@ -77,7 +77,6 @@ def _batch_arrays(cfg, seed=0):
 def run_jax(cfg, steps, warmup, tied, matmul_dtype=None):
   """Times our compiled train step (`matmul_dtype` 'bfloat16': mixed
   precision); returns a result dict."""
-  sys.path.insert(0, ROOT)
   import jax  # pylint: disable=g-import-not-at-top
   import optax  # pylint: disable=g-import-not-at-top
   import seqio.test_utils  # pylint: disable=g-import-not-at-top

@@ -104,9 +104,20 @@ def reexec_env(environ: Mapping[str, str], library: Optional[str],
   if (not platform.startswith("linux") or already_loaded or not library
       or environ.get(DONE_ENV) or choice(environ) == "system"):
     return None
-  preload = [library] + [
-      p for p in environ.get("LD_PRELOAD", "").replace(":", " ").split() if p]
+  preload = [library] + _preloads(environ)
   return dict(environ, LD_PRELOAD=" ".join(preload), **{DONE_ENV: "1"})
+
+
+def system_env(environ: Mapping[str, str]) -> dict[str, str]:
+  """`environ` for a child process on the system allocator: tcmalloc taken
+  out of `LD_PRELOAD` (other entries kept) and `CRS_MALLOC=system`."""
+  preload = [p for p in _preloads(environ) if "tcmalloc" not in p]
+  return dict(environ, LD_PRELOAD=" ".join(preload), **{CHOICE_ENV: "system"})
+
+
+def _preloads(environ: Mapping[str, str]) -> list[str]:
+  """The libraries in `LD_PRELOAD` (separated by spaces or colons)."""
+  return environ.get("LD_PRELOAD", "").replace(":", " ").split()
 
 
 def maybe_reexec(argv: Optional[Sequence[str]] = None) -> None:

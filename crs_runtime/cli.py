@@ -33,8 +33,8 @@ instead of `absl.app.run(main)`. Then:
   terminal as before.
 
 This module is the ground floor: it imports nothing of the project but
-`crs_runtime.errors` and `crs_runtime.allocator`, and nothing heavy, so every command can import it
-before TensorFlow.
+`crs_runtime.errors` and `crs_runtime.allocator`, and nothing heavy, so
+every command can import it before TensorFlow.
 """
 
 import datetime

@@ -33,6 +33,16 @@ def test_reexec_env_leaves_the_process_alone(environ, library, platform,
   assert allocator.reexec_env(environ, library, platform, loaded) is None
 
 
+def test_system_env_takes_tcmalloc_out_and_keeps_the_rest():
+  env = allocator.system_env(
+      {"LD_PRELOAD": f"{LIB}:/a.so /b.so", allocator.CHOICE_ENV: "tcmalloc",
+       "X": "1"})
+  assert env["LD_PRELOAD"] == "/a.so /b.so"
+  assert env[allocator.CHOICE_ENV] == "system"
+  assert env["X"] == "1"
+  assert allocator.reexec_env(env, LIB, platform="linux") is None
+
+
 def test_a_typo_in_the_choice_is_named():
   with pytest.raises(ValueError, match="CRS_MALLOC='sytem'.*tcmalloc, system"):
     allocator.reexec_env({allocator.CHOICE_ENV: "sytem"}, LIB, "linux")
