@@ -7,6 +7,7 @@ own subprocess so peak memory (ru_maxrss) is measured separately:
   python bench/train_throughput.py                 # default "mini" config
   python bench/train_throughput.py --config=small --steps=5
   python bench/train_throughput.py --rounds=3      # alternate, take medians
+  python bench/train_throughput.py --hf_compiled   # HF under torch.compile
 
 Same model: transformers >= 5 always ties T5's `lm_head` to the embedding,
 so the HF side is built tied and *rescaled* (`tie_word_embeddings=True`:
@@ -48,6 +49,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from crs_runtime import allocator  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+# Hugging Face sides, each in its own process: eager float32, eager bf16
+# autocast, and both under torch.compile with fused AdamW.
+TORCH_SIDES = ("torch", "torch_bf16", "torch_compiled",
+               "torch_bf16_compiled")
 
 CONFIGS = {
     # name: (emb, heads, head_dim, mlp, layers, vocab, batch, in_len, tgt_len)
@@ -125,11 +131,14 @@ def run_jax(cfg, steps, warmup, tied, matmul_dtype=None):
               loss=float(metrics["loss"]) / (batch * tgt_len), tied=tied)
 
 
-def run_torch(cfg, steps, warmup, tied, autocast=False):
+def run_torch(cfg, steps, warmup, tied, autocast=False, compiled=False):
   """Times HF T5ForConditionalGeneration with torch.optim.AdamW; with
   `autocast`, the forward pass under PyTorch's own mixed precision on CPU
   (`torch.autocast("cpu", dtype=torch.bfloat16)`: bf16 matmuls, float32
-  parameters and optimizer)."""
+  parameters and optimizer). With `compiled`, PyTorch's fastest CPU
+  setting we found: the model under `torch.compile` (inductor; it needs a
+  C++ compiler) and AdamW's fused kernel (`fused=True`); the warm-up steps
+  compile, and their time is reported as compile time."""
   import torch  # pylint: disable=g-import-not-at-top
   import transformers  # pylint: disable=g-import-not-at-top
 
@@ -145,7 +154,9 @@ def run_torch(cfg, steps, warmup, tied, autocast=False):
   rescaled = getattr(hf_config, "scale_decoder_outputs", True)
   model = transformers.T5ForConditionalGeneration(hf_config)
   model.train()
-  opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4)
+  opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4,
+                          fused=compiled or None)
+  forward = torch.compile(model) if compiled else model
 
   def to_torch(arrays):
     return dict(
@@ -159,22 +170,26 @@ def run_torch(cfg, steps, warmup, tied, autocast=False):
   def step(b):
     opt.zero_grad(set_to_none=True)
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-      loss = model(**b).loss
+      loss = forward(**b).loss
     loss.backward()
     opt.step()
     return loss
 
+  start = time.perf_counter()
   for b in batches[:warmup]:
     step(b)
+  warmup_seconds = time.perf_counter() - start
   start = time.perf_counter()
   for b in batches[warmup:]:
     loss = step(b)
   seconds = time.perf_counter() - start
   n_params = sum(p.numel() for p in model.parameters())
-  return dict(seconds=seconds, compile_seconds=0.0, params=n_params,
-              loss=float(loss.detach()), torch_threads=torch.get_num_threads(),
+  return dict(seconds=seconds,
+              compile_seconds=warmup_seconds if compiled else 0.0,
+              params=n_params, loss=float(loss.detach()),
+              torch_threads=torch.get_num_threads(),
               tied=model.lm_head.weight is model.shared.weight,
-              rescaled=bool(rescaled), autocast=autocast)
+              rescaled=bool(rescaled), autocast=autocast, compiled=compiled)
 
 
 def _child(args):
@@ -187,7 +202,8 @@ def _child(args):
                   args.matmul_dtype)
   else:
     out = run_torch(cfg, args.steps, args.warmup, args.tied,
-                    autocast=args.side == "torch_bf16")
+                    autocast=args.side.startswith("torch_bf16"),
+                    compiled=args.side.endswith("_compiled"))
   _, _, _, _, _, _, batch, in_len, tgt_len = cfg
   out["tokens_per_second"] = args.steps * batch * (in_len + tgt_len) / (
       out["seconds"])
@@ -232,7 +248,11 @@ def main():
   parser.add_argument("--separate_logits", action="store_true",
                       help="ours keeps a separate output projection even "
                       "where HF's is tied")
-  parser.add_argument("--side", choices=["jax", "torch", "torch_bf16"],
+  parser.add_argument("--hf_compiled", action="store_true",
+                      help="the HF side under torch.compile with fused "
+                      "AdamW (PyTorch's fastest CPU setting; needs a C++ "
+                      "compiler) instead of eager")
+  parser.add_argument("--side", choices=TORCH_SIDES + ("jax",),
                       default=None,
                       help=argparse.SUPPRESS)
   parser.add_argument("--tied", action="store_true", help=argparse.SUPPRESS)
@@ -256,9 +276,10 @@ def main():
         f"lengths {in_len}/{tgt_len}; AdamW; {args.steps} timed steps; "
         f"{os.cpu_count()} CPUs; allocator {allocator.in_use()} (both "
         "sides)")
+  hf_side = "torch_compiled" if args.hf_compiled else "torch"
   runs = {"jax": [], "torch": []}
   for i in range(args.rounds):
-    runs["torch"].append(_spawn("torch", args))
+    runs["torch"].append(_spawn(hf_side, args))
     tied = runs["torch"][-1]["tied"] and not args.separate_logits
     runs["jax"].append(_spawn("jax", args, tied=tied))
     if args.rounds > 1:
@@ -267,9 +288,13 @@ def main():
             f"{runs['torch'][-1]['tokens_per_second']:,.0f} tokens/s",
             flush=True)
   results = {side: _median_run(r) for side, r in runs.items()}
-  for side, name in (("jax", "ours (JAX/Flax)"), ("torch", "HF PyTorch T5")):
+  hf_name = "HF PyTorch T5" + (" (torch.compile, fused AdamW)"
+                                if args.hf_compiled else " (eager)")
+  names = (("jax", "ours (JAX/Flax)"), ("torch", hf_name))
+  width = max(len(name) for _, name in names)
+  for side, name in names:
     r = results[side]
-    print(f"{name:16s} {r['tokens_per_second']:10,.0f} tokens/s  "
+    print(f"{name:{width}s} {r['tokens_per_second']:10,.0f} tokens/s  "
           f"{r['seconds'] / args.steps * 1000:8.1f} ms/step  peak RSS "
           f"{r['peak_rss_mib']:7,.0f} MiB  params {r['params']:,}  "
           f"compile {r['compile_seconds']:.1f}s  loss {r['loss']:.3f}")
