@@ -342,7 +342,9 @@ def main():
         except RuntimeError as e:
           if not side.endswith("_compiled"):
             raise
-          reason = str(e).strip().splitlines()[-1][:200]
+          lines = str(e).strip().splitlines()
+          errors = [l for l in lines if re.search(r"\w+(Error|Exception)\b", l)]
+          reason = (errors or lines)[-1].strip()[:200]
           print(f"HF {label} is unavailable here, left out: {reason}")
           del hf_tps[side]
           continue
@@ -403,8 +405,8 @@ def main():
       if side not in hf_tps:
         continue
       hf_med = statistics.median(hf_tps[side])
-      print(f"{'HF ' + label + ' tokens/s':31s}{hf_med:14,.0f}; ours f32 / "
-            f"HF {table['float32']['tokens_per_second'] / hf_med:.2f}x, "
+      print(f"HF {label}: {hf_med:,.0f} tokens/s; ours f32 / HF "
+            f"{table['float32']['tokens_per_second'] / hf_med:.2f}x, "
             f"mixed / HF {ours / hf_med:.2f}x")
       table[f"hf_{side}_tokens_per_second"] = hf_med
     best_side = max(hf_tps, key=lambda side: table[
