@@ -26,9 +26,14 @@ With `--hf` (and torch importable), bench/train_throughput.py's Hugging Face
 PyTorch runs alternate with them, each in its own process: float32, and
 PyTorch's own CPU mixed precision (`torch.autocast("cpu",
 dtype=torch.bfloat16)`), each eager and under `torch.compile` with fused
-AdamW (left out, with the reason, where inductor cannot compile). The last
-line is ours (mixed) over the fastest of them, as medians and paired
-round by round. Prints each round, then the medians.
+AdamW (left out, with the reason, where inductor cannot compile). Each
+HF run then also decodes the same batch greedily (`generate`, eager,
+exactly the target length) and ranks the same candidates against the same
+context (the encoder once, then the model over the candidates in chunks
+of 256, compiled where its training was; no prefix sharing, as a Hugging
+Face user would). The last line is ours (mixed) over the fastest HF
+training, as medians and paired round by round. Prints each round, then
+the medians.
 
 Every side runs under the same allocator, tcmalloc where the machine has it
 (our commands' default; crs_runtime/allocator.py), named in the header.
@@ -216,9 +221,18 @@ class Side:
     return (time.perf_counter() - start) / steps
 
   def decode(self):
-    """Seconds to greedily decode one batch (targets length)."""
-    return _timed(lambda: self.model.predict_batch(
+    """Seconds to greedily decode one batch (targets length: the random
+    targets hold no EOS, so a row ending early would be news; checked)."""
+    seconds = _timed(lambda: self.model.predict_batch(
         self.params, self.decode_batch), 1)
+    tokens = np.asarray(self.model.predict_batch(self.params,
+                                                 self.decode_batch))
+    ended = (tokens == 1).any(axis=1)
+    if ended.all():
+      steps = int(np.argmax(tokens == 1, axis=1).max()) + 1
+      print(f"note: every row ended (EOS) after {steps} of "
+            f"{tokens.shape[1]} steps: this decode is shorter than HF's")
+    return seconds
 
   def rank(self):
     """Seconds to score every candidate against one context (a turn)."""
@@ -316,6 +330,7 @@ def main():
   rows = {p: {"peak": [], "step": [], "decode": [], "rank": []}
           for p in POLICIES}
   hf_tps = {side: [] for side in HF_SIDES}
+  hf_inference = {side: {"decode": [], "rank": []} for side in HF_SIDES}
   paired = []  # ours mixed / HF's best side, each round
   system = {"jax": [], "torch_bf16": []}  # --system_malloc_reference
   system_env = allocator.system_env(os.environ)
@@ -338,7 +353,7 @@ def main():
         if side not in hf_tps:
           continue
         try:
-          hf_tps[side].append(_spawn(side, hf_args)["tokens_per_second"])
+          result = _spawn(side, hf_args, candidates=args.candidates)
         except RuntimeError as e:
           if not side.endswith("_compiled"):
             raise
@@ -348,8 +363,13 @@ def main():
           print(f"HF {label} is unavailable here, left out: {reason}")
           del hf_tps[side]
           continue
+        hf_tps[side].append(result["tokens_per_second"])
+        for key in ("decode", "rank"):
+          hf_inference[side][key].append(result[f"{key}_seconds"])
         print(f"round {r + 1}/{args.rounds} HF   : train "
-              f"{hf_tps[side][-1]:7,.0f} tokens/s ({label})", flush=True)
+              f"{hf_tps[side][-1]:7,.0f} tokens/s, decode "
+              f"{result['decode_seconds']:.2f} s/batch, rank "
+              f"{result['rank_seconds']:.2f} s/turn ({label})", flush=True)
       ours_now = sides["bfloat16"].tokens_per_step / rows["bfloat16"][
           "step"][-1]
       paired.append(ours_now / max(v[-1] for v in hf_tps.values()))
@@ -405,10 +425,18 @@ def main():
       if side not in hf_tps:
         continue
       hf_med = statistics.median(hf_tps[side])
+      decode, rank = (statistics.median(hf_inference[side][key])
+                      for key in ("decode", "rank"))
+      ours_decode, ours_rank = (table["bfloat16"][f"{key}_seconds"]
+                                for key in ("decode", "rank"))
       print(f"HF {label}: {hf_med:,.0f} tokens/s; ours f32 / HF "
             f"{table['float32']['tokens_per_second'] / hf_med:.2f}x, "
-            f"mixed / HF {ours / hf_med:.2f}x")
+            f"mixed / HF {ours / hf_med:.2f}x; decode {decode:.3f} s/batch "
+            f"(HF / ours mixed {decode / ours_decode:.2f}x), rank "
+            f"{rank:.3f} s/turn (HF / ours mixed {rank / ours_rank:.2f}x)")
       table[f"hf_{side}_tokens_per_second"] = hf_med
+      table[f"hf_{side}_decode_seconds"] = decode
+      table[f"hf_{side}_rank_seconds"] = rank
     best_side = max(hf_tps, key=lambda side: table[
         f"hf_{side}_tokens_per_second"])
     best = table[f"hf_{best_side}_tokens_per_second"]

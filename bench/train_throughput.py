@@ -131,14 +131,16 @@ def run_jax(cfg, steps, warmup, tied, matmul_dtype=None):
               loss=float(metrics["loss"]) / (batch * tgt_len), tied=tied)
 
 
-def run_torch(cfg, steps, warmup, tied, autocast=False, compiled=False):
+def run_torch(cfg, steps, warmup, tied, autocast=False, compiled=False,
+              candidates=0):
   """Times HF T5ForConditionalGeneration with torch.optim.AdamW; with
   `autocast`, the forward pass under PyTorch's own mixed precision on CPU
   (`torch.autocast("cpu", dtype=torch.bfloat16)`: bf16 matmuls, float32
   parameters and optimizer). With `compiled`, PyTorch's fastest CPU
   setting we found: the model under `torch.compile` (inductor; it needs a
   C++ compiler) and AdamW's fused kernel (`fused=True`); the warm-up steps
-  compile, and their time is reported as compile time."""
+  compile, and their time is reported as compile time. With `candidates`,
+  the trained model then also decodes and ranks (`_torch_inference`)."""
   import torch  # pylint: disable=g-import-not-at-top
   import transformers  # pylint: disable=g-import-not-at-top
 
@@ -184,12 +186,66 @@ def run_torch(cfg, steps, warmup, tied, autocast=False, compiled=False):
     loss = step(b)
   seconds = time.perf_counter() - start
   n_params = sum(p.numel() for p in model.parameters())
-  return dict(seconds=seconds,
+  inference = (_torch_inference(model, forward, cfg, autocast, candidates)
+               if candidates else {})
+  return dict(inference, seconds=seconds,
               compile_seconds=warmup_seconds if compiled else 0.0,
               params=n_params, loss=float(loss.detach()),
               torch_threads=torch.get_num_threads(),
               tied=model.lm_head.weight is model.shared.weight,
               rescaled=bool(rescaled), autocast=autocast, compiled=compiled)
+
+
+def _torch_inference(model, forward, cfg, autocast, num_candidates):
+  """Seconds (after one warm-up call each) to greedily decode one batch,
+  exactly the target length (`min_new_tokens`: no early stop), with
+  `generate` (eager: HF's generate loop is not compiled), and to rank
+  `num_candidates` replies of 8 tokens against one context: the encoder
+  once, then `forward` (compiled where the training was) over the
+  candidates in chunks of 256, summing the log-softmax of each target
+  token, as a Hugging Face user would. The same batch, context and
+  candidates as bench/mixed_precision.py's `Side`."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  import torch  # pylint: disable=g-import-not-at-top
+
+  vocab, tgt_len = cfg[5], cfg[8]
+  model.eval()
+  encoder_tokens = torch.from_numpy(
+      _batch_arrays(cfg, 0)["encoder_input_tokens"]).long()
+  rng = np.random.RandomState(7)
+  candidates = rng.randint(3, vocab, (num_candidates, 8))
+  candidates[:, -1] = 1
+  candidates = torch.from_numpy(candidates).long()
+
+  def timed(fn):
+    fn()
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+  def decode():
+    return model.generate(
+        input_ids=encoder_tokens, max_new_tokens=tgt_len,
+        min_new_tokens=tgt_len, do_sample=False, num_beams=1)
+
+  def rank():
+    context = encoder_tokens[:1]
+    encoded = model.get_encoder()(input_ids=context).last_hidden_state
+    scores = []
+    for chunk in torch.split(candidates, 256):
+      decoder_inputs = torch.nn.functional.pad(chunk[:, :-1], (1, 0))
+      logits = forward(
+          encoder_outputs=(encoded.expand(len(chunk), -1, -1),),
+          decoder_input_ids=decoder_inputs).logits
+      log_probs = torch.log_softmax(logits.float(), dim=-1)
+      scores.append(log_probs.gather(-1, chunk[..., None])[..., 0].sum(-1))
+    return torch.cat(scores)
+
+  with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16,
+                                       enabled=autocast):
+    decode_seconds = timed(decode)
+    rank_seconds = timed(rank)
+  return dict(decode_seconds=decode_seconds, rank_seconds=rank_seconds)
 
 
 def _child(args):
@@ -203,7 +259,8 @@ def _child(args):
   else:
     out = run_torch(cfg, args.steps, args.warmup, args.tied,
                     autocast=args.side.startswith("torch_bf16"),
-                    compiled=args.side.endswith("_compiled"))
+                    compiled=args.side.endswith("_compiled"),
+                    candidates=args.candidates)
   _, _, _, _, _, _, batch, in_len, tgt_len = cfg
   out["tokens_per_second"] = args.steps * batch * (in_len + tgt_len) / (
       out["seconds"])
@@ -213,13 +270,16 @@ def _child(args):
   print("RESULT" + json.dumps(out), flush=True)
 
 
-def _spawn(side, args, tied=False, matmul_dtype=None, environ=None):
+def _spawn(side, args, tied=False, matmul_dtype=None, environ=None,
+           candidates=0):
   """Runs one side in its own process (environment `environ`, default
-  ours: the same allocator); returns its result dict."""
+  ours: the same allocator); returns its result dict. With `candidates`,
+  a Hugging Face side also times decoding and ranking."""
   cmd = [sys.executable, os.path.abspath(__file__), f"--side={side}",
          f"--config={args.config}", f"--steps={args.steps}",
          f"--warmup={args.warmup}"] + (["--tied"] if tied else []) + (
-             [f"--matmul_dtype={matmul_dtype}"] if matmul_dtype else [])
+             [f"--matmul_dtype={matmul_dtype}"] if matmul_dtype else []) + (
+                 [f"--candidates={candidates}"] if candidates else [])
   env = dict(os.environ if environ is None else environ,
              CUDA_VISIBLE_DEVICES="", JAX_PLATFORMS="cpu",
              TF_CPP_MIN_LOG_LEVEL="3")
@@ -256,6 +316,8 @@ def main():
                       default=None,
                       help=argparse.SUPPRESS)
   parser.add_argument("--tied", action="store_true", help=argparse.SUPPRESS)
+  parser.add_argument("--candidates", type=int, default=0,
+                      help=argparse.SUPPRESS)
   parser.add_argument("--matmul_dtype", default=None, help=argparse.SUPPRESS)
   args = parser.parse_args()
   if args.side:
