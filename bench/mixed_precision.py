@@ -227,11 +227,11 @@ class Side:
         self.params, self.decode_batch), 1)
     tokens = np.asarray(self.model.predict_batch(self.params,
                                                  self.decode_batch))
-    ended = (tokens == 1).any(axis=1)
-    if ended.all():
+    if (tokens == 1).any(axis=1).all():
       steps = int(np.argmax(tokens == 1, axis=1).max()) + 1
-      print(f"note: every row ended (EOS) after {steps} of "
-            f"{tokens.shape[1]} steps: this decode is shorter than HF's")
+      if steps < tokens.shape[1]:
+        print(f"note: every row ended (EOS) after {steps} of "
+              f"{tokens.shape[1]} steps: this decode is shorter than HF's")
     return seconds
 
   def rank(self):
@@ -358,7 +358,8 @@ def main():
           if not side.endswith("_compiled"):
             raise
           lines = str(e).strip().splitlines()
-          errors = [l for l in lines if re.search(r"\w+(Error|Exception)\b", l)]
+          errors = [l for l in lines
+                    if re.search(r"\w+(Error|Exception)\b", l)]
           reason = (errors or lines)[-1].strip()[:200]
           print(f"HF {label} is unavailable here, left out: {reason}")
           del hf_tps[side]
