@@ -40,6 +40,9 @@ Every side runs under the same allocator, tcmalloc where the machine has it
 With `--system_malloc_reference`, each round also trains ours (mixed) and
 Hugging Face (bf16 autocast, with `--hf`) in child processes under the
 system allocator (`CRS_MALLOC=system`): the allocator's share of the speed. With
+`--real_t5x` (where t5x is importable: it is not on PyPI), each round
+also trains real t5x at its default precision in a child process: its
+examples/t5 network and `EncoderDecoderModel.loss_fn`, AdamW. With
 `--dots_alone`, each contraction shape of the mixed step is then timed
 alone: the fraction of the bf16 peak that a step made of nothing but its
 dots would reach, the ceiling for the step's own fraction.
@@ -287,6 +290,10 @@ def main():
   parser.add_argument("--system_malloc_reference", action="store_true",
                       help="also train ours (mixed) and HF (bf16 autocast) "
                       "under the system allocator each round")
+  parser.add_argument("--real_t5x", action="store_true",
+                      help="alternate with real t5x at its default "
+                      "precision, if t5x is importable (it is not on PyPI: "
+                      "install it from its source into this environment)")
   parser.add_argument("--hf", action="store_true",
                       help="alternate with Hugging Face PyTorch (float32), "
                       "if torch is importable")
@@ -306,6 +313,11 @@ def main():
   if hf and importlib.util.find_spec("torch") is None:
     print("torch is not installed: no Hugging Face column")
     hf = False
+  real_t5x = args.real_t5x
+  if real_t5x and importlib.util.find_spec("t5x") is None:
+    print("t5x is not importable here (it is not on PyPI; install it from "
+          "github.com/google-research/t5x): no real t5x column")
+    real_t5x = False
   peak = Peak()
   if args.peak_only:
     peaks = {p: [] for p in POLICIES}
@@ -332,6 +344,7 @@ def main():
   hf_tps = {side: [] for side in HF_SIDES}
   hf_inference = {side: {"decode": [], "rank": []} for side in HF_SIDES}
   paired = []  # ours mixed / HF's best side, each round
+  real_t5x_tps = []
   system = {"jax": [], "torch_bf16": []}  # --system_malloc_reference
   system_env = allocator.system_env(os.environ)
   for r in range(args.rounds):
@@ -376,6 +389,12 @@ def main():
       paired.append(ours_now / max(v[-1] for v in hf_tps.values()))
       print(f"round {r + 1}/{args.rounds} ours mixed / HF's best this "
             f"round: {paired[-1]:.2f}x", flush=True)
+    if real_t5x:
+      t5x_args = argparse.Namespace(config=args.config, steps=args.steps,
+                                    warmup=2)
+      real_t5x_tps.append(_spawn("real_t5x", t5x_args)["tokens_per_second"])
+      print(f"round {r + 1}/{args.rounds} real t5x: train "
+            f"{real_t5x_tps[-1]:7,.0f} tokens/s", flush=True)
     if args.system_malloc_reference:
       child_args = argparse.Namespace(config=args.config, steps=args.steps,
                                       warmup=2)
@@ -447,6 +466,14 @@ def main():
           + f"; {sum(x >= 1.3 for x in paired)} of {len(paired)} rounds "
           ">= 1.3x")
     table["paired_ratios"] = paired
+  if real_t5x:
+    t5x_med = statistics.median(real_t5x_tps)
+    table["real_t5x_tokens_per_second"] = t5x_med
+    print(f"real t5x (its examples/t5 network and loss_fn, ACTIVATION_DTYPE="
+          f"'bfloat16', AdamW): {t5x_med:,.0f} tokens/s; ours mixed / real "
+          f"t5x {table['bfloat16']['tokens_per_second'] / t5x_med:.2f}x, "
+          f"ours f32 / real t5x "
+          f"{table['float32']['tokens_per_second'] / t5x_med:.2f}x")
   if args.system_malloc_reference:
     names = {"jax": ("mixed", table["bfloat16"]["tokens_per_second"]),
              "torch_bf16": ("hf_torch_bf16",

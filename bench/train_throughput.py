@@ -196,6 +196,65 @@ def run_torch(cfg, steps, warmup, tied, autocast=False, compiled=False,
               rescaled=bool(rescaled), autocast=autocast, compiled=compiled)
 
 
+def run_real_t5x(cfg, steps, warmup):
+  """Times real t5x (not on PyPI: installed from its source, where a user
+  has it) at its default precision for T5 1.1 (`ACTIVATION_DTYPE=
+  'bfloat16'`, float32 parameters): its examples/t5 network (one-hot
+  embedding lookups included) and `EncoderDecoderModel.loss_fn` (z-loss
+  1e-4), tied logits, in a jitted `value_and_grad` step with optax AdamW,
+  as t5x's trainer runs it (its default optimizer is Adafactor; AdamW
+  here, like every side)."""
+  # pylint: disable=g-import-not-at-top
+  import jax
+  import jax.numpy as jnp
+  import optax
+  import seqio.test_utils
+  from t5x import adafactor
+  from t5x import models as t5x_models
+  from t5x.examples.t5 import network as t5x_network
+  # pylint: enable=g-import-not-at-top
+
+  emb, heads, head_dim, mlp, layers, vocab, batch, in_len, tgt_len = cfg
+  config = t5x_network.T5Config(
+      vocab_size=vocab, dtype=jnp.bfloat16, emb_dim=emb, num_heads=heads,
+      num_encoder_layers=layers, num_decoder_layers=layers,
+      head_dim=head_dim, mlp_dim=mlp, mlp_activations=("gelu", "linear"),
+      dropout_rate=0.0, logits_via_embedding=True)
+  vocabulary = seqio.test_utils.sentencepiece_vocab()
+  model = t5x_models.EncoderDecoderModel(
+      t5x_network.Transformer(config), vocabulary, vocabulary,
+      adafactor.Adafactor(), z_loss=1e-4)
+  batches = [{k: jnp.asarray(v) for k, v in _batch_arrays(cfg, i).items()}
+             for i in range(steps + warmup)]
+  params = model.get_initial_variables(
+      jax.random.PRNGKey(0), {"encoder_input_tokens": (batch, in_len),
+                              "decoder_input_tokens": (batch, tgt_len)})[
+                                  "params"]
+  opt = optax.adamw(1e-3)
+  opt_state = opt.init(params)
+
+  @jax.jit
+  def step(params, opt_state, b):
+    (loss, _), grads = jax.value_and_grad(model.loss_fn, has_aux=True)(
+        params, b, None)
+    updates, opt_state = opt.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, loss
+
+  start = time.perf_counter()
+  for b in batches[:warmup]:
+    params, opt_state, loss = step(params, opt_state, b)
+  jax.block_until_ready(loss)
+  compile_s = time.perf_counter() - start
+  start = time.perf_counter()
+  for b in batches[warmup:]:
+    params, opt_state, loss = step(params, opt_state, b)
+  jax.block_until_ready(loss)
+  seconds = time.perf_counter() - start
+  n_params = sum(x.size for x in jax.tree.leaves(params))
+  return dict(seconds=seconds, compile_seconds=compile_s, params=n_params,
+              loss=float(loss) / (batch * tgt_len), tied=True)
+
+
 def _torch_inference(model, forward, cfg, autocast, num_candidates):
   """Seconds (after one warm-up call each) to greedily decode one batch,
   exactly the target length (`min_new_tokens`: no early stop), with
@@ -249,13 +308,15 @@ def _torch_inference(model, forward, cfg, autocast, num_candidates):
 
 
 def _child(args):
-  if args.side != "jax":
+  if args.side in TORCH_SIDES:
     # triton (from torch) segfaults next to TensorFlow: keep TF out.
     sys.modules["tensorflow"] = None
   cfg = CONFIGS[args.config]
   if args.side == "jax":
     out = run_jax(cfg, args.steps, args.warmup, args.tied,
                   args.matmul_dtype)
+  elif args.side == "real_t5x":
+    out = run_real_t5x(cfg, args.steps, args.warmup)
   else:
     out = run_torch(cfg, args.steps, args.warmup, args.tied,
                     autocast=args.side.startswith("torch_bf16"),
@@ -312,7 +373,7 @@ def main():
                       help="the HF side under torch.compile with fused "
                       "AdamW (PyTorch's fastest CPU setting; needs a C++ "
                       "compiler) instead of eager")
-  parser.add_argument("--side", choices=TORCH_SIDES + ("jax",),
+  parser.add_argument("--side", choices=TORCH_SIDES + ("jax", "real_t5x"),
                       default=None,
                       help=argparse.SUPPRESS)
   parser.add_argument("--tied", action="store_true", help=argparse.SUPPRESS)
