@@ -305,34 +305,48 @@ def _mount_tmpfs_prefix(size: str) -> list[str]:
 def test_full_disk_save_prints_one_error_line_and_no_traceback(tmp_path):
   """A real full disk (an 8 MB tmpfs): one error line, the last good step
   kept, and the storage layer's 'Event loop is closed' tracebacks in the
-  log, not on stderr (issue 20: 1 to 51 of them before the error line)."""
-  disk, log = tmp_path / "disk", tmp_path / "save.log"
-  disk.mkdir()
+  log, not on stderr (issue 20: 1 to 51 of them before the error line).
+
+  Whether a failed write calls back after orbax closed its loop is a race
+  (most runs log hundreds of such callbacks, a rare one none), so the
+  scenario runs up to three times, each on a fresh disk and each held to
+  the same stderr, until one run shows the race in its log."""
   prefix = _mount_tmpfs_prefix("8m")
-  probe = subprocess.run(prefix + [str(disk), "true"], capture_output=True,
-                         text=True, timeout=60, check=False)
+  probe_dir = tmp_path / "probe"
+  probe_dir.mkdir()
+  probe = subprocess.run(prefix + [str(probe_dir), "true"],
+                         capture_output=True, text=True, timeout=60,
+                         check=False)
   if probe.returncode != 0:
     pytest.skip("cannot mount a small tmpfs (needs root and "
                 f"CAP_SYS_ADMIN): {probe.stderr.strip()[-200:]}")
-  model_dir = disk / "run"
-  proc = subprocess.run(
-      prefix + [str(disk), sys.executable, "-c", _FULL_DISK_SCRIPT,
-                str(model_dir), str(log)],
-      cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
-      env=dict(os.environ, JAX_PLATFORMS="cpu"))
-  ckpt_dir = model_dir / "checkpoints"
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  assert proc.stderr == (
-      f"error: {ckpt_dir}: saving checkpoint step 2 failed (no space left "
-      "on the disk); training stopped and the last good checkpoint, step 1, "
-      "is intact. Fix: free space on that disk (or give a --gin.MODEL_DIR "
-      "on a larger one) and run the same command again: it resumes from "
-      "the last good step\n"), proc.stderr[-3000:]
-  assert proc.stdout == "['1']\n"  # The partial step 2 removed.
-  logged = log.read_text()
-  # The failed writes did call back into the closed loop: the test saw
-  # what the user saw before the fix, now in the log.
-  assert "storage callback after orbax closed its event loop" in logged
+  for attempt in range(3):
+    disk, log = tmp_path / f"disk{attempt}", tmp_path / f"save{attempt}.log"
+    disk.mkdir()
+    model_dir = disk / "run"
+    proc = subprocess.run(
+        prefix + [str(disk), sys.executable, "-c", _FULL_DISK_SCRIPT,
+                  str(model_dir), str(log)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
+        env=dict(os.environ, JAX_PLATFORMS="cpu"))
+    ckpt_dir = model_dir / "checkpoints"
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stderr == (
+        f"error: {ckpt_dir}: saving checkpoint step 2 failed (no space left "
+        "on the disk); training stopped and the last good checkpoint, step "
+        "1, is intact. Fix: free space on that disk (or give a "
+        "--gin.MODEL_DIR on a larger one) and run the same command again: "
+        "it resumes from the last good step\n"), proc.stderr[-3000:]
+    assert proc.stdout == "['1']\n"  # The partial step 2 removed.
+    # The failed writes did call back into the closed loop: the test saw
+    # what the user saw before the fix, now in the log.
+    if "storage callback after orbax closed its event loop" in (
+        log.read_text()):
+      break
+  else:
+    pytest.fail("3 full-disk saves, none with a storage callback after "
+                "orbax closed its loop: the race this test guards was not "
+                "reproduced")
 
 
 def test_trained_on_reads_the_macros_of_config_gin(tmp_path):
