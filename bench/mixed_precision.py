@@ -87,6 +87,7 @@ from train import trainer
 CONFIGS = train_throughput.CONFIGS
 # pylint: disable=protected-access
 _batch_arrays = train_throughput._batch_arrays
+_candidate_arrays = train_throughput._candidate_arrays
 _spawn = train_throughput._spawn
 # pylint: enable=protected-access
 # float32; mixed (bf16 operands, float32 accumulation and activations:
@@ -108,14 +109,18 @@ HF_SIDES = {"torch": "PyTorch float32",
 PEAK_N = 2048
 
 
-def _timed(fn, reps):
-  """Seconds per call of `fn` (a result to block on), after one call."""
+def _timed(fn, reps, outputs=None):
+  """Seconds per call of `fn` (a result to block on), after one call; the
+  last result is appended to `outputs` when given."""
   jax.block_until_ready(fn())
   start = time.perf_counter()
   for _ in range(reps):
     out = fn()
   jax.block_until_ready(out)
-  return (time.perf_counter() - start) / reps
+  seconds = (time.perf_counter() - start) / reps
+  if outputs is not None:
+    outputs.append(out)
+  return seconds
 
 
 class Peak:
@@ -168,10 +173,7 @@ class Side:
     self.tokens_per_step = batch * (in_len + tgt_len)
     self.lowered = self._lower_step()
     self.flops = self._step_flops()
-    rng = np.random.RandomState(7)
-    self.candidates = rng.randint(3, vocab, (num_candidates, 8)).astype(
-        np.int32)
-    self.candidates[:, -1] = 1
+    self.candidates = _candidate_arrays(cfg, num_candidates)
     self.context = self.batches[0]["encoder_input_tokens"][:1]
     self.params = self.state.params
     self.decode_batch = {
@@ -226,10 +228,10 @@ class Side:
   def decode(self):
     """Seconds to greedily decode one batch (targets length: the random
     targets hold no EOS, so a row ending early would be news; checked)."""
+    outputs = []
     seconds = _timed(lambda: self.model.predict_batch(
-        self.params, self.decode_batch), 1)
-    tokens = np.asarray(self.model.predict_batch(self.params,
-                                                 self.decode_batch))
+        self.params, self.decode_batch), 1, outputs)
+    tokens = np.asarray(outputs[0])
     if (tokens == 1).any(axis=1).all():
       steps = int(np.argmax(tokens == 1, axis=1).max()) + 1
       if steps < tokens.shape[1]:

@@ -80,6 +80,17 @@ def _batch_arrays(cfg, seed=0):
   }
 
 
+def _candidate_arrays(cfg, num_candidates):
+  """int32 [num_candidates, 8] replies for the ranking benches: random
+  tokens, EOS (1) last; the same on every side."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+
+  rng = np.random.RandomState(7)
+  candidates = rng.randint(3, cfg[5], (num_candidates, 8)).astype(np.int32)
+  candidates[:, -1] = 1
+  return candidates
+
+
 def run_jax(cfg, steps, warmup, tied, matmul_dtype=None):
   """Times our compiled train step (`matmul_dtype` 'bfloat16': mixed
   precision); returns a result dict."""
@@ -264,17 +275,14 @@ def _torch_inference(model, forward, cfg, autocast, num_candidates):
   candidates in chunks of 256, summing the log-softmax of each target
   token, as a Hugging Face user would. The same batch, context and
   candidates as bench/mixed_precision.py's `Side`."""
-  import numpy as np  # pylint: disable=g-import-not-at-top
   import torch  # pylint: disable=g-import-not-at-top
 
-  vocab, tgt_len = cfg[5], cfg[8]
+  tgt_len = cfg[8]
   model.eval()
   encoder_tokens = torch.from_numpy(
       _batch_arrays(cfg, 0)["encoder_input_tokens"]).long()
-  rng = np.random.RandomState(7)
-  candidates = rng.randint(3, vocab, (num_candidates, 8))
-  candidates[:, -1] = 1
-  candidates = torch.from_numpy(candidates).long()
+  candidates = torch.from_numpy(
+      _candidate_arrays(cfg, num_candidates)).long()
 
   def timed(fn):
     fn()
