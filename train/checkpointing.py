@@ -44,6 +44,7 @@ import os
 import re
 import shutil
 import sys
+import time
 from typing import Any, Optional
 
 import flax.linen as nn
@@ -457,15 +458,19 @@ class CheckpointManager:
       self._remove_partial(step)
       raise SaveFailedError(self.directory, step, last_good, *known) from e
 
-  def _remove_partial(self, step: int) -> None:
-    """Deletes what a failed save of `step` left (orbax's temporary dir)."""
+  def _remove_partial(self, step: int) -> bool:
+    """Deletes what a failed save of `step` left (orbax's temporary dir);
+    True if there was something to delete."""
     try:
       names = os.listdir(self.directory)
     except OSError:
-      return
+      return False
+    found = False
     for name in names:
       if name.startswith(f"{step}.") and "tmp" in name:
         shutil.rmtree(os.path.join(self.directory, name), ignore_errors=True)
+        found = True
+    return found
 
   def restore(
       self,
@@ -529,8 +534,19 @@ class CheckpointManager:
         self._manager.close()
       except Exception:  # pylint: disable=broad-except
         pass
-      # Writes still in flight at the failure may have re-created it.
-      self._remove_partial(failed)
+      # Writes still in flight at the failure may re-create it, or refill
+      # it while it is being removed, for a moment even after close (seen
+      # in about 1 run in 6 of the full-disk test): remove it until it
+      # has stayed gone for half a second (3 s at most).
+      deadline, gone_since = time.monotonic() + 3.0, None
+      while time.monotonic() < deadline:
+        if self._remove_partial(failed):
+          gone_since = None
+        elif gone_since is None:
+          gone_since = time.monotonic()
+        elif time.monotonic() - gone_since >= 0.5:
+          break
+        time.sleep(0.05)
       return
     self._manager.wait_until_finished()
     self._manager.close()
