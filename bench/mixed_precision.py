@@ -18,9 +18,13 @@ same T5 1.1 config and the same random batches:
 - training (`trainer.compile_steps`' step, AdamW, 1x1 mesh): tokens/s, the
   step's GFLOP (XLA's cost analysis of the compiled step), GFLOP/s and its
   fraction of the peak of the precision used;
-- greedy decoding (`predict_batch`, KV cache) of one batch, and ranking
-  (`score_candidates` of `--candidates` replies of 8 tokens against one
-  context) in seconds per turn.
+- greedy decoding (`predict_batch`, KV cache) of one batch, in seconds
+  and generated tokens/s, and ranking (`score_candidates` of
+  `--candidates` replies of 8 tokens against one context) in seconds per
+  turn; each with its GFLOP (XLA's cost analysis: for decoding, of a
+  teacher-forced forward pass over the same tokens, what a KV-cached
+  decode computes; for ranking, of every compiled call
+  `score_candidates` makes), GFLOP/s and fraction of the peak.
 
 With `--hf` (and torch importable), bench/train_throughput.py's Hugging Face
 PyTorch runs alternate with them, each in its own process: float32, and
@@ -109,6 +113,14 @@ HF_SIDES = {"torch": "PyTorch float32",
 PEAK_N = 2048
 
 
+def _flops(lowered):
+  """FLOPs of a lowered computation, by XLA's cost analysis."""
+  cost = lowered.compile().cost_analysis()
+  if isinstance(cost, (list, tuple)):
+    cost = cost[0]
+  return float(cost["flops"])
+
+
 def _timed(fn, reps, outputs=None):
   """Seconds per call of `fn` (a result to block on), after one call; the
   last result is appended to `outputs` when given."""
@@ -188,10 +200,43 @@ class Side:
 
   def _step_flops(self):
     """FLOPs of one train step by XLA's cost analysis."""
-    cost = self.lowered.compile().cost_analysis()
-    if isinstance(cost, (list, tuple)):
-      cost = cost[0]
-    return float(cost["flops"])
+    return _flops(self.lowered)
+
+  def decode_flops(self):
+    """FLOPs of the greedy decode `decode` times: those of a teacher-forced
+    forward pass over the same tokens (`score_batch`, by XLA's cost
+    analysis), the contractions a KV-cached decode computes: XLA hoists the
+    cross-attention keys and values out of the decoding loop, and counts a
+    while loop's body once, so the loop itself cannot be analysed whole."""
+    return _flops(models._score_batch.lower(  # pylint: disable=protected-access
+        self.model.module, self.params, dict(self.decode_batch)))
+
+  def rank_flops(self):
+    """FLOPs of one `rank` turn, by XLA's cost analysis of every compiled
+    call `score_candidates` makes (the encoder, each chunk of candidates,
+    each block of prefixes), counted on one untimed call."""
+    names = ("_encode", "_candidate_states", "_prefix_logsumexp")
+    originals = {name: getattr(models, name) for name in names}
+    per_shape, total = {}, [0.0]
+
+    def counting(fn):
+      def call(module, *args):
+        key = (fn, tuple((a.shape, str(a.dtype))
+                         for a in jax.tree.leaves(args)))
+        if key not in per_shape:
+          per_shape[key] = _flops(fn.lower(module, *args))
+        total[0] += per_shape[key]
+        return fn(module, *args)
+      return call
+
+    try:
+      for name, fn in originals.items():
+        setattr(models, name, counting(fn))
+      self.model.score_candidates(self.params, self.context, self.candidates)
+    finally:
+      for name, fn in originals.items():
+        setattr(models, name, fn)
+    return total[0]
 
   def dot_shapes(self):
     """{(batch, m, k, n): count} of the lowered train step's contractions.
@@ -338,9 +383,14 @@ def main():
     return
   sides = {p: Side(cfg, p, not args.separate_logits, args.candidates)
            for p in POLICIES}
+  inference_flops = {}
   for p in POLICIES:
-    print(f"{NAMES[p]}: {sides[p].flops / 1e9:.1f} GFLOP per train step "
-          "(XLA cost analysis)", flush=True)
+    inference_flops[p] = {"decode": sides[p].decode_flops(),
+                          "rank": sides[p].rank_flops()}
+    print(f"{NAMES[p]}: {sides[p].flops / 1e9:.1f} GFLOP per train step, "
+          f"{inference_flops[p]['decode'] / 1e9:.1f} per greedy decode, "
+          f"{inference_flops[p]['rank'] / 1e9:.1f} per ranking turn (XLA "
+          "cost analysis)", flush=True)
   rows = {p: {"peak": [], "step": [], "decode": [], "rank": []}
           for p in POLICIES}
   hf_tps = {side: [] for side in HF_SIDES}
@@ -427,14 +477,31 @@ def main():
         gflops=side.flops / 1e9 / m["step"],
         decode_seconds=m["decode"], rank_seconds=m["rank"])
     table[p]["fraction_of_peak"] = table[p]["gflops"] / m["peak"]
+    table[p]["decode_tokens_per_second"] = (
+        side.decode_batch["decoder_input_tokens"].size / m["decode"])
+    for key in ("decode", "rank"):
+      table[p][f"{key}_gflop"] = inference_flops[p][key] / 1e9
+      table[p][f"{key}_gflops"] = inference_flops[p][key] / 1e9 / m[key]
+      table[p][f"{key}_fraction_of_peak"] = (
+          table[p][f"{key}_gflops"] / m["peak"])
   lines = [("matmul peak, GFLOP/s (2048^2)", "peak_gflops", "{:14.1f}"),
            ("train tokens/s", "tokens_per_second", "{:14,.0f}"),
            ("train step GFLOP (XLA)", "step_gflop", "{:14.1f}"),
            ("train GFLOP/s", "gflops", "{:14.1f}"),
            ("fraction of own peak", "fraction_of_peak", "{:14.2f}"),
            ("greedy decode, s/batch", "decode_seconds", "{:14.3f}"),
+           ("decode tokens/s (generated)", "decode_tokens_per_second",
+            "{:14,.0f}"),
+           ("decode GFLOP (XLA)", "decode_gflop", "{:14.1f}"),
+           ("decode GFLOP/s", "decode_gflops", "{:14.1f}"),
+           ("decode fraction of own peak", "decode_fraction_of_peak",
+            "{:14.2f}"),
            (f"ranking {args.candidates} cands, s/turn", "rank_seconds",
-            "{:14.3f}")]
+            "{:14.3f}"),
+           ("ranking GFLOP (XLA)", "rank_gflop", "{:14.1f}"),
+           ("ranking GFLOP/s", "rank_gflops", "{:14.1f}"),
+           ("ranking fraction of own peak", "rank_fraction_of_peak",
+            "{:14.2f}")]
   for label, key, fmt in lines:
     a, b, c = (table[p][key] for p in POLICIES)
     print(f"{label:31s}" + fmt.format(a) + fmt.format(b) + fmt.format(c)
