@@ -50,8 +50,9 @@ examples/t5 network and `EncoderDecoderModel.loss_fn`, AdamW. With
 `--dots_alone`, each contraction shape of the mixed step is then timed
 alone: the fraction of the bf16 peak that a step made of nothing but its
 dots would reach, the ceiling for the step's own fraction; then AdamW's
-update alone (memory-bound), and the two summed: the fastest the step
-can run with these kernels, beside the step times the two goals need.
+update alone (memory-bound) and the cross-entropy alone, and the three
+summed: the fastest the step can run with these kernels, beside the step
+times the two goals need.
 """
 
 import argparse
@@ -346,6 +347,40 @@ def optimizer_alone(side, reps=10):
   return _timed(run, reps)
 
 
+def loss_alone(side, reps=10):
+  """Seconds of the cross-entropy over the step's logits alone: float32
+  [batch, targets, vocab] in, the loss and its gradient (cast to bf16, as
+  the logits' contraction takes it) out. The gradient is written as one
+  pass, softmax minus one-hot: the fastest form found here (autodiff's
+  three passes take ~1.35x as long), so the floor below is not inflated."""
+  targets = jnp.asarray(side.batches[0]["decoder_target_tokens"])
+  vocab = side.model.module.config.vocab_size
+  logits = jax.random.normal(jax.random.PRNGKey(0), targets.shape + (vocab,))
+
+  @jax.custom_vjp
+  def xent(logits):
+    return xent_fwd(logits)[0]
+
+  def xent_fwd(logits):
+    lse = jax.nn.logsumexp(logits, axis=-1, keepdims=True)
+    picked = jnp.take_along_axis(logits, targets[..., None], axis=-1)
+    return jnp.mean(lse - picked), (logits, lse)
+
+  def xent_bwd(residuals, g):
+    logits, lse = residuals
+    onehot = jnp.arange(vocab) == targets[..., None]
+    return ((jnp.exp(logits - lse) - onehot) * (g / targets.size),)
+
+  xent.defvjp(xent_fwd, xent_bwd)
+
+  @jax.jit
+  def loss_and_grad(logits):
+    loss, grad = jax.value_and_grad(xent)(logits)
+    return loss, grad.astype(jnp.bfloat16)
+
+  return _timed(lambda: loss_and_grad(logits), reps)
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--config", default="mini", choices=sorted(CONFIGS))
@@ -596,18 +631,22 @@ def main():
           f"{step_s * 1e3:.0f} ms, {table['bfloat16']['fraction_of_peak']:.2f}"
           " of the peak")
     side = sides["bfloat16"]
-    adamw_s = optimizer_alone(side)
-    floor_s = alone["dots_alone_seconds"] + adamw_s
+    adamw_s, loss_s = optimizer_alone(side), loss_alone(side)
+    floor_s = alone["dots_alone_seconds"] + adamw_s + loss_s
     table["bfloat16"].update(adamw_alone_seconds=adamw_s,
-                             dots_and_adamw_seconds=floor_s)
+                             loss_alone_seconds=loss_s,
+                             dots_adamw_loss_seconds=floor_s)
     params = sum(x.size for x in jax.tree.leaves(side.state.params))
     print(f"AdamW alone ({params / 1e6:.1f}M float32 parameters, two "
-          f"float32 moments): {adamw_s * 1e3:.1f} ms per step; dots alone + "
-          f"AdamW alone: {floor_s * 1e3:.0f} ms = "
-          f"{side.tokens_per_step / floor_s:,.0f} tokens/s, "
+          f"float32 moments): {adamw_s * 1e3:.1f} ms per step; the "
+          f"cross-entropy alone (float32 logits, one-pass gradient): "
+          f"{loss_s * 1e3:.1f} ms")
+    print(f"dots alone + AdamW alone + cross-entropy alone: "
+          f"{floor_s * 1e3:.0f} ms = {side.tokens_per_step / floor_s:,.0f} "
+          f"tokens/s, "
           f"{side.flops / 1e9 / floor_s / table['bfloat16']['peak_gflops']:.2f}"
           " of the peak: the fastest this step runs with these kernels, "
-          "before any other float32 work (norms, softmax, loss, casts)")
+          "before its norms, attention softmaxes and casts")
     hf_best = max((v for k, v in table.items()
                    if k.startswith("hf_") and k.endswith("_tokens_per_second")),
                   default=None)
