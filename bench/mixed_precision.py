@@ -585,16 +585,18 @@ def main():
     a, b, c = (table[p][key] for p in POLICIES)
     print(f"{label:31s}" + fmt.format(a) + fmt.format(b) + fmt.format(c)
           + f"   {b / a:8.2f}x   {b / c:8.2f}x")
-  side = sides["bfloat16"]
-  encoder_s, encoder_flops, step_s = side.decode_split()
-  rows, length = side.decode_batch["decoder_input_tokens"].shape
-  step_flops = (inference_flops["bfloat16"]["decode"] - encoder_flops) / length
+  mixed = sides["bfloat16"]
+  encoder_s, encoder_flops, decode_step_s = mixed.decode_split()
+  decode_rows, length = mixed.decode_batch["decoder_input_tokens"].shape
+  decode_step_flops = (inference_flops["bfloat16"]["decode"]
+                       - encoder_flops) / length
   print(f"mixed decode, split: the encoder {encoder_s * 1e3:.1f} ms "
         f"({encoder_flops / encoder_s / 1e9:.0f} GFLOP/s), then "
-        f"{step_s * 1e3:.2f} ms per step of {rows} rows "
-        f"({step_flops / step_s / 1e9:.0f} GFLOP/s)")
+        f"{decode_step_s * 1e3:.2f} ms per step of {decode_rows} rows "
+        f"({decode_step_flops / decode_step_s / 1e9:.0f} GFLOP/s)")
   print("(t5x: t5x's default precision for T5 1.1, ACTIVATION_DTYPE="
         "'bfloat16': bf16 dot outputs; its peak is bf16 -> bf16)")
+  best = None  # HF's best training tokens/s (with --hf)
   if hf:
     ours = table["bfloat16"]["tokens_per_second"]
     for side, label in HF_SIDES.items():
@@ -644,41 +646,36 @@ def main():
             f"{allocator.in_use()} / system {now / slow:.2f}x")
   if args.dots_alone:
     print("\nthe mixed step's contractions, each shape timed alone:")
-    alone = dots_alone(sides["bfloat16"], table["bfloat16"]["peak_gflops"])
+    alone = dots_alone(mixed, table["bfloat16"]["peak_gflops"])
     table["bfloat16"].update(alone)
-    step_s = sides["bfloat16"].tokens_per_step / table["bfloat16"][
-        "tokens_per_second"]
+    step_s = mixed.tokens_per_step / table["bfloat16"]["tokens_per_second"]
     print(f"dots alone: {alone['dots_alone_seconds'] * 1e3:.0f} ms per step "
           f"at {alone['dots_alone_gflops']:.0f} GFLOP/s = "
           f"{alone['dots_alone_fraction_of_peak']:.2f} of the bf16 peak (the "
           f"most a step of nothing but these dots reaches); the step: "
           f"{step_s * 1e3:.0f} ms, {table['bfloat16']['fraction_of_peak']:.2f}"
           " of the peak")
-    side = sides["bfloat16"]
-    adamw_s, loss_s = optimizer_alone(side), loss_alone(side)
+    adamw_s, loss_s = optimizer_alone(mixed), loss_alone(mixed)
     floor_s = alone["dots_alone_seconds"] + adamw_s + loss_s
     table["bfloat16"].update(adamw_alone_seconds=adamw_s,
                              loss_alone_seconds=loss_s,
                              dots_adamw_loss_seconds=floor_s)
-    params = sum(x.size for x in jax.tree.leaves(side.state.params))
+    params = sum(x.size for x in jax.tree.leaves(mixed.state.params))
     print(f"AdamW alone ({params / 1e6:.1f}M float32 parameters, two "
           f"float32 moments): {adamw_s * 1e3:.1f} ms per step; the "
           f"cross-entropy alone (float32 logits, one-pass gradient): "
           f"{loss_s * 1e3:.1f} ms")
     print(f"dots alone + AdamW alone + cross-entropy alone: "
-          f"{floor_s * 1e3:.0f} ms = {side.tokens_per_step / floor_s:,.0f} "
+          f"{floor_s * 1e3:.0f} ms = {mixed.tokens_per_step / floor_s:,.0f} "
           f"tokens/s, "
-          f"{side.flops / 1e9 / floor_s / table['bfloat16']['peak_gflops']:.2f}"
+          f"{mixed.flops / 1e9 / floor_s / table['bfloat16']['peak_gflops']:.2f}"
           " of the peak: the fastest this step runs with these kernels, "
           "before its norms, attention softmaxes and casts")
-    hf_best = max((v for k, v in table.items()
-                   if k.startswith("hf_") and k.endswith("_tokens_per_second")),
-                  default=None)
-    target_s = side.flops / 1e9 / (0.75 * table["bfloat16"]["peak_gflops"])
+    target_s = mixed.flops / 1e9 / (0.75 * table["bfloat16"]["peak_gflops"])
     print(f"75% of the peak is a {target_s * 1e3:.0f} ms step"
-          + (f"; 1.3x HF's best ({1.3 * hf_best:,.0f} tokens/s) a "
-             f"{side.tokens_per_step / (1.3 * hf_best) * 1e3:.0f} ms step"
-             if hf_best else ""))
+          + (f"; 1.3x HF's best ({1.3 * best:,.0f} tokens/s) a "
+             f"{mixed.tokens_per_step / (1.3 * best) * 1e3:.0f} ms step"
+             if best else ""))
   print("RESULT" + json.dumps(table))
 
 
